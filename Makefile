@@ -1,0 +1,77 @@
+# blindframe: every target installs what it needs the first time (a .venv, npm packages, Debian
+# packages) and nothing on a repeat run. `make demo` and `make test` are the two commands.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FOUNDRY_BIN := $(CURDIR)/node_modules/@foundry-rs/forge-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/anvil-linux-amd64/bin:$(CURDIR)/node_modules/@foundry-rs/cast-linux-amd64/bin
+export PATH := $(CURDIR)/$(VENV)/bin:$(FOUNDRY_BIN):$(PATH)
+# Torch comes from this machine's disk as a CPU build; left alone pip picks a CUDA build of several GB.
+TORCH := torch==2.13.0
+SLITHER := $(VENV)/slither/bin/slither
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := chromium ipfs-cid
+
+.PHONY: help demo test lint format forge slither pytest bench clean bootstrap
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+demo: bootstrap ## start the local stack, deploy, render the sample scene end to end
+	$(VENV)/bin/blindframe demo
+
+test: bootstrap lint forge slither pytest ## every suite: lint, Forge, Slither, pytest (real stack)
+
+lint: bootstrap ## ruff (lint + format check) and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: bootstrap ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+forge: bootstrap ## Forge unit, fuzz and invariant tests (CI profile: more runs, fixed seed)
+	FOUNDRY_PROFILE=$${FOUNDRY_PROFILE:-ci} forge test
+
+slither: bootstrap $(SLITHER) ## static analysis of the contracts; see contracts/slither.config.json
+	$(SLITHER) . --config-file contracts/slither.config.json
+
+pytest: bootstrap ## the Python suites, against a real Anvil, IPFS and Concrete
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: bootstrap ## benchmarks: FHE kernels, IPFS throughput, gas per tile
+	$(PY) -m bench $(BENCH)
+
+clean: ## remove build outputs (keeps .venv and node_modules)
+	rm -rf contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache
+
+bootstrap: $(VENV)/.installed node_modules/.installed .debian-packages
+
+$(VENV)/.installed: pyproject.toml
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade 'pip>=24' 'setuptools>=69,<81' wheel
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# Slither pins web3<8, the project web3 8: it lives in a venv of its own inside .venv.
+$(SLITHER): $(VENV)/.installed
+	[ -x $(VENV)/slither/bin/python ] || $(PY) -m venv $(VENV)/slither
+	$(VENV)/slither/bin/python -m pip install --quiet 'slither-analyzer==0.11.6'
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-fund --no-audit --loglevel=error
+	touch $@
+
+# Debian packages: chromium for the dashboard's browser tests, ipfs-cid to cross-check CIDs.
+.debian-packages:
+	missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	touch $@

@@ -1,0 +1,1 @@
+"""The artist side: encrypt, post, watch, verify, settle, decrypt."""

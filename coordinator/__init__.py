@@ -1,0 +1,1 @@
+"""Shared by client and worker: chain bindings, transactions, events, IPFS store, scheduling."""

@@ -1,0 +1,1 @@
+"""Local stack (Anvil, IPFS) and contract deployment to any EVM chain."""

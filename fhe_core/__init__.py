@@ -1,0 +1,1 @@
+"""Render kernels as Concrete circuits, their plaintext twins, keys, wire formats, tiling."""

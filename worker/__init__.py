@@ -1,0 +1,1 @@
+"""The render node: claim loop, sandboxed FHE compute, commit and reveal."""

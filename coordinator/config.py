@@ -86,7 +86,9 @@ def _coerce(values: dict[str, Any], origin: str) -> dict[str, Any]:
     return out
 
 
-def load_settings(config_path: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
+def load_settings(
+    config_path: str | Path | None = None, env: dict[str, str] | None = None
+) -> Settings:
     """Read defaults, then the config file, then ``BLINDFRAME_*`` variables.
 
     Without ``config_path``, ``./blindframe.toml`` is used if it exists, else

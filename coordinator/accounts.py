@@ -1,0 +1,166 @@
+"""Account keys in encrypted keystores (Web3 Secret Storage, scrypt): create, import, unlock."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eth_account import Account
+from eth_utils.address import is_hex_address, to_checksum_address
+
+from blindframe.coordinator.errors import KeystoreError, KeystorePasswordError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+__all__ = [
+    "KeystoreEntry",
+    "create_account",
+    "find_keystore",
+    "import_private_key",
+    "list_accounts",
+    "read_password_file",
+    "unlock",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class KeystoreEntry:
+    """One keystore file: its alias (file stem), checksum address and path."""
+
+    name: str
+    address: str
+    path: Path
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise KeystoreError(
+            f"invalid account name {name!r}",
+            hint="use letters, digits, '.', '_' or '-' (at most 64, not starting with a symbol)",
+        )
+
+
+def _write_keystore(directory: Path, name: str, keystore: dict[str, Any]) -> KeystoreEntry:
+    _check_name(name)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{name}.json"
+    address = to_checksum_address("0x" + str(keystore["address"]))
+    for entry in list_accounts(directory):
+        if entry.address == address:
+            raise KeystoreError(f"account {address} already has a keystore: {entry.path}")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeystoreError(
+            f"a keystore named {name!r} already exists in {directory}", hint="choose another name"
+        ) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(keystore, handle)
+    return KeystoreEntry(name=name, address=address, path=path)
+
+
+def create_account(directory: Path, name: str, password: str) -> KeystoreEntry:
+    """Generate a fresh key and store it encrypted under ``directory/<name>.json`` (0600)."""
+    _check_password(password)
+    account = Account.create()
+    return _write_keystore(directory, name, Account.encrypt(account.key, password))
+
+
+def import_private_key(
+    directory: Path, name: str, private_key: str, password: str
+) -> KeystoreEntry:
+    """Encrypt an existing private key (hex) into a keystore; the key is never written in clear."""
+    _check_password(password)
+    try:
+        account = Account.from_key(private_key.strip())
+    except (ValueError, TypeError) as exc:
+        raise KeystoreError(f"not a valid private key: {exc}") from None
+    return _write_keystore(directory, name, Account.encrypt(account.key, password))
+
+
+def list_accounts(directory: Path) -> list[KeystoreEntry]:
+    """The keystores found in ``directory``, sorted by name; unreadable files are skipped."""
+    if not directory.is_dir():
+        return []
+    entries = []
+    for path in sorted(directory.glob("*.json")):
+        address = _keystore_address(path)
+        if address is not None:
+            entries.append(KeystoreEntry(name=path.stem, address=address, path=path))
+    return entries
+
+
+def _keystore_address(path: Path) -> str | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    raw = document.get("address") if isinstance(document, dict) else None
+    if not isinstance(raw, str) or not is_hex_address("0x" + raw.removeprefix("0x")):
+        return None
+    return to_checksum_address("0x" + raw.removeprefix("0x"))
+
+
+def find_keystore(directory: Path, account: str) -> Path:
+    """A keystore by file path, name (file stem) or address."""
+    candidate = Path(account).expanduser()
+    if candidate.suffix == ".json" and candidate.is_file():
+        return candidate
+    entries = list_accounts(directory)
+    for entry in entries:
+        if entry.name == account or (
+            is_hex_address(account) and entry.address.lower() == account.lower()
+        ):
+            return entry.path
+    known = ", ".join(f"{e.name} ({e.address})" for e in entries) or "none"
+    raise KeystoreError(
+        f"no keystore for account {account!r} in {directory}",
+        hint=f"known accounts: {known}; create one with `blindframe account new NAME`",
+    )
+
+
+def unlock(path: Path, password: str) -> LocalAccount:
+    """Decrypt a keystore file into a signing account (the key stays in memory only)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KeystoreError(f"keystore file {path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise KeystoreError(f"keystore file {path} is not readable JSON: {exc}") from None
+    if not isinstance(document, dict) or ("crypto" not in document and "Crypto" not in document):
+        raise KeystoreError(f"{path} is not an Ethereum keystore (no 'crypto' section)")
+    try:
+        key = Account.decrypt(document, password)
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise KeystorePasswordError(
+                f"wrong password for keystore {path}",
+                hint="check the password file or BLINDFRAME_PASSWORD_FILE",
+            ) from None
+        raise KeystoreError(f"cannot decrypt keystore {path}: {exc}") from None
+    account: LocalAccount = Account.from_key(key)
+    return account
+
+
+def read_password_file(path: Path) -> str:
+    """The password in ``path`` (first line, without its newline); the file should be 0600."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeystoreError(f"password file {path} does not exist") from None
+    except OSError as exc:
+        raise KeystoreError(f"cannot read password file {path}: {exc.strerror}") from None
+    lines = text.splitlines()
+    return lines[0] if lines else ""
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise KeystoreError("the password must have at least 8 characters")

@@ -221,7 +221,9 @@ class TxSender:
         tx: dict[str, Any] = dict(params)
         tx.pop("nonce", None)
         try:
-            gas = self._retry(lambda: self.w3.eth.estimate_gas(cast("TxParams", tx)), f"estimate gas for {action}")
+            gas = self._retry(
+                lambda: self.w3.eth.estimate_gas(cast("TxParams", tx)), f"estimate gas for {action}"
+            )
         except ContractLogicError as exc:
             raise self._revert(exc, action) from None
         except Web3RPCError as exc:
@@ -272,7 +274,9 @@ class TxSender:
         priority = int(self._retry(lambda: self.w3.eth.max_priority_fee, "read the priority fee"))
         return {"maxFeePerGas": 2 * int(base_fee) + priority, "maxPriorityFeePerGas": priority}
 
-    def _mined_revert(self, tx: dict[str, Any], receipt: TxReceipt, action: str) -> TransactionError:
+    def _mined_revert(
+        self, tx: dict[str, Any], receipt: TxReceipt, action: str
+    ) -> TransactionError:
         replay = {k: v for k, v in tx.items() if k in ("from", "to", "value", "data", "gas")}
         try:
             self.w3.eth.call(replay, block_identifier=receipt["blockNumber"])  # type: ignore[arg-type]

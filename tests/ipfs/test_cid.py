@@ -1,4 +1,4 @@
-"""CID parity with Kubo's `ipfs add` defaults: Python builder, the Helia node, and Debian's ipfs_cid.
+"""CID parity with Kubo's `ipfs add` defaults: Python builder, Helia node, Debian's ipfs_cid.
 
 What is claimed: for any bytes, the CIDv0 that `KuboDagBuilder` computes and the one the local node
 returns for `add` equal the one `ipfs_cid` (rust-ipfs's UnixFS adder, an independent

@@ -216,7 +216,7 @@ def test_missing_node_22_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setattr(node_module, "_ROOT", tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("BLINDFRAME_NODE_BIN", raising=False)
-    with pytest.raises(NodeRuntimeMissingError, match="Node.js 22 or newer") as caught:
+    with pytest.raises(NodeRuntimeMissingError, match=r"Node\.js 22 or newer") as caught:
         node_module.start_node(tmp_path / "data")
     assert "make bootstrap" in str(caught.value)
     assert isinstance(caught.value, FileNotFoundError)

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+import {IPayments} from "../interfaces/IPayments.sol";
+import {IRenderMarket} from "../interfaces/IRenderMarket.sol";
+import {Agreement} from "../libraries/Agreement.sol";
+import {TileBitmap} from "../libraries/TileBitmap.sol";
+import {StakingBase} from "./StakingBase.sol";
+
+/// @title MarketBase
+/// @notice The market's constants, parameters, storage and the lookups both halves use:
+/// RenderMarket (the happy path) and MarketFaults (the unhappy paths, reached by delegatecall).
+/// @dev Storage layout: PaymentsBase, StakingBase, then this contract. RenderMarket and
+/// MarketFaults must not declare state variables, so both see the same layout.
+abstract contract MarketBase is StakingBase {
+    using TileBitmap for mapping(uint256 => uint256);
+
+    /*//////////////////////////////////////////////////////////////
+                               CONSTANTS
+    //////////////////////////////////////////////////////////////*/
+
+    uint256 public constant MAX_TILES = 1 << 20;
+    uint256 public constant MAX_REPLICATION = 8;
+    /// @notice Tiles per lease; a lease's range then spans at most two bitmap words.
+    uint256 public constant MAX_LEASE_TILES = 256;
+    uint256 public constant MAX_CID_LENGTH = 128;
+    /// @notice Leaves per disagreement or far proof.
+    uint256 public constant MAX_OPENINGS = 32;
+    /// @notice Leases per settle or finalize call.
+    uint256 public constant MAX_BATCH = 128;
+    uint256 internal constant _BPS = 10_000;
+
+    /*//////////////////////////////////////////////////////////////
+                               IMMUTABLES
+    //////////////////////////////////////////////////////////////*/
+
+    uint256 internal immutable _MAX_LEASE_LENGTH;
+    uint256 internal immutable _REVEAL_WINDOW;
+    uint256 internal immutable _CHALLENGE_WINDOW;
+    uint256 internal immutable _ACCEPTANCE_WINDOW;
+    uint256 internal immutable _TIE_BREAK_WINDOW;
+    uint256 internal immutable _SLASH_BPS;
+    uint256 internal immutable _BOUNTY_BPS;
+    uint256 internal immutable _DISPUTE_BOND;
+    uint64 internal immutable _TOLERANCE;
+    uint256 internal immutable _FAR_COUNT;
+
+    /*//////////////////////////////////////////////////////////////
+                                STORAGE
+    //////////////////////////////////////////////////////////////*/
+
+    uint64 internal _jobCount;
+    uint64 internal _leaseCount;
+    uint64 internal _contestCount;
+
+    mapping(uint256 jobId => IRenderMarket.Job) internal _jobs;
+    mapping(uint256 leaseId => IRenderMarket.Lease) internal _leases;
+    mapping(uint256 contestId => IRenderMarket.Contest) internal _contests;
+    /// @dev Tiles leased per (job, lane), live or done; reclaim clears them.
+    mapping(uint256 jobId => mapping(uint256 lane => mapping(uint256 word => uint256))) internal _taken;
+    /// @dev Tiles of which a worker holds a replica in some lane: one replica per worker and tile.
+    mapping(uint256 jobId => mapping(address worker => mapping(uint256 word => uint256))) internal _held;
+    /// @dev Tiles revealed per (job, replica lane), kept only when replication > 1.
+    mapping(uint256 jobId => mapping(uint256 lane => mapping(uint256 word => uint256))) internal _revealed;
+    /// @dev Latest reveal time per (job, replica lane, bitmap word).
+    mapping(uint256 jobId => mapping(uint256 lane => mapping(uint256 word => uint256))) internal _revealTime;
+    /// @dev Tiles ever contested: each tile gets at most one contest (bounded rounds).
+    mapping(uint256 jobId => mapping(uint256 word => uint256)) internal _contested;
+    /// @dev Tie-breaker lane -> its contest.
+    mapping(uint256 jobId => mapping(uint256 lane => uint256 contestId)) internal _tieLanes;
+
+    /*//////////////////////////////////////////////////////////////
+                              CONSTRUCTOR
+    //////////////////////////////////////////////////////////////*/
+
+    /// @param p Every parameter of the market; see IRenderMarket.Params and contracts/README.md.
+    constructor(IRenderMarket.Params memory p) StakingBase(p.minStake, p.collateralPerTile, p.unbondingDelay) {
+        if (p.minStake == 0) revert IRenderMarket.MarketBadParameter("minStake");
+        if (p.collateralPerTile == 0 || p.collateralPerTile > p.minStake) {
+            revert IRenderMarket.MarketBadParameter("collateralPerTile");
+        }
+        if (p.unbondingDelay == 0) revert IRenderMarket.MarketBadParameter("unbondingDelay");
+        if (p.maxLeaseLength == 0) revert IRenderMarket.MarketBadParameter("maxLeaseLength");
+        if (p.revealWindow == 0) revert IRenderMarket.MarketBadParameter("revealWindow");
+        if (p.challengeWindow == 0) revert IRenderMarket.MarketBadParameter("challengeWindow");
+        if (p.acceptanceWindow == 0) revert IRenderMarket.MarketBadParameter("acceptanceWindow");
+        if (p.tieBreakWindow == 0) revert IRenderMarket.MarketBadParameter("tieBreakWindow");
+        if (p.slashBps > _BPS) revert IRenderMarket.MarketBadParameter("slashBps");
+        if (p.bountyBps > _BPS) revert IRenderMarket.MarketBadParameter("bountyBps");
+        if (p.disputeBond == 0) revert IRenderMarket.MarketBadParameter("disputeBond");
+        if (p.tolerance >= 1 << 63) revert IRenderMarket.MarketBadParameter("tolerance");
+        if (p.farCount == 0 || p.farCount > MAX_OPENINGS * Agreement.COEFFICIENTS_PER_LEAF) {
+            revert IRenderMarket.MarketBadParameter("farCount");
+        }
+        _MAX_LEASE_LENGTH = p.maxLeaseLength;
+        _REVEAL_WINDOW = p.revealWindow;
+        _CHALLENGE_WINDOW = p.challengeWindow;
+        _ACCEPTANCE_WINDOW = p.acceptanceWindow;
+        _TIE_BREAK_WINDOW = p.tieBreakWindow;
+        _SLASH_BPS = p.slashBps;
+        _BOUNTY_BPS = p.bountyBps;
+        _DISPUTE_BOND = p.disputeBond;
+        _TOLERANCE = p.tolerance;
+        _FAR_COUNT = p.farCount;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               LOOKUPS
+    //////////////////////////////////////////////////////////////*/
+
+    function _job(uint256 jobId) internal view returns (IRenderMarket.Job storage job) {
+        job = _jobs[jobId];
+        if (job.client == address(0)) revert IRenderMarket.MarketUnknownJob(jobId);
+    }
+
+    function _lease(uint256 leaseId) internal view returns (IRenderMarket.Lease storage l) {
+        l = _leases[leaseId];
+        if (l.status == IRenderMarket.LeaseStatus.None) revert IRenderMarket.MarketUnknownLease(leaseId);
+    }
+
+    function _contest(uint256 contestId) internal view returns (IRenderMarket.Contest storage c) {
+        c = _contests[contestId];
+        if (c.jobId == 0) revert IRenderMarket.MarketUnknownContest(contestId);
+    }
+
+    /// @dev A revealed, unsettled replica-lane lease of `jobId` covering `tile`.
+    function _replicaLease(uint256 leaseId, uint256 jobId, IRenderMarket.Job storage job, uint256 tile)
+        internal
+        view
+        returns (IRenderMarket.Lease storage l)
+    {
+        l = _lease(leaseId);
+        if (l.jobId != jobId) revert IRenderMarket.MarketWrongJob(leaseId, l.jobId, jobId);
+        if (l.lane >= job.replication) revert IRenderMarket.MarketNotReplicaLane(leaseId, l.lane);
+        if (l.status != IRenderMarket.LeaseStatus.Revealed) {
+            revert IRenderMarket.MarketWrongLeaseStatus(leaseId, l.status, IRenderMarket.LeaseStatus.Revealed);
+        }
+        if (tile < l.firstTile || tile >= uint256(l.firstTile) + l.count) {
+            revert IRenderMarket.MarketTileNotInLease(leaseId, tile);
+        }
+    }
+
+    function _revealDeadline(IRenderMarket.Lease storage l) internal view returns (uint256) {
+        return l.commitDeadline + _REVEAL_WINDOW;
+    }
+
+    function _refundable(IRenderMarket.Job storage job) internal view returns (uint256) {
+        return job.escrow - uint256(job.reservedSlots) * job.rewardPerTileReplica;
+    }
+
+    /// @dev See IRenderMarket.verifiedAt: challengeWindow after the latest reveal among the
+    /// lease's own and its tiles' other replica lanes (by bitmap word); while a replica is
+    /// missing, after the job's reveal horizon (deadline + revealWindow), past which no replica
+    /// lane can reveal (its leases commit by the deadline).
+    function _verifiedAt(uint256 jobId, IRenderMarket.Job storage job, IRenderMarket.Lease storage l)
+        internal
+        view
+        returns (uint256)
+    {
+        uint256 latest = l.revealedAt;
+        uint256 replication = job.replication;
+        if (replication > 1) {
+            uint256 first = l.firstTile;
+            uint256 count = l.count;
+            uint256 own = l.lane;
+            uint256 horizon = uint256(job.deadline) + _REVEAL_WINDOW;
+            for (uint256 lane; lane < replication; ++lane) {
+                if (lane == own) continue; // <= MAX_REPLICATION lanes
+                uint256 revealTime = _laneRevealTime(jobId, lane, first, count, horizon);
+                if (revealTime > latest) latest = revealTime;
+            }
+        }
+        return latest + _CHALLENGE_WINDOW;
+    }
+
+    /// @dev When lane `lane` revealed all of [first, first + count) (latest reveal in its bitmap
+    /// words), or `horizon` while some tile of the range is unrevealed there.
+    function _laneRevealTime(uint256 jobId, uint256 lane, uint256 first, uint256 count, uint256 horizon)
+        internal
+        view
+        returns (uint256 latest)
+    {
+        mapping(uint256 => uint256) storage revealed = _revealed[jobId][lane];
+        mapping(uint256 => uint256) storage times = _revealTime[jobId][lane];
+        uint256 last = (first + count - 1) >> 8;
+        for (uint256 w = first >> 8; w <= last; ++w) {
+            uint256 mask = TileBitmap.rangeMask(first, count, w); // at most two words
+            if (revealed[w] & mask != mask) return horizon;
+            if (times[w] > latest) latest = times[w];
+        }
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                              MONEY
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Splits slashed wei: bountyBps of it to the provers (halved when there are two), the
+    /// rest to the client.
+    function _shareSlash(uint256 jobId, address client, uint256 slashed, address first, address second) internal {
+        uint256 bounty = slashed * _BOUNTY_BPS / _BPS;
+        uint256 half = second == address(0) ? 0 : bounty / 2;
+        _credit(first, jobId, bounty - half, IPayments.CreditReason.Bounty);
+        _credit(second, jobId, half, IPayments.CreditReason.Bounty);
+        _credit(client, jobId, slashed - bounty, IPayments.CreditReason.Compensation);
+    }
+}

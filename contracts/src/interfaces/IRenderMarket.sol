@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+import {IPayments} from "./IPayments.sol";
+import {IStaking} from "./IStaking.sol";
+
+/// @title IRenderMarket
+/// @notice The blindframe job market in native ETH: clients escrow rewards for the tiles of a
+/// render job, staked workers lease contiguous tile ranges of one replica lane, commit to and
+/// reveal a Merkle root over their output coefficients, and get paid once the challenge window
+/// passes with no proven disagreement and the client settles (or anyone finalizes after the
+/// acceptance window). No admin keys: every parameter is fixed at deployment. Every state has a
+/// deadline and a permissionless exit. See contracts/README.md for the state machine.
+/// @dev Off-chain code is driven by these events and view functions only.
+interface IRenderMarket is IStaking, IPayments {
+    /*//////////////////////////////////////////////////////////////
+                                 TYPES
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Deployment parameters, all immutable. Times in seconds, fractions in basis points.
+    struct Params {
+        uint96 minStake; // least stake a worker must hold to claim
+        uint96 collateralPerTile; // stake locked per claimed tile until the lease ends
+        uint32 unbondingDelay; // wait between requestUnstake and unstake
+        uint32 maxLeaseLength; // upper bound of a job's lease length (the commit window of a lease)
+        uint32 revealWindow; // a lease's reveal deadline = its commit deadline + revealWindow
+        uint32 challengeWindow; // time after the last reveal of a tile's replicas to prove a disagreement
+        uint32 acceptanceWindow; // time after verification in which only the client settles or disputes
+        uint32 tieBreakWindow; // time after a contest opens in which a tie-breaker may claim it
+        uint16 slashBps; // share of a faulty tile's collateral that is slashed
+        uint16 bountyBps; // share of a slash paid to whoever proved the fault
+        uint96 disputeBond; // wei a client posts with `dispute`
+        uint64 tolerance; // coefficients further apart than this (torus distance) are "far"
+        uint16 farCount; // far coefficient pairs that prove a disagreement
+    }
+
+    /// @notice One job. The manifest CID itself is only in `JobPosted`; `manifestHash` is its keccak256.
+    struct Job {
+        address client;
+        uint40 deadline; // original-lane claims must have their commit deadline by then; refunds after it
+        uint32 leaseLength; // commit window of each lease (claim time + leaseLength)
+        uint8 replication; // replica lanes 0..replication-1; lanes above are tie-breaker lanes
+        uint8 leafDepth; // depth of each tile's Merkle tree (4 * 2^leafDepth coefficients per tile)
+        uint8 priority; // scheduling hint for workers, not used on chain
+        uint32 tileCount;
+        uint96 rewardPerTileReplica;
+        uint32 committedSlots; // tile-slots of replica lanes committed (or revealed) now
+        uint32 reservedSlots; // tile-slots of replica lanes held by live, unpaid leases
+        uint32 contestCount; // contests opened on this job (tie-breaker lane = replication + index)
+        uint128 escrow; // wei still held for this job
+        bytes32 manifestHash; // keccak256 of the manifest CID bytes
+        bytes32 kernelId;
+    }
+
+    /// @notice Life of a lease. Claimed -> Committed -> Revealed -> Settled; Claimed or Committed
+    /// -> Reclaimed past its deadline.
+    enum LeaseStatus {
+        None,
+        Claimed,
+        Committed,
+        Revealed,
+        Settled,
+        Reclaimed
+    }
+
+    /// @notice A contiguous range of tiles of one lane held by one worker.
+    struct Lease {
+        address worker;
+        uint40 commitDeadline; // claim time + the job's lease length
+        uint40 revealedAt; // 0 until revealed
+        LeaseStatus status;
+        uint64 jobId;
+        uint32 lane;
+        uint32 firstTile;
+        uint16 count;
+        uint16 forfeitedCount; // tiles of this lease lost in contests (not paid at settlement)
+        uint16 openContests; // contests on its tiles not yet resolved (settlement waits for them)
+        bytes32 digest; // the commitment while Committed, the Merkle root from Revealed on
+        uint256 forfeited; // bit i set: tile firstTile + i was forfeited in a contest
+    }
+
+    /// @notice Disagreement: two replicas proven far apart. Dispute: the client challenges one replica.
+    enum ContestKind {
+        Disagreement,
+        Dispute
+    }
+
+    /// @notice How a contest ended. AFar/BFar: that side was proven far from the tie-breaker (only
+    /// that side). BothFar: both were. NoneFar: neither was. NoTieBreaker: no tie-breaker revealed.
+    enum ContestOutcome {
+        Pending,
+        AFar,
+        BFar,
+        BothFar,
+        NoneFar,
+        NoTieBreaker
+    }
+
+    /// @notice A contest over one tile, decided against a fresh tie-breaker replica in lane `lane`.
+    struct Contest {
+        uint64 jobId;
+        uint32 tile;
+        uint32 lane; // the tie-breaker lane (claim it with count 1 on `tile`)
+        uint40 claimDeadline; // last moment a tie-breaker may claim the lane
+        ContestKind kind;
+        ContestOutcome outcome; // Pending while open
+        uint8 farMask; // bit 0: side A proven far from the tie-breaker; bit 1: side B
+        uint64 leaseA;
+        uint64 leaseB; // 0 for a client dispute
+        uint64 leaseT; // the live tie-breaker lease, 0 while none
+        address challenger; // who proved the disagreement, or the disputing client
+        uint96 bond; // the client's dispute bond (0 for a disagreement)
+        address proverA; // who proved side A far from the tie-breaker
+        address proverB; // who proved side B far from the tie-breaker
+    }
+
+    /// @notice One leaf index of one tile opened against two roots (see contracts/README.md for
+    /// the Merkle format). In `proveDisagreement` A and B are the two leases; in `proveFar` A is
+    /// the contested side and B is the tie-breaker.
+    struct Opening {
+        uint32 leaf; // leaf index inside the tile, strictly increasing across openings
+        bytes32 leafA; // 4 little-endian uint64 coefficients
+        bytes32 leafB;
+        bytes32[] proofA; // leafDepth siblings bottom-up, then the lease-tree siblings
+        bytes32[] proofB;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 ERRORS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice A constructor parameter is out of range; `name` says which.
+    error MarketBadParameter(string name);
+
+    /// @notice No job, lease or contest with this id.
+    error MarketUnknownJob(uint256 jobId);
+    error MarketUnknownLease(uint256 leaseId);
+    error MarketUnknownContest(uint256 contestId);
+
+    /// @notice postJob: `msg.value` must equal tiles x replication x reward.
+    error MarketWrongEscrow(uint256 expected, uint256 sent);
+    /// @notice A CID of zero length or longer than MAX_CID_LENGTH.
+    error MarketBadCid(uint256 length, uint256 maximum);
+    error MarketBadTileCount(uint256 tileCount, uint256 maximum);
+    error MarketBadReplication(uint256 replication, uint256 maximum);
+    error MarketZeroReward();
+    error MarketBadLeaseLength(uint256 leaseLength, uint256 maximum);
+    /// @notice The job deadline leaves no time for one lease: it must be at least `earliest`.
+    error MarketBadDeadline(uint256 deadline, uint256 earliest);
+    error MarketBadLeafDepth(uint256 leafDepth, uint256 maximum);
+
+    /// @notice claim: an empty range, one longer than MAX_LEASE_TILES, or one past the last tile.
+    error MarketBadRange(uint256 firstTile, uint256 count, uint256 tileCount);
+    /// @notice claim: `lane` is neither a replica lane nor an open tie-breaker lane of the job.
+    error MarketBadLane(uint256 jobId, uint256 lane);
+    /// @notice claim: a replica-lane lease would end its commit window after the job deadline.
+    error MarketClaimClosed(uint256 jobId, uint256 deadline, uint256 commitDeadline);
+    /// @notice claim: some tile of the range is already leased in this lane.
+    error MarketTilesTaken(uint256 jobId, uint256 lane, uint256 firstTile, uint256 count);
+    /// @notice claim: the worker already holds a replica of some tile of the range (any lane).
+    error MarketTileHeld(uint256 jobId, address worker, uint256 firstTile, uint256 count);
+    /// @notice claim: a tie-breaker lane is for its contest's tile only, one tile.
+    error MarketNotContestTile(uint256 contestId, uint256 tile, uint256 firstTile, uint256 count);
+    /// @notice claim: the contest's tie-breaker lane is held by lease `leaseT`.
+    error MarketTieBreakerTaken(uint256 contestId, uint256 leaseT);
+    /// @notice claim: the contest's tie-breaker claim window has closed.
+    error MarketTieBreakerClosed(uint256 contestId, uint256 claimDeadline, uint256 now);
+    /// @notice claim: the job's client cannot be the tie-breaker of its own job.
+    error MarketClientTieBreaker(uint256 contestId, address client);
+
+    /// @notice Only the lease's worker may do this.
+    error MarketNotLeaseWorker(uint256 leaseId, address caller, address worker);
+    /// @notice The lease is in `status`, the call needs `expected`.
+    error MarketWrongLeaseStatus(uint256 leaseId, LeaseStatus status, LeaseStatus expected);
+    /// @notice The lease's commit (or reveal) deadline has passed.
+    error MarketLeaseExpired(uint256 leaseId, uint256 deadline, uint256 now);
+    error MarketZeroCommitment(uint256 leaseId);
+    error MarketZeroRoot(uint256 leaseId);
+    /// @notice reveal: keccak256(abi.encode(root, worker, salt)) differs from the commitment.
+    error MarketCommitmentMismatch(uint256 leaseId, bytes32 commitment, bytes32 computed);
+    /// @notice reveal: not every replica slot has committed and the lease's commit window is open.
+    error MarketRevealTooEarly(uint256 leaseId, uint256 committedSlots, uint256 totalSlots, uint256 commitDeadline);
+    /// @notice reveal: a tie-breaker's root equals a contested root (honest outputs never do).
+    error MarketCopiedRoot(uint256 contestId, bytes32 root);
+    /// @notice reclaim: the lease's deadline has not passed yet.
+    error MarketLeaseNotExpired(uint256 leaseId, uint256 deadline, uint256 now);
+
+    /// @notice The lease belongs to job `leaseJob`, not `jobId`.
+    error MarketWrongJob(uint256 leaseId, uint256 leaseJob, uint256 jobId);
+    /// @notice The lease does not cover `tile`.
+    error MarketTileNotInLease(uint256 leaseId, uint256 tile);
+    /// @notice The lease is a tie-breaker lease; only replica-lane leases may do this.
+    error MarketNotReplicaLane(uint256 leaseId, uint256 lane);
+    error MarketSameLease(uint256 leaseId);
+    /// @notice The tile was contested before; each tile is contested at most once.
+    error MarketTileAlreadyContested(uint256 jobId, uint256 tile);
+    /// @notice The window to prove a disagreement (or far-ness) closed at `deadline`.
+    error MarketChallengeClosed(uint256 deadline, uint256 now);
+    error MarketBadOpeningCount(uint256 count, uint256 maximum);
+    /// @notice Leaf indices must be strictly increasing and below 2^leafDepth.
+    error MarketBadLeafIndex(uint256 leaf, uint256 previous, uint256 leaves);
+    /// @notice The opening of `leaf` does not verify against lease `leaseId`'s root.
+    error MarketBadProof(uint256 leaseId, uint256 leaf);
+    /// @notice The openings show `far` far coefficient pairs, fewer than `required`.
+    error MarketNotFarEnough(uint256 far, uint256 required);
+
+    error MarketContestResolved(uint256 contestId);
+    /// @notice proveFar: the contest's tie-breaker has not revealed.
+    error MarketTieBreakerNotRevealed(uint256 contestId);
+    /// @notice proveFar: side 0 (A) or 1 (B, disagreements only), not yet proven.
+    error MarketBadSide(uint256 contestId, uint256 side);
+    /// @notice resolveContest: wait until `until` (or the tie-breaker lease's reveal or reclaim).
+    error MarketContestPending(uint256 contestId, uint256 until);
+
+    error MarketNotClient(uint256 jobId, address caller, address client);
+    error MarketWrongBond(uint256 expected, uint256 sent);
+    /// @notice dispute: the lease's acceptance window closed at `deadline`.
+    error MarketDisputeClosed(uint256 leaseId, uint256 deadline, uint256 now);
+
+    error MarketBadBatch(uint256 length, uint256 maximum);
+    /// @notice The lease is not verified before `verifiedAt` (its challenge window is open).
+    error MarketNotVerified(uint256 leaseId, uint256 verifiedAt, uint256 now);
+    /// @notice The lease has unresolved contests.
+    error MarketLeaseContested(uint256 leaseId, uint256 openContests);
+    /// @notice finalize: the client's acceptance window is open until `until`.
+    error MarketAcceptanceOpen(uint256 leaseId, uint256 until, uint256 now);
+    /// @notice refund: the job deadline has not passed.
+    error MarketJobNotExpired(uint256 jobId, uint256 deadline, uint256 now);
+    error MarketNothingToRefund(uint256 jobId);
+
+    /*//////////////////////////////////////////////////////////////
+                                 EVENTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice A job was posted with `escrow` wei. Workers fetch the manifest from `manifestCid`.
+    event JobPosted(
+        uint256 indexed jobId,
+        address indexed client,
+        bytes32 indexed kernelId,
+        bytes manifestCid,
+        uint32 tileCount,
+        uint8 replication,
+        uint96 rewardPerTileReplica,
+        uint32 leaseLength,
+        uint40 deadline,
+        uint8 priority,
+        uint8 leafDepth,
+        uint256 escrow
+    );
+
+    /// @notice `worker` leased tiles [firstTile, firstTile + count) of `lane` (tie-breaker lanes: count 1).
+    event TilesClaimed(
+        uint256 indexed leaseId,
+        uint256 indexed jobId,
+        address indexed worker,
+        uint32 lane,
+        uint32 firstTile,
+        uint16 count,
+        uint40 commitDeadline,
+        uint40 revealDeadline
+    );
+
+    /// @notice The lease's worker committed to `commitment` = keccak256(abi.encode(root, worker, salt)).
+    event Committed(uint256 indexed leaseId, uint256 indexed jobId, address indexed worker, bytes32 commitment);
+
+    /// @notice The lease's worker revealed its Merkle `root` and the CID of its result bundle.
+    event Revealed(
+        uint256 indexed leaseId, uint256 indexed jobId, address indexed worker, bytes32 root, bytes resultCid
+    );
+
+    /// @notice An expired lease ended: its tiles reopened in their lane, its worker was slashed.
+    /// @param committed True for a missed reveal, false for a missed commit.
+    event LeaseReclaimed(uint256 indexed leaseId, uint256 indexed jobId, address indexed caller, bool committed);
+
+    /// @notice Two replicas of `tile` were proven far apart; contest `contestId` decides.
+    event DisagreementProven(
+        uint256 indexed contestId,
+        uint256 indexed jobId,
+        uint32 tile,
+        uint256 leaseA,
+        uint256 leaseB,
+        address challenger,
+        uint256 far
+    );
+
+    /// @notice The client disputed `tile` of lease `leaseId`, posting `bond`; contest `contestId` decides.
+    event Disputed(uint256 indexed contestId, uint256 indexed jobId, uint32 tile, uint256 leaseId, uint256 bond);
+
+    /// @notice A tie-breaker slot opened: claim lane `lane`, tile `tile`, count 1, by `claimDeadline`.
+    event TieBreakerOpened(
+        uint256 indexed contestId, uint256 indexed jobId, uint32 tile, uint32 lane, uint40 claimDeadline
+    );
+
+    /// @notice Lease `leaseId` (one side of the contest) was proven far from the tie-breaker.
+    event FarProven(uint256 indexed contestId, uint256 indexed leaseId, address prover, uint256 far);
+
+    /// @notice The contest ended with `outcome` (see ContestOutcome and contracts/README.md).
+    event ContestResolved(uint256 indexed contestId, uint256 indexed jobId, uint32 tile, ContestOutcome outcome);
+
+    /// @notice The client settled the lease: `paidTiles` tiles, `amount` wei credited to the worker.
+    event LeaseSettled(
+        uint256 indexed leaseId, uint256 indexed jobId, address indexed worker, uint256 paidTiles, uint256 amount
+    );
+
+    /// @notice Someone finalized the lease after the acceptance window (same effect as settling).
+    event LeaseFinalized(
+        uint256 indexed leaseId, uint256 indexed jobId, address indexed worker, uint256 paidTiles, uint256 amount
+    );
+
+    /// @notice A tie-breaker lease ended with its contest; `amount` wei reward (0 if unpaid).
+    event TieBreakerSettled(uint256 indexed leaseId, uint256 indexed contestId, address indexed worker, uint256 amount);
+
+    /// @notice Escrow not owed to any live lease was credited back to the client after the deadline.
+    event Refunded(uint256 indexed jobId, address indexed client, uint256 amount);
+
+    /*//////////////////////////////////////////////////////////////
+                            JOBS AND LEASES
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Posts a job; `msg.value` must be exactly tileCount x replication x rewardPerTileReplica.
+    /// @param manifestCid The job manifest's CID bytes (emitted, only its keccak256 is stored).
+    /// @param kernelId Which render kernel (and version) the workers run.
+    /// @param tileCount Tiles of the frame (1..MAX_TILES).
+    /// @param replication Replica lanes (1..MAX_REPLICATION); each tile is computed this many times.
+    /// @param rewardPerTileReplica Wei paid per tile per replica.
+    /// @param leaseLength Commit window of a lease, seconds (1..maxLeaseLength).
+    /// @param deadline Replica-lane leases must commit by then; unfinished escrow is refundable after it.
+    /// @param priority Scheduling hint for workers.
+    /// @param leafDepth Depth of each tile's Merkle tree (0..MAX_LEAF_DEPTH).
+    /// @return jobId The new job's id (ids start at 1).
+    function postJob(
+        bytes calldata manifestCid,
+        bytes32 kernelId,
+        uint32 tileCount,
+        uint8 replication,
+        uint96 rewardPerTileReplica,
+        uint32 leaseLength,
+        uint40 deadline,
+        uint8 priority,
+        uint8 leafDepth
+    ) external payable returns (uint256 jobId);
+
+    /// @notice Leases tiles [firstTile, firstTile + count) of `lane` to the caller, locking
+    /// count x collateralPerTile of its stake. Replica lanes (lane < replication) need the lease's
+    /// commit deadline (now + leaseLength) by the job deadline; a tie-breaker lane takes exactly
+    /// its contest's tile, before the contest's claim deadline, by a worker holding no replica of it.
+    /// @param count Tiles in the lease (1..MAX_LEASE_TILES).
+    /// @return leaseId The new lease's id (ids start at 1).
+    function claim(uint256 jobId, uint32 lane, uint32 firstTile, uint16 count) external returns (uint256 leaseId);
+
+    /// @notice Commits to the lease's result: `commitment` = keccak256(abi.encode(root, worker, salt)).
+    /// @dev Only the lease's worker, by the commit deadline.
+    function commit(uint256 leaseId, bytes32 commitment) external;
+
+    /// @notice Reveals the Merkle root committed to and the CID of the result bundle. Replica
+    /// lanes may reveal once every replica slot of the job has committed or once the lease's
+    /// commit window has closed; a tie-breaker reveals as soon as it has committed. Deadline: the
+    /// commit deadline + revealWindow.
+    function reveal(uint256 leaseId, bytes32 root, bytes calldata resultCid, bytes32 salt) external;
+
+    /// @notice Ends an expired lease (no commit by its commit deadline, or no reveal by its reveal
+    /// deadline): its tiles reopen, slashBps of its collateral is slashed, bountyBps of that is
+    /// credited to the caller and the rest to the client. Anyone may call.
+    function reclaim(uint256 leaseId) external;
+
+    /*//////////////////////////////////////////////////////////////
+                              CONSENSUS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Proves that two revealed replicas of `tile` disagree: the same leaf indices opened
+    /// against both roots hold at least farCount far coefficient pairs. Allowed until
+    /// challengeWindow after the later of the two reveals. Opens a tie-breaker lane for the tile.
+    /// @return contestId The new contest.
+    function proveDisagreement(
+        uint256 jobId,
+        uint32 tile,
+        uint256 leaseA,
+        uint256 leaseB,
+        Opening[] calldata openings
+    ) external returns (uint256 contestId);
+
+    /// @notice Proves a contested side (0 = A, 1 = B) far from the revealed tie-breaker, within
+    /// challengeWindow after the tie-breaker's reveal. In `openings`, A is the side, B the tie-breaker.
+    function proveFar(uint256 contestId, uint8 side, Opening[] calldata openings) external;
+
+    /// @notice Ends a contest once its tie-breaker's challenge window passed (or no tie-breaker
+    /// came by the claim deadline) and moves the money of its tile. Anyone may call.
+    function resolveContest(uint256 contestId) external;
+
+    /// @notice The client disputes `tile` of a revealed replica lease, posting disputeBond, until
+    /// acceptanceWindow after the lease's verification time. Opens a tie-breaker lane for the tile.
+    /// @return contestId The new contest.
+    function dispute(uint256 jobId, uint32 tile, uint256 leaseId) external payable returns (uint256 contestId);
+
+    /*//////////////////////////////////////////////////////////////
+                              SETTLEMENT
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice The client accepts verified leases of its job: rewards are credited, collateral
+    /// released, reputation counted. At most MAX_BATCH leases.
+    function settle(uint256 jobId, uint256[] calldata leaseIds) external;
+
+    /// @notice Same as `settle`, by anyone, for leases whose acceptance window has passed.
+    function finalize(uint256 jobId, uint256[] calldata leaseIds) external;
+
+    /// @notice After the job deadline, credits the client the escrow no live lease can claim
+    /// (never-claimed or reopened slots). Anyone may call; may be called again later.
+    /// @return amount The wei credited to the client.
+    function refund(uint256 jobId) external returns (uint256 amount);
+
+    /*//////////////////////////////////////////////////////////////
+                                 VIEWS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice The deployment parameters.
+    function params() external view returns (Params memory);
+
+    /// @notice The MarketFaults module this market delegates its unhappy paths to (reclaim,
+    /// proofs, contests, disputes, refunds); created by the market's constructor, it holds no
+    /// funds and no state of its own.
+    function faultsModule() external view returns (address);
+
+    /// @notice Ids handed out so far: jobs, leases and contests are numbered from 1 to these.
+    function counts() external view returns (uint256 jobs, uint256 leases, uint256 contests);
+
+    function getJob(uint256 jobId) external view returns (Job memory);
+
+    function getLease(uint256 leaseId) external view returns (Lease memory);
+
+    function getContest(uint256 contestId) external view returns (Contest memory);
+
+    /// @notice Bits of tiles [256 * word, 256 * word + 256) leased in `lane` (bit i = tile 256 * word + i).
+    function laneBitmap(uint256 jobId, uint32 lane, uint256 word) external view returns (uint256);
+
+    /// @notice Bits of tiles of which `worker` holds a replica in some lane (same layout).
+    function heldBitmap(uint256 jobId, address worker, uint256 word) external view returns (uint256);
+
+    /// @notice Bits of tiles revealed in replica `lane` (same layout; kept for replication > 1).
+    function revealedBitmap(uint256 jobId, uint32 lane, uint256 word) external view returns (uint256);
+
+    /// @notice The first run of tiles at or after `fromTile` free in `lane` and not held by
+    /// `worker` (address(0): ignore holdings), at most `maxCount` long. count = 0: none.
+    function freeRange(uint256 jobId, uint32 lane, address worker, uint32 fromTile, uint16 maxCount)
+        external
+        view
+        returns (uint32 firstTile, uint16 count);
+
+    /// @notice The contest whose tie-breaker lane is `lane` (0 if none).
+    function tieBreakerContest(uint256 jobId, uint32 lane) external view returns (uint256 contestId);
+
+    /// @notice When a revealed replica lease counts as verified: its tiles' challenge window ends
+    /// (challengeWindow after the latest reveal among the tiles' replicas, or after the job's
+    /// reveal horizon while some replica is missing). Settlement needs now > verifiedAt; finalize
+    /// and the end of disputes, now > verifiedAt + acceptanceWindow. 0 for an unrevealed lease.
+    function verifiedAt(uint256 leaseId) external view returns (uint256);
+
+    /// @notice Escrow of the job no live lease can claim (what `refund` would credit after the deadline).
+    function refundable(uint256 jobId) external view returns (uint256);
+
+    /// @notice The commitment a worker submits: keccak256(abi.encode(root, worker, salt)).
+    function commitmentOf(bytes32 root, address worker, bytes32 salt) external pure returns (bytes32);
+}

@@ -134,7 +134,9 @@ class IpfsStore:
 
     ``retry_for``: how long to retry an unreachable node (exponential backoff) before
     `StoreConnectionError`. ``find_timeout``: how long a node may look for content it does not
-    hold before `ContentNotFoundError`. ``parallel``: blocks fetched at once while downloading.
+    hold before `ContentNotFoundError`. ``parallel``: blocks fetched at once while downloading
+    (8 by default: against Helia's bitswap, 16 and more concurrent wants were measured to stall
+    for seconds, the node re-asking after 6 s).
     """
 
     def __init__(

@@ -35,6 +35,7 @@ import { CID } from 'multiformats/cid'
 const KUBO_CHUNK_SIZE = 262144 // `ipfs add` default chunker: size-262144
 const KUBO_MAX_LINKS = 174 // go-unixfs helpers.DefaultLinksPerBlock
 const MAX_CHUNK_SIZE = 1048576 // Kubo refuses chunkers above 1 MiB (blocks must fit bitswap)
+const RETRY_WANT_MS = 6000
 const DAG_PB = 0x70
 const SHA2_256 = 0x12
 
@@ -170,13 +171,17 @@ function sleep (ms, signal) {
 async function untilFound (what, signal, attempt) {
   let logged = false
   for (;;) {
+    // Each attempt is cut after RETRY_WANT_MS: Helia's bitswap can drop a want when the
+    // provider's send queue is full, and a fresh want (after the provider's 5 s no-resend
+    // window) gets the block.
+    const attemptSignal = AbortSignal.any([signal, AbortSignal.timeout(RETRY_WANT_MS)])
     try {
-      return await attempt()
+      return await attempt(attemptSignal)
     } catch (err) {
       if (signal.aborted) throw err
       if (!logged) log(`still looking for ${what}: ${err.name}: ${err.message}`)
       logged = true
-      await sleep(250, signal)
+      await sleep(100, signal)
     }
   }
 }
@@ -287,6 +292,7 @@ async function cat (ctx, req, res, params) {
   const signal = commandSignal(req, res, params)
   // Fetch the first piece before the headers, so "not found" and timeouts are a clean error.
   let source
+  // The stream outlives any one attempt, so it runs under the command's own signal.
   let next = await untilFound(cid, signal, async () => {
     source = ctx.fs.cat(cid, { offset, length, signal })[Symbol.asyncIterator]()
     return await source.next()
@@ -302,7 +308,7 @@ async function cat (ctx, req, res, params) {
 async function blockGet (ctx, req, res, params) {
   const cid = parseCid(params.get('arg'))
   const signal = commandSignal(req, res, params)
-  const bytes = await untilFound(cid, signal, () => readBlock(ctx.helia, cid, signal))
+  const bytes = await untilFound(cid, signal, (attempt) => readBlock(ctx.helia, cid, attempt))
   res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': bytes.length })
   res.end(bytes)
 }
@@ -310,7 +316,7 @@ async function blockGet (ctx, req, res, params) {
 async function blockStat (ctx, req, res, params) {
   const cid = parseCid(params.get('arg'))
   const signal = commandSignal(req, res, params)
-  const bytes = await untilFound(cid, signal, () => readBlock(ctx.helia, cid, signal))
+  const bytes = await untilFound(cid, signal, (attempt) => readBlock(ctx.helia, cid, attempt))
   sendJson(res, { Key: display(cid), Size: bytes.length })
 }
 
@@ -321,8 +327,8 @@ async function pinAdd (ctx, req, res, params) {
   // Pinning walks the DAG, fetching every missing block over bitswap.
   if (!(await ctx.helia.pins.isPinned(cid, { signal }))) {
     // A retry keeps the blocks fetched so far: they are in the blockstore.
-    await untilFound(cid, signal, async () => {
-      for await (const _ of ctx.helia.pins.add(cid, { signal })) { /* each block fetched and counted */ }
+    await untilFound(cid, signal, async (attempt) => {
+      for await (const _ of ctx.helia.pins.add(cid, { signal: attempt })) { /* each block fetched and counted */ }
     })
   }
   sendJson(res, { Pins: [display(cid)] })

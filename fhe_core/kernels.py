@@ -30,10 +30,15 @@ __all__ = [
     "IntArray",
     "Kernel",
     "Lookup",
+    "INPUT_WORDS",
     "client_spec_hash",
     "compile_kernel",
+    "expected_inputs",
+    "expected_outputs",
+    "function_name",
     "get_kernel",
     "import_concrete",
+    "output_words",
     "parse_kernel_id",
 ]
 
@@ -113,3 +118,41 @@ def client_spec_hash(kernel_id: str) -> str:
     """
     circuit = compile_kernel(kernel_id)
     return hashlib.sha256(circuit.client.specs.serialize()).hexdigest()
+
+
+# A seeded (compressed) input ciphertext is 3 uint64 words: a 128-bit seed and the body.
+INPUT_WORDS = 3
+# Cap'n Proto framing around a value's payload is a few hundred bytes; this bounds it loosely.
+_VALUE_OVERHEAD = 4096
+
+
+def function_name(kernel_id: str) -> str:
+    """The name Concrete gives the kernel's compiled function."""
+    circuit = compile_kernel(kernel_id)
+    return str(circuit.server.program_info.get_circuits()[0].get_name())
+
+
+@functools.cache
+def output_words(kernel_id: str) -> int:
+    """uint64 words per output ciphertext (LWE dimension + 1), from the compiled circuit."""
+    kernel = get_kernel(kernel_id)
+    circuit = compile_kernel(kernel_id)
+    total = int(circuit.server.size_of_outputs(function_name(kernel_id)))
+    count = int(np.prod(kernel.out_shape))
+    return total // (count * 8)
+
+
+def expected_inputs(kernel_id: str) -> list[tuple[str, tuple[int, ...], int]]:
+    """``(name, shape, max_bytes)`` of an input bundle's values, for :func:`wire.read_bundle`."""
+    kernel = get_kernel(kernel_id)
+    return [
+        (spec.name, spec.shape, int(np.prod(spec.shape)) * INPUT_WORDS * 8 + _VALUE_OVERHEAD)
+        for spec in kernel.enc
+    ]
+
+
+def expected_outputs(kernel_id: str) -> list[tuple[str, tuple[int, ...], int]]:
+    """``(name, shape, max_bytes)`` of an output bundle's single value."""
+    kernel = get_kernel(kernel_id)
+    size = int(np.prod(kernel.out_shape)) * output_words(kernel_id) * 8 + _VALUE_OVERHEAD
+    return [("out", kernel.out_shape, size)]

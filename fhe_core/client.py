@@ -1,0 +1,86 @@
+"""Client side of a kernel: encrypt plaintext inputs into bundles, decrypt result bundles.
+
+The secret key set stays in the key directory (:mod:`blindframe.fhe_core.keys`); this module
+only reads it. Execution lives in :mod:`blindframe.fhe_core.server`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from blindframe.fhe_core import wire
+from blindframe.fhe_core._kernel import IntArray, Kernel
+from blindframe.fhe_core.errors import TwinMismatchError
+from blindframe.fhe_core.keys import load_fhe_client
+from blindframe.fhe_core.kernels import (
+    INPUT_WORDS,
+    client_spec_hash,
+    expected_outputs,
+    function_name,
+    get_kernel,
+    import_concrete,
+    output_words,
+)
+
+__all__ = ["KernelClient", "check_against_twin"]
+
+
+class KernelClient:
+    """Encrypts inputs and decrypts outputs of one kernel with one key set."""
+
+    def __init__(self, kernel_id: str, key_dir: Path) -> None:
+        self.kernel: Kernel = get_kernel(kernel_id)
+        self.kernel_id = kernel_id
+        self.spec_hash = client_spec_hash(kernel_id)
+        self._client = load_fhe_client(kernel_id, key_dir)
+        self._function = function_name(kernel_id)
+
+    def encrypt(self, *plain: object, tile_index: int = wire.NO_TILE) -> bytes:
+        """Validate and encrypt the kernel's encrypted inputs into an INPUT bundle.
+
+        ``tile_index`` is NO_TILE for an input shared by every tile (the volume).
+        """
+        values = self.kernel.check_enc(list(plain))
+        encrypted = self._client.encrypt(*values, None, function_name=self._function)
+        entries = []
+        for spec, value, enc in zip(self.kernel.enc, values, encrypted, strict=False):
+            data = enc.serialize()
+            wire.value_payload(data, spec.shape, INPUT_WORDS)  # our own output: sanity only
+            entries.append(wire.ValueEntry(spec.name, value.shape, data))
+        return wire.write_bundle(
+            wire.BundleKind.INPUT, self.kernel_id, self.spec_hash, entries, tile_index
+        )
+
+    def decrypt(self, bundle: bytes | memoryview, tile_index: int | None = None) -> IntArray:
+        """Validate an OUTPUT bundle and decrypt it to the tile's integer pixels."""
+        parsed = wire.read_bundle(
+            bundle,
+            kind=wire.BundleKind.OUTPUT,
+            kernel_id=self.kernel_id,
+            spec_hash=self.spec_hash,
+            expected=expected_outputs(self.kernel_id),
+            tile_index=tile_index,
+        )
+        entry = parsed.values[0]
+        wire.value_payload(entry.data, self.kernel.out_shape, output_words(self.kernel_id))
+        fhe = import_concrete()
+        value = fhe.Value.deserialize(bytes(entry.data))
+        out = self._client.decrypt(value, function_name=self._function)
+        return np.asarray(out, dtype=np.int64).reshape(self.kernel.out_shape)
+
+
+def check_against_twin(
+    kernel: Kernel, decrypted: IntArray, plain: tuple[IntArray, ...], clear: IntArray, what: str
+) -> None:
+    """Raise TwinMismatchError unless ``decrypted`` equals the twin's output for the tile."""
+    expected = kernel.twin(plain, clear)
+    if not np.array_equal(decrypted, expected):
+        bad = np.argwhere(decrypted != expected)
+        where = tuple(int(i) for i in bad[0])
+        raise TwinMismatchError(
+            f"{what}: {len(bad)} of {decrypted.size} pixels differ from the plaintext twin "
+            f"(first at {list(where)}: {int(decrypted[where])} instead of {int(expected[where])})",
+            hint="the worker's result is wrong: dispute it",
+        )

@@ -58,7 +58,7 @@ class Message:
 
     def list_pointers(self, lst: tuple[int, int, int, int]) -> list[int]:
         """Word positions of the pointers of a list of pointers."""
-        seg, start, elem, count = lst
+        _seg, start, elem, count = lst
         if elem != 6:
             raise BundleFormatError("a Concrete value's list is not a list of pointers")
         return [start + i for i in range(count)]

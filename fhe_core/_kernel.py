@@ -1,4 +1,4 @@
-"""The shape of a render kernel: its circuit, its plaintext twin, its bounds (no Concrete import)."""
+"""The shape of a render kernel: circuit, plaintext twin, bounds (imports no Concrete)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ class Kernel:
 
     ``circuit(*encrypted, clear)`` is traced by Concrete, ``twin(encrypted, clear)`` is plain
     numpy; decrypting the circuit's output gives exactly the twin's for every encrypted input
-    inside its ``EncInput`` range and every ``clear`` that ``check_clear`` accepts. ``clear_args(params, frame_hw, tile_index)`` derives
+    inside its ``EncInput`` range and every ``clear`` that ``check_clear`` accepts.
+    ``clear_args(params, frame_hw, tile_index)`` derives
     the clear runtime argument of one tile from the public parameters of a job.
     """
 

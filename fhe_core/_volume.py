@@ -43,7 +43,7 @@ PROFILE = np.array([2] * 7 + [1] * 17, dtype=np.int64)
 assert int(PROFILE.sum()) == ACC_MAX
 # Transfer function: accumulated (front-weighted) occupancy -> brightness 0..31, saturating.
 TRANSFER = np.array(
-    [0] + [round(6 + 25 * (1 - math.exp(-(a - 1) / 9))) for a in range(1, ACC_MAX + 1)],
+    [0] + [round(4 + 27 * (1 - math.exp(-a / 5))) for a in range(1, ACC_MAX + 1)],
     dtype=np.int64,
 )
 _FRAC = 16

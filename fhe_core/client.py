@@ -13,7 +13,6 @@ import numpy as np
 from blindframe.fhe_core import wire
 from blindframe.fhe_core._kernel import IntArray, Kernel
 from blindframe.fhe_core.errors import TwinMismatchError
-from blindframe.fhe_core.keys import load_fhe_client
 from blindframe.fhe_core.kernels import (
     INPUT_WORDS,
     client_spec_hash,
@@ -23,6 +22,7 @@ from blindframe.fhe_core.kernels import (
     import_concrete,
     output_words,
 )
+from blindframe.fhe_core.keys import load_fhe_client
 
 __all__ = ["KernelClient", "check_against_twin"]
 

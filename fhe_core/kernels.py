@@ -25,12 +25,12 @@ if TYPE_CHECKING:
     from concrete import fhe
 
 __all__ = [
+    "INPUT_WORDS",
     "KERNEL_IDS",
     "EncInput",
     "IntArray",
     "Kernel",
     "Lookup",
-    "INPUT_WORDS",
     "client_spec_hash",
     "compile_kernel",
     "expected_inputs",

@@ -123,8 +123,7 @@ def key_info(kernel_id: str, key_dir: Path) -> KeyInfo:
     meta = json.loads((kdir / _META).read_text())
     if meta.get("spec_hash") != client_spec_hash(kernel_id):
         raise KeyStoreError(
-            f"the key set in {kdir} was made for other client specs than this build's "
-            f"{kernel_id}",
+            f"the key set in {kdir} was made for other client specs than this build's {kernel_id}",
             hint="generate a new key set with this version of blindframe",
         )
     return KeyInfo(

@@ -15,7 +15,6 @@ import numpy as np
 from blindframe.fhe_core import wire
 from blindframe.fhe_core._kernel import IntArray
 from blindframe.fhe_core.errors import BundleMismatchError
-from blindframe.fhe_core.keys import read_evaluation_keys
 from blindframe.fhe_core.kernels import (
     INPUT_WORDS,
     client_spec_hash,
@@ -26,6 +25,7 @@ from blindframe.fhe_core.kernels import (
     import_concrete,
     output_words,
 )
+from blindframe.fhe_core.keys import read_evaluation_keys
 
 __all__ = ["run_tile", "tile_clear_args"]
 

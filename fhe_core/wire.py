@@ -28,7 +28,6 @@ import numpy as np
 from blindframe.fhe_core._capnp import StructRef, read_message
 from blindframe.fhe_core.errors import BundleFormatError, BundleMismatchError
 
-
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
@@ -195,9 +194,7 @@ def read_bundle(
     if got_kind not in {k.value for k in BundleKind}:
         raise BundleFormatError(f"unknown bundle kind {got_kind}")
     if got_kind != kind:
-        raise BundleMismatchError(
-            f"expected a {kind.name} bundle, got {BundleKind(got_kind).name}"
-        )
+        raise BundleMismatchError(f"expected a {kind.name} bundle, got {BundleKind(got_kind).name}")
     if not _FIXED.size < header_len <= min(_MAX_HEADER, len(view)):
         raise BundleFormatError(
             f"bundle header length {header_len} is impossible for {len(view)} bytes"
@@ -210,9 +207,7 @@ def read_bundle(
     if got_id != kernel_id:
         raise BundleMismatchError(f"bundle is for kernel {got_id!r}, expected {kernel_id!r}")
     if version != int(kernel_id.rsplit("@", 1)[1]):
-        raise BundleMismatchError(
-            f"bundle says kernel version {version} but its id is {got_id!r}"
-        )
+        raise BundleMismatchError(f"bundle says kernel version {version} but its id is {got_id!r}")
     if got_spec != spec_hash:
         raise BundleMismatchError(
             f"bundle was made for client specs {got_spec[:16]}…, this node compiled "

@@ -1,0 +1,240 @@
+"""Merkle commitments over a tile's output ciphertexts, exactly as the RenderMarket contract checks.
+
+Coefficient stream of a tile: the uint64 torus coefficients of its OUTPUT bundle's single value,
+as Concrete serializes them: output values in row-major pixel order (channel first for ``shade``),
+each an LWE ciphertext of ``n + 1`` words, the mask ``a_0 .. a_{n-1}`` then the body ``b``. The
+stream is zero-padded to ``4 * 2**leafDepth`` coefficients, ``leafDepth = ceil(log2(ceil(N/4)))``.
+
+- leaf (32 bytes) = 4 consecutive coefficients, each uint64 little-endian;
+- ``leafHash = keccak256(0x00 || leaf)``, ``node(l, r) = keccak256(0x01 || l || r)``;
+- tile root = complete binary tree of depth leafDepth over the leaf hashes;
+- lease root = complete tree of depth ``ceil(log2(count))`` (0 when one tile: lease root = tile
+  root) over the tile roots of the lease's tiles in ascending tile order, padded with 32 zero
+  bytes, same ``node``;
+- proof of leaf ``i`` of the tile at position ``p`` in its lease: leafDepth siblings bottom-up,
+  then the upper tree's siblings for ``p``.
+
+Two coefficients are *far* when their torus distance ``min((a-b) mod 2**64, (b-a) mod 2**64)``
+exceeds the tolerance (see ``AGREEMENT.md`` and :mod:`blindframe.fhe_core.agreement`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from Crypto.Hash import keccak
+
+from blindframe.fhe_core import wire
+from blindframe.fhe_core.errors import ParameterError
+from blindframe.fhe_core.kernels import (
+    client_spec_hash,
+    expected_outputs,
+    get_kernel,
+    output_words,
+)
+
+__all__ = [
+    "ZERO32",
+    "TileTree",
+    "U64Array",
+    "coefficient_stream",
+    "far_count",
+    "keccak256",
+    "leaf_depth",
+    "leaf_depth_for",
+    "leaf_hash",
+    "lease_depth",
+    "lease_proof",
+    "lease_root",
+    "leaves_of",
+    "node_hash",
+    "torus_distance",
+    "verify_proof",
+]
+
+U64Array = npt.NDArray[np.uint64]
+ZERO32 = bytes(32)
+
+
+def keccak256(data: bytes) -> bytes:
+    """Ethereum's keccak256."""
+    return keccak.new(digest_bits=256, data=data).digest()
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    """``keccak256(0x00 || leaf32)``."""
+    if len(leaf) != 32:
+        raise ParameterError(f"a leaf is 32 bytes, not {len(leaf)}")
+    return keccak256(b"\x00" + leaf)
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """``keccak256(0x01 || left || right)``."""
+    return keccak256(b"\x01" + left + right)
+
+
+def leaf_depth_for(coefficients: int) -> int:
+    """``ceil(log2(ceil(n / 4)))`` (0 for at most one leaf)."""
+    if coefficients <= 0:
+        raise ParameterError("a coefficient stream is never empty")
+    leaves = -(-coefficients // 4)
+    return max(0, math.ceil(math.log2(leaves)))
+
+
+def leaf_depth(kernel_id: str) -> int:
+    """The leafDepth of one tile's output for ``kernel_id`` (what the contract is told)."""
+    kernel = get_kernel(kernel_id)
+    return leaf_depth_for(int(np.prod(kernel.out_shape)) * output_words(kernel_id))
+
+
+def coefficient_stream(kernel_id: str, output_bundle: bytes | memoryview) -> U64Array:
+    """The tile's torus coefficients (unpadded), from a validated OUTPUT bundle."""
+    kernel = get_kernel(kernel_id)
+    bundle = wire.read_bundle(
+        output_bundle,
+        kind=wire.BundleKind.OUTPUT,
+        kernel_id=kernel_id,
+        spec_hash=client_spec_hash(kernel_id),
+        expected=expected_outputs(kernel_id),
+    )
+    payload = wire.value_payload(bundle.values[0].data, kernel.out_shape, output_words(kernel_id))
+    return np.frombuffer(payload, dtype="<u8").astype(np.uint64)
+
+
+def leaves_of(stream: U64Array, depth: int) -> npt.NDArray[np.uint8]:
+    """The ``2**depth`` leaves (rows of 32 bytes) of a stream, zero-padded."""
+    total = 4 << depth
+    if len(stream) > total:
+        raise ParameterError(f"{len(stream)} coefficients do not fit leafDepth {depth}")
+    padded = np.zeros(total, dtype="<u8")
+    padded[: len(stream)] = stream
+    return padded.view(np.uint8).reshape(-1, 32)
+
+
+def _zero_hashes(depth: int) -> list[bytes]:
+    """Hash of an all-zero subtree at each height (a zero leaf is hashed like any leaf)."""
+    out = [leaf_hash(ZERO32)]
+    for _ in range(depth):
+        out.append(node_hash(out[-1], out[-1]))
+    return out
+
+
+@dataclass
+class TileTree:
+    """Every level of a tile's Merkle tree; ``levels[0]`` are the leaf hashes."""
+
+    depth: int
+    leaves: npt.NDArray[np.uint8]
+    levels: list[list[bytes]]
+    zeros: list[bytes]
+
+    @classmethod
+    def build(cls, stream: U64Array, depth: int) -> TileTree:
+        """Hash a stream's leaves and nodes (all-zero padding subtrees are hashed once)."""
+        leaves = leaves_of(stream, depth)
+        used = -(-len(stream) // 4) if len(stream) else 0
+        zeros = _zero_hashes(depth)
+        raw = leaves.tobytes()
+        level = [keccak256(b"\x00" + raw[32 * i : 32 * i + 32]) for i in range(used)]
+        levels = [level]
+        for height in range(depth):
+            if len(level) % 2:
+                level = [*level, zeros[height]]
+            level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+            levels.append(level)
+        if not levels[-1]:
+            levels[-1] = [zeros[depth]]
+        return cls(depth, leaves, levels, zeros)
+
+    @property
+    def root(self) -> bytes:
+        """The tile root."""
+        return self.levels[self.depth][0]
+
+    def leaf(self, index: int) -> bytes:
+        """Leaf ``index`` (32 bytes)."""
+        self._check(index)
+        return bytes(self.leaves[index])
+
+    def proof(self, index: int) -> list[bytes]:
+        """The leafDepth sibling hashes of leaf ``index``, bottom-up."""
+        self._check(index)
+        out = []
+        for height in range(self.depth):
+            sibling = (index >> height) ^ 1
+            level = self.levels[height]
+            out.append(level[sibling] if sibling < len(level) else self.zeros[height])
+        return out
+
+    def _check(self, index: int) -> None:
+        if not 0 <= index < (1 << self.depth):
+            raise ParameterError(f"leaf {index} is outside a tree of depth {self.depth}")
+
+
+def lease_depth(count: int) -> int:
+    """``ceil(log2(count))``: 0 for a single tile."""
+    if count <= 0:
+        raise ParameterError("a lease holds at least one tile")
+    return math.ceil(math.log2(count)) if count > 1 else 0
+
+
+def _upper_levels(tile_roots: Sequence[bytes]) -> list[list[bytes]]:
+    depth = lease_depth(len(tile_roots))
+    level = list(tile_roots) + [ZERO32] * ((1 << depth) - len(tile_roots))
+    levels = [level]
+    for _ in range(depth):
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        levels.append(level)
+    return levels
+
+
+def lease_root(tile_roots: Sequence[bytes]) -> bytes:
+    """Root over a lease's tile roots (ascending tile order), padded with zero bytes32."""
+    return _upper_levels(tile_roots)[-1][0]
+
+
+def lease_proof(tile_roots: Sequence[bytes], position: int) -> list[bytes]:
+    """Upper-tree siblings of the tile at ``position`` in the lease, bottom-up."""
+    if not 0 <= position < len(tile_roots):
+        raise ParameterError(f"tile position {position} is outside a lease of {len(tile_roots)}")
+    levels = _upper_levels(tile_roots)
+    return [levels[h][(position >> h) ^ 1] for h in range(len(levels) - 1)]
+
+
+def verify_proof(
+    leaf: bytes,
+    leaf_index: int,
+    position: int,
+    proof: Sequence[bytes],
+    root: bytes,
+    leaf_depth_: int,
+) -> bool:
+    """Recompute a lease root from a leaf and its proof, as the contract does."""
+    node = leaf_hash(leaf)
+    for height, sibling in enumerate(proof):
+        if height < leaf_depth_:
+            bit = (leaf_index >> height) & 1
+        else:
+            bit = (position >> (height - leaf_depth_)) & 1
+        node = node_hash(sibling, node) if bit else node_hash(node, sibling)
+    return node == root
+
+
+def torus_distance(a: U64Array, b: U64Array) -> U64Array:
+    """``min((a - b) mod 2**64, (b - a) mod 2**64)``, elementwise."""
+    a64 = np.asarray(a, dtype=np.uint64)
+    b64 = np.asarray(b, dtype=np.uint64)
+    d1 = a64 - b64  # uint64 arithmetic wraps: this is mod 2**64
+    d2 = b64 - a64
+    return np.minimum(d1, d2)
+
+
+def far_count(a: U64Array, b: U64Array, tolerance: int) -> int:
+    """How many coefficient pairs are farther apart than ``tolerance`` on the torus."""
+    if len(a) != len(b):
+        raise ParameterError(f"streams of {len(a)} and {len(b)} coefficients cannot be compared")
+    return int(np.count_nonzero(torus_distance(a, b) > np.uint64(tolerance)))

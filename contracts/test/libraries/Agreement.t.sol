@@ -69,9 +69,9 @@ contract AgreementTest is Test {
     }
 
     function testFuzz_farCount_honestNoiseIsNeverFar(uint256 seed, address x, address y) public pure {
-        bytes32[] memory la = TileTrees.tileLeaves(seed, 0, 2, x, false);
-        bytes32[] memory lb = TileTrees.tileLeaves(seed, 0, 2, y, false);
-        bytes32[] memory lf = TileTrees.tileLeaves(seed, 0, 2, y, true);
+        bytes32[] memory la = TileTrees.tileLeaves(seed, 0, 2, x, 0);
+        bytes32[] memory lb = TileTrees.tileLeaves(seed, 0, 2, y, 0);
+        bytes32[] memory lf = TileTrees.tileLeaves(seed, 0, 2, y, 1);
         for (uint256 i; i < la.length; ++i) {
             assertEq(Agreement.farCount(la[i], lb[i], 2 * TileTrees.NOISE), 0);
             assertEq(Agreement.farCount(la[i], lf[i], uint64(1) << 58), 4);

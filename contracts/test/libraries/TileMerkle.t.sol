@@ -84,7 +84,7 @@ contract TileMerkleTest is Test {
     function testFuzz_verify_acceptsEveryLeafOfEveryTile(uint256 seed, uint256 depth, uint256 count) public view {
         depth = bound(depth, 0, 3);
         count = bound(count, 1, 9);
-        bytes32[][] memory tiles = TileTrees.leaseTiles(seed, 0, count, depth, address(1), false);
+        bytes32[][] memory tiles = TileTrees.leaseTiles(seed, 0, count, depth, address(1), 0);
         bytes32 root = TileTrees.leaseRoot(tiles);
         for (uint256 t; t < count; ++t) {
             for (uint256 i; i < tiles[t].length; ++i) {
@@ -96,7 +96,7 @@ contract TileMerkleTest is Test {
     }
 
     function test_verify_singleTileLeaseRootIsTileRoot() public view {
-        bytes32[][] memory tiles = TileTrees.leaseTiles(7, 3, 1, 2, address(1), false);
+        bytes32[][] memory tiles = TileTrees.leaseTiles(7, 3, 1, 2, address(1), 0);
         bytes32 root = TileTrees.leaseRoot(tiles);
         assertEq(root, TileTrees.root(tiles[0], true));
         assertTrue(h.verify(root, tiles[0][2], 2, 2, 0, 1, TileTrees.proof(tiles, 0, 2)));
@@ -104,7 +104,7 @@ contract TileMerkleTest is Test {
 
     function testFuzz_verify_rejectsTampering(uint256 seed, uint256 which) public view {
         uint256 count = 3;
-        bytes32[][] memory tiles = TileTrees.leaseTiles(seed, 0, count, 2, address(1), false);
+        bytes32[][] memory tiles = TileTrees.leaseTiles(seed, 0, count, 2, address(1), 0);
         bytes32 root = TileTrees.leaseRoot(tiles);
         bytes32[] memory proof = TileTrees.proof(tiles, 1, 2);
         bytes32 leaf = tiles[1][2];
@@ -123,7 +123,7 @@ contract TileMerkleTest is Test {
     }
 
     function test_verify_rejectsWrongProofLength() public view {
-        bytes32[][] memory tiles = TileTrees.leaseTiles(1, 0, 2, 2, address(1), false);
+        bytes32[][] memory tiles = TileTrees.leaseTiles(1, 0, 2, 2, address(1), 0);
         bytes32 root = TileTrees.leaseRoot(tiles);
         bytes32[] memory proof = TileTrees.proof(tiles, 0, 1);
         bytes32[] memory shorter = new bytes32[](proof.length - 1);
@@ -137,7 +137,7 @@ contract TileMerkleTest is Test {
     }
 
     function test_verify_rejectsOutOfRangeIndices() public view {
-        bytes32[][] memory tiles = TileTrees.leaseTiles(1, 0, 2, 2, address(1), false);
+        bytes32[][] memory tiles = TileTrees.leaseTiles(1, 0, 2, 2, address(1), 0);
         bytes32 root = TileTrees.leaseRoot(tiles);
         bytes32[] memory proof = TileTrees.proof(tiles, 1, 1);
         assertTrue(h.verify(root, tiles[1][1], 1, 2, 1, 2, proof));

@@ -33,8 +33,8 @@ abstract contract MarketFixture is Test {
     bytes internal constant RESULT_CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
     uint256 internal constant START = 1_700_000_000;
 
-    /// @dev Leases whose worker outputs forged data.
-    mapping(uint256 leaseId => bool) internal forged;
+    /// @dev Leases whose worker outputs forged data (the TileTrees forgery kind; 0 = honest).
+    mapping(uint256 leaseId => uint8) internal forged;
 
     function setUp() public virtual {
         vm.warp(START);
@@ -126,6 +126,61 @@ abstract contract MarketFixture is Test {
             o[i].proofA = TileTrees.proof(ta, offA, leaves[i]);
             o[i].proofB = TileTrees.proof(tb, offB, leaves[i]);
         }
+    }
+
+    /// @dev A replication-2 job of 4 tiles: alice (honest) holds lane 0, bob (forged) lane 1, both
+    /// revealed. Returns the job and both leases.
+    function _twoReplicas() internal returns (uint256 job, uint256 a, uint256 b) {
+        return _twoReplicas(0, 1);
+    }
+
+    /// @dev As above with the given forgeries for alice (lane 0) and bob (lane 1).
+    function _twoReplicas(uint8 forgeA, uint8 forgeB) internal returns (uint256 job, uint256 a, uint256 b) {
+        _stake(alice);
+        _stake(bob);
+        job = _post(4, 2);
+        a = _claim(alice, job, 0, 0, 4);
+        b = _claim(bob, job, 1, 0, 4);
+        (forged[a], forged[b]) = (forgeA, forgeB);
+        _commit(a);
+        _commit(b);
+        _reveal(a);
+        _reveal(b);
+    }
+
+    /// @dev `_twoReplicas`, then eve proves the disagreement on `tile`.
+    function _contested(uint32 tile) internal returns (uint256 job, uint256 a, uint256 b, uint256 contestId) {
+        (job, a, b) = _twoReplicas();
+        contestId = _proveDisagreement(eve, job, tile, a, b);
+    }
+
+    function _proveDisagreement(address prover, uint256 job, uint32 tile, uint256 a, uint256 b)
+        internal
+        returns (uint256)
+    {
+        IRenderMarket.Opening[] memory o = _openings(a, b, tile, _allLeaves());
+        vm.prank(prover);
+        return market.proveDisagreement(job, tile, a, b, o);
+    }
+
+    function _proveFar(address prover, uint256 contestId, uint8 side) internal {
+        IRenderMarket.Contest memory c = market.getContest(contestId);
+        IRenderMarket.Opening[] memory o = _openings(side == 0 ? c.leaseA : c.leaseB, c.leaseT, c.tile, _allLeaves());
+        vm.prank(prover);
+        market.proveFar(contestId, side, o);
+    }
+
+    /// @dev `worker` takes the contest's tie-breaker lane and commits and reveals (forged or not).
+    function _tieBreak(address worker, uint256 contestId, uint8 forge) internal returns (uint256 t) {
+        IRenderMarket.Contest memory c = market.getContest(contestId);
+        t = _claim(worker, c.jobId, c.lane, c.tile, 1);
+        forged[t] = forge;
+        _commitReveal(t);
+    }
+
+    function _dispute(uint256 job, uint32 tile, uint256 leaseId) internal returns (uint256) {
+        vm.prank(client);
+        return market.dispute{value: p.disputeBond}(job, tile, leaseId);
     }
 
     /// @dev Every leaf of a tile of depth DEPTH: 4 leaves, 16 coefficient pairs.

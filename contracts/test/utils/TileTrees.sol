@@ -103,8 +103,9 @@ library TileTrees {
     }
 
     /// @notice One tile's output: the true coefficients of (job, tile) plus this replica's noise
-    /// below NOISE, or, when `forged`, the true coefficients shifted by 2^63 (far everywhere).
-    function tileLeaves(uint256 jobId, uint256 tile, uint256 leafDepth, address replica, bool forged)
+    /// below NOISE; a forgery k > 0 also shifts every coefficient by 2^(64 - k) (k = 1: 2^63,
+    /// k = 2: 2^62), far from the truth and from forgeries of another k.
+    function tileLeaves(uint256 jobId, uint256 tile, uint256 leafDepth, address replica, uint8 forgery)
         internal
         pure
         returns (bytes32[] memory leaves)
@@ -117,7 +118,7 @@ library TileTrees {
                 uint64 noise = uint64(uint256(keccak256(abi.encode("noise", replica, jobId, tile, i, j)))) % NOISE;
                 unchecked {
                     // Torus arithmetic: wrapping is intended.
-                    c[j] = forged ? truth + (uint64(1) << 63) + noise : truth + noise;
+                    c[j] = forgery == 0 ? truth + noise : truth + (uint64(1) << (64 - forgery)) + noise;
                 }
             }
             leaves[i] = encodeLeaf(c);
@@ -125,14 +126,14 @@ library TileTrees {
     }
 
     /// @notice The outputs of tiles [first, first + count) of a lease.
-    function leaseTiles(uint256 jobId, uint256 first, uint256 count, uint256 leafDepth, address replica, bool forged)
+    function leaseTiles(uint256 jobId, uint256 first, uint256 count, uint256 leafDepth, address replica, uint8 forgery)
         internal
         pure
         returns (bytes32[][] memory tiles)
     {
         tiles = new bytes32[][](count);
         for (uint256 i; i < count; ++i) {
-            tiles[i] = tileLeaves(jobId, first + i, leafDepth, replica, forged);
+            tiles[i] = tileLeaves(jobId, first + i, leafDepth, replica, forgery);
         }
     }
 }

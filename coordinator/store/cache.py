@@ -30,12 +30,12 @@ _STALE_PART_SECONDS = 24 * 3600
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One cached file: its CID (v1), path, size, and when a job last used it."""
+    """One cached file: its CID (v1), path, size, and when a job last used it (ns since epoch)."""
 
     cid: str
     path: Path
     size: int
-    last_used: float
+    last_used_ns: int
 
 
 class KeyCache:
@@ -56,6 +56,7 @@ class KeyCache:
         self.misses = 0
         self._guard = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
+        self._clock = 0
         try:
             (self.directory / _LOCKS).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -73,11 +74,12 @@ class KeyCache:
             if path.is_file():
                 with self._guard:
                     self.hits += 1
-                os.utime(path)  # mtime is the LRU clock
+                self._touch(path)
                 return path
             with self._guard:
                 self.misses += 1
             self.store.get(key, path, max_size=self.max_bytes, progress=progress)
+            self._touch(path)
         self._evict(keep=key)
         return path
 
@@ -94,8 +96,8 @@ class KeyCache:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 info = path.stat()
-                found.append(CacheEntry(path.name, path, info.st_size, info.st_mtime))
-        return sorted(found, key=lambda entry: (entry.last_used, entry.cid))
+                found.append(CacheEntry(path.name, path, info.st_size, info.st_mtime_ns))
+        return sorted(found, key=lambda entry: (entry.last_used_ns, entry.cid))
 
     @property
     def total_bytes(self) -> int:
@@ -122,6 +124,14 @@ class KeyCache:
                 return
             if entry.cid != keep and self.evict(entry.cid):
                 total -= entry.size
+
+    def _touch(self, path: Path) -> None:
+        # mtime is the LRU clock. Set explicitly in nanoseconds: the kernel stamps writes with a
+        # coarse clock (milliseconds), which would tie entries used in quick succession.
+        with self._guard:
+            self._clock = max(self._clock + 1, time.time_ns())
+            stamp = self._clock
+        os.utime(path, ns=(stamp, stamp))
 
     @contextlib.contextmanager
     def _thread_lock(self, key: str) -> Iterator[None]:

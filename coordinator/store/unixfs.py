@@ -234,7 +234,7 @@ def decode_file_block(cid: Cid, block: bytes) -> FileNode:
         raise UnsupportedContentError(
             f"{cid} is a UnixFS {name}, not a file", hint="the store fetches single files only"
         )
-    if node.links and len(blocksizes) != len(node.links):
+    if len(blocksizes) != len(node.links):
         raise ContentIntegrityError(
             f"{cid} has {len(node.links)} links but {len(blocksizes)} block sizes"
         )

@@ -16,7 +16,7 @@ library Defaults {
             revealWindow: 1 hours,
             challengeWindow: 1 hours,
             acceptanceWindow: 1 days,
-            tieBreakWindow: 1 hours,
+            tieBreakWindow: 6 hours,
             slashBps: 5000,
             bountyBps: 2000,
             disputeBond: 0.01 ether,

@@ -1,0 +1,175 @@
+"""`blindframe stack` (local Anvil + IPFS + contracts) and `blindframe deploy` (any EVM chain)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from blindframe.coordinator.accounts import unlock
+from blindframe.coordinator.chain import connect
+from blindframe.coordinator.cli_support import console, emit, password, settings
+from blindframe.deploy.errors import DeployError
+
+__all__ = ["deploy", "stack"]
+
+
+@click.group()
+def stack() -> None:
+    """Run a complete local stack on loopback: an Anvil chain, IPFS nodes, the contracts.
+
+    Everything lives under the blindframe home (BLINDFRAME_HOME; see `blindframe --help`):
+    the chain state, the IPFS blockstores, the deployment file other commands read.
+    """
+
+
+@stack.command("up")
+@click.option("--rpc-port", default=8545, show_default=True, help="Anvil's JSON-RPC port.")
+@click.option(
+    "--ipfs-port", default=5001, show_default=True, help="The client IPFS node's API port."
+)
+@click.option(
+    "--ipfs-node",
+    "extra_ipfs",
+    multiple=True,
+    metavar="NAME",
+    help="Start another IPFS node (one per local render node); repeatable.",
+)
+@click.option("--fresh", is_flag=True, help="Stop what runs, wipe the chain, deploy anew.")
+@click.pass_context
+def up(
+    ctx: click.Context, rpc_port: int, ipfs_port: int, extra_ipfs: tuple[str, ...], fresh: bool
+) -> None:
+    """Start Anvil and IPFS, deploy RenderMarket, write the deployment file.
+
+    Repeat runs reuse what already runs. The local market uses short windows (seconds, not
+    hours) so a render settles while you watch; see deploy/deployer.py LOCAL_OVERRIDES.
+    """
+    from blindframe.deploy.stack import stack_up
+
+    cfg = settings(ctx)
+    with console.status("starting Anvil and IPFS, deploying the contracts…"):
+        info = stack_up(
+            cfg.home,
+            cfg.keystores,
+            rpc_port=rpc_port,
+            ipfs_port=ipfs_port,
+            extra_ipfs=extra_ipfs,
+            fresh=fresh,
+        )
+
+    def human(data: dict[str, Any]) -> None:
+        click.echo(f"chain     {data['rpc_url']} (chain id {data['chain_id']})")
+        for name, url in data["ipfs"].items():
+            click.echo(f"ipfs      {name}: {url}")
+        click.echo(f"market    {data['market']}")
+        click.echo(f"deployed  {data['deployment']}")
+        click.echo("stop it with `blindframe stack down`")
+
+    emit(ctx, info.to_dict(), human)
+
+
+@stack.command("down")
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop the local stack's chain and IPFS nodes (their data stays for the next `up`)."""
+    from blindframe.deploy.stack import stack_down
+
+    stopped = stack_down(settings(ctx).home)
+
+    def human(data: list[str]) -> None:
+        click.echo("stopped: " + ", ".join(data) if data else "nothing was running")
+
+    emit(ctx, stopped, human)
+
+
+@stack.command("status")
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Say whether the local stack runs, and where."""
+    from blindframe.deploy.stack import stack_status
+
+    info = stack_status(settings(ctx).home)
+    data = info.to_dict() if info is not None else {"running": False}
+
+    def human(d: dict[str, Any]) -> None:
+        if "rpc_url" not in d:
+            click.echo("the local stack is not running (start it: blindframe stack up)")
+        else:
+            click.echo(f"running: chain {d['rpc_url']}, market {d['market']}, ipfs {d['ipfs']}")
+
+    emit(ctx, data, human)
+
+
+def _parameters_file(path: str | None) -> dict[str, int]:
+    if path is None:
+        return {}
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DeployError(f"cannot read parameters file {path}: {exc}") from None
+    if not isinstance(document, dict):
+        raise DeployError(f"{path} must hold a JSON object of parameter names to integers")
+    return {str(k): v for k, v in document.items() if not str(k).startswith("_")}
+
+
+@click.command("deploy")
+@click.option("--rpc", "rpc_url", help="JSON-RPC URL of the chain (default: BLINDFRAME_RPC_URL).")
+@click.option("--chain-id", type=int, help="Refuse to deploy unless the RPC serves this chain.")
+@click.option(
+    "--keystore",
+    required=True,
+    help="The deployer's keystore: a file, or a name/address in the keystore folder.",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False),
+    help="File whose first line is the keystore password (else a prompt).",
+)
+@click.option(
+    "--params",
+    "params_file",
+    type=click.Path(dir_okay=False),
+    help='JSON object overriding contracts/params.defaults.json (e.g. {"challengeWindow": 600}).',
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the deployment file.")
+@click.pass_context
+def deploy(
+    ctx: click.Context,
+    rpc_url: str | None,
+    chain_id: int | None,
+    keystore: str,
+    password_file: str | None,
+    params_file: str | None,
+    out: str | None,
+) -> None:
+    """Deploy RenderMarket to any EVM chain and write the deployment file.
+
+    The market has no admin: every parameter is fixed now. Defaults are in
+    contracts/params.defaults.json and explained in contracts/README.md.
+    """
+    from blindframe.coordinator.accounts import find_keystore
+    from blindframe.coordinator.tx import TxSender
+    from blindframe.deploy.deployer import deploy_market, market_parameters
+
+    cfg = settings(ctx, rpc_url=rpc_url, password_file=password_file, deployment=out)
+    params = market_parameters(_parameters_file(params_file))
+    w3 = connect(cfg.rpc_url, expected_chain_id=chain_id)
+    account = unlock(
+        find_keystore(cfg.keystores, keystore), password(cfg, prompt="Keystore password")
+    )
+    sender = TxSender(w3, account, endpoint=cfg.rpc_url, lock_dir=cfg.home / "nonces")
+    with console.status(f"deploying RenderMarket to chain {w3.eth.chain_id}…"):
+        deployment = deploy_market(sender, params, rpc_url=cfg.rpc_url)
+    deployment.save(cfg.deployment_path)
+    data = {**deployment.to_dict(), "file": str(cfg.deployment_path)}
+
+    def human(d: dict[str, Any]) -> None:
+        click.echo(
+            f"RenderMarket {d['contracts']['RenderMarket']['address']} on chain {d['chainId']}"
+        )
+        click.echo(f"deployment file: {d['file']}")
+
+    emit(ctx, data, human)

@@ -45,6 +45,7 @@ def node_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeHandle]:
     handle = start_node(tmp_path_factory.mktemp("node-a"))
     yield handle
     handle.stop()
+    shutil.rmtree(handle.data_dir, ignore_errors=True)  # hundreds of MB of blocks
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,7 @@ def node_b(tmp_path_factory: pytest.TempPathFactory, node_a: NodeHandle) -> Iter
         store.connect(node_a.multiaddrs[0])
     yield handle
     handle.stop()
+    shutil.rmtree(handle.data_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -82,6 +84,8 @@ def make_node(tmp_path: Path) -> Iterator[Callable[..., NodeHandle]]:
     yield make
     for handle in started:
         handle.stop()
+    for handle in started:
+        shutil.rmtree(handle.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,1 +1,95 @@
-"""Shared pytest setup: each area keeps its own fixtures in tests/<area>/conftest.py."""
+"""Shared pytest fixtures: a real Anvil chain with the market deployed by the project's own code.
+
+Area-specific fixtures live in tests/<area>/conftest.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eth_account import Account
+
+from blindframe.coordinator.artifacts import compile_contracts
+from blindframe.coordinator.chain import connect
+from blindframe.coordinator.deployment import Deployment, bind
+from blindframe.coordinator.tx import ErrorDecoder, TxSender
+from blindframe.deploy.anvil import AnvilHandle, start_anvil
+from blindframe.deploy.deployer import LOCAL_OVERRIDES, MARKET, deploy_market, market_parameters
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3 import Web3
+    from web3.contract.contract import Contract
+
+
+@dataclass
+class Chain:
+    """A running Anvil with RenderMarket deployed, and helpers to make funded accounts."""
+
+    anvil: AnvilHandle
+    w3: Web3
+    deployment: Deployment
+    market: Contract
+    decoder: ErrorDecoder
+
+    def account(self, eth: int = 100) -> LocalAccount:
+        """A fresh account funded with ``eth`` ether from Anvil's dev account."""
+        account: LocalAccount = Account.create()
+        tx = self.w3.eth.send_transaction(
+            {"from": self.w3.eth.accounts[0], "to": account.address, "value": eth * 10**18}  # type: ignore[typeddict-item]
+        )
+        self.w3.eth.wait_for_transaction_receipt(tx)
+        return account
+
+    def sender(self, account: LocalAccount) -> TxSender:
+        """A transaction sender for ``account`` that decodes the market's errors."""
+        return TxSender(self.w3, account, endpoint=self.anvil.rpc_url, decoder=self.decoder)
+
+    def warp(self, seconds: int) -> None:
+        """Move the chain's clock forward and mine a block."""
+        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    def now(self) -> int:
+        """The latest block's timestamp."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+
+def _deploy(anvil: AnvilHandle, overrides: dict[str, Any] | None = None) -> Chain:
+    w3 = connect(anvil.rpc_url)
+    artifacts = compile_contracts()
+    decoder = ErrorDecoder([artifacts[MARKET].abi])
+    deployer: LocalAccount = Account.create()
+    tx = w3.eth.send_transaction(
+        {"from": w3.eth.accounts[0], "to": deployer.address, "value": 10 * 10**18}  # type: ignore[typeddict-item]
+    )
+    w3.eth.wait_for_transaction_receipt(tx)
+    sender = TxSender(w3, deployer, endpoint=anvil.rpc_url, decoder=decoder)
+    params = market_parameters({**LOCAL_OVERRIDES, **(overrides or {})})
+    deployment = deploy_market(sender, params, rpc_url=anvil.rpc_url, artifacts=artifacts)
+    market = bind(w3, deployment, MARKET, artifacts)
+    return Chain(anvil=anvil, w3=w3, deployment=deployment, market=market, decoder=decoder)
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    """One Anvil for the session with the market deployed (local-stack parameters)."""
+    anvil = start_anvil(tmp_path_factory.mktemp("anvil"))
+    try:
+        yield _deploy(anvil)
+    finally:
+        anvil.stop()
+
+
+@pytest.fixture
+def fresh_chain(tmp_path: Path) -> Iterator[Chain]:
+    """A chain of its own, for tests that move its clock or count every wei."""
+    anvil = start_anvil(tmp_path / "anvil")
+    try:
+        yield _deploy(anvil)
+    finally:
+        anvil.stop()

@@ -201,9 +201,14 @@ class TxSender:
             raise TransactionError("the deployment receipt has no contract address")
         return to_checksum_address(address), receipt
 
-    def call_revert(self, exc: BaseException, action: str) -> ContractRevertError:
-        """Decode a revert raised by a read-only ``call()`` made elsewhere."""
-        return self._revert(exc, action)
+    @staticmethod
+    def revert_error(decoder: ErrorDecoder, exc: BaseException, action: str) -> ContractRevertError:
+        """Decode a revert raised by a read-only ``call()``."""
+        data = _revert_data(exc)
+        if data:
+            return decoder.error(data, action=action)
+        message = getattr(exc, "message", None) or str(exc)
+        return ContractRevertError(f"the contract rejected {action}: {message}")
 
     # -- internal -------------------------------------------------------------------------------
 
@@ -211,11 +216,7 @@ class TxSender:
         return with_retries(call, what=what, endpoint=self.endpoint)
 
     def _revert(self, exc: BaseException, action: str) -> ContractRevertError:
-        data = _revert_data(exc)
-        if data:
-            return self.decoder.error(data, action=action)
-        message = getattr(exc, "message", None) or str(exc)
-        return ContractRevertError(f"the contract rejected {action}: {message}")
+        return self.revert_error(self.decoder, exc, action)
 
     def _send(self, params: TxParams, action: str) -> TxReceipt:
         tx: dict[str, Any] = dict(params)

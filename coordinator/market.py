@@ -1,0 +1,523 @@
+"""Typed access to RenderMarket: views as dataclasses, actions as methods, errors as sentences.
+
+Worker and client both go through :class:`Market`; every transaction goes through the project's
+:class:`~blindframe.coordinator.tx.TxSender`, so nonces, gas, retries and revert decoding behave the
+same everywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from eth_utils.address import to_checksum_address
+from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
+
+from blindframe.coordinator.artifacts import Artifact, compile_contracts
+from blindframe.coordinator.deployment import Deployment, bind
+from blindframe.coordinator.errors import CoordinatorError
+from blindframe.coordinator.tx import ErrorDecoder, TxSender
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from web3 import Web3
+    from web3.contract.contract import Contract, ContractFunction
+    from web3.types import TxReceipt
+
+__all__ = [
+    "MARKET",
+    "ContestOutcome",
+    "ContestView",
+    "JobView",
+    "LeaseStatus",
+    "LeaseView",
+    "Market",
+    "Opening",
+    "WorkerView",
+    "kernel_id_bytes",
+    "kernel_id_text",
+    "market_decoder",
+]
+
+MARKET = "RenderMarket"
+WAD = 10**18
+
+# A sentence per custom error: what went wrong, in the words of the person who hit it.
+SENTENCES: dict[str, str] = {
+    "MarketUnknownJob": "there is no job {jobId}",
+    "MarketUnknownLease": "there is no lease {leaseId}",
+    "MarketUnknownContest": "there is no contest {contestId}",
+    "MarketWrongEscrow": "the escrow must be exactly {expected} wei, {sent} wei was sent",
+    "MarketBadCid": "the CID is {length} bytes long; 1..{maximum} bytes are accepted",
+    "MarketBadTileCount": "a job has 1..{maximum} tiles, not {tileCount}",
+    "MarketBadReplication": "replication must be 1..{maximum}, not {replication}",
+    "MarketZeroReward": "the reward per tile must be more than 0 wei",
+    "MarketBadLeaseLength": "the lease length must be 1..{maximum} seconds, not {leaseLength}",
+    "MarketBadDeadline": "the deadline {deadline} leaves no time for a lease: it must be at least "
+    "{earliest}",
+    "MarketBadLeafDepth": "the leaf depth must be at most {maximum}, not {leafDepth}",
+    "MarketBadRange": "tiles {firstTile}..+{count} are not a valid range of a {tileCount}-tile job",
+    "MarketBadLane": "lane {lane} is not open in job {jobId}",
+    "MarketClaimClosed": "job {jobId} takes no new leases: one would end at {commitDeadline}, "
+    "after the deadline {deadline}",
+    "MarketTilesTaken": "some of tiles {firstTile}..+{count} of lane {lane} in job {jobId} are "
+    "already leased",
+    "MarketTileHeld": "{worker} already holds a replica of some of tiles {firstTile}..+{count} of "
+    "job {jobId}",
+    "MarketTieBreakerTaken": "contest {contestId} already has its tie-breaker (lease {leaseT})",
+    "MarketTieBreakerClosed": "contest {contestId} took tie-breakers until {claimDeadline} (now "
+    "{now})",
+    "MarketClientTieBreaker": "the client of a job cannot break its ties (contest {contestId})",
+    "MarketNotLeaseWorker": "lease {leaseId} belongs to {worker}, not {caller}",
+    "MarketWrongLeaseStatus": "lease {leaseId} is {status}, this needs it {expected}",
+    "MarketLeaseExpired": "lease {leaseId} expired at {deadline} (now {now})",
+    "MarketCommitmentMismatch": "the revealed root and salt do not match lease {leaseId}'s "
+    "commitment",
+    "MarketRevealTooEarly": "lease {leaseId} may reveal once all {totalSlots} slots committed "
+    "({committedSlots} did) or after {commitDeadline}",
+    "MarketCopiedRoot": "the tie-breaker's root {root} copies a contested root (contest "
+    "{contestId})",
+    "MarketLeaseNotExpired": "lease {leaseId} runs until {deadline} (now {now})",
+    "MarketTileNotInLease": "lease {leaseId} does not cover tile {tile}",
+    "MarketTileAlreadyContested": "tile {tile} of job {jobId} was already contested",
+    "MarketChallengeClosed": "the challenge window closed at {deadline} (now {now})",
+    "MarketBadProof": "the opening of leaf {leaf} does not verify against lease {leaseId}'s root",
+    "MarketNotFarEnough": "the openings show {far} far coefficients; {required} are needed",
+    "MarketContestResolved": "contest {contestId} is already resolved",
+    "MarketTieBreakerNotRevealed": "contest {contestId}'s tie-breaker has not revealed yet",
+    "MarketContestPending": "contest {contestId} cannot be resolved before {until}",
+    "MarketNotClient": "only job {jobId}'s client {client} may do this, not {caller}",
+    "MarketWrongBond": "the dispute bond is exactly {expected} wei, {sent} wei was sent",
+    "MarketDisputeClosed": "lease {leaseId} could be disputed until {deadline} (now {now})",
+    "MarketBadBatch": "a batch holds 1..{maximum} items, not {length}",
+    "MarketNotVerified": "lease {leaseId} is verified at {verifiedAt} (now {now})",
+    "MarketLeaseContested": "lease {leaseId} has {openContests} unresolved contest(s)",
+    "MarketAcceptanceOpen": "the client may settle lease {leaseId} until {until} (now {now})",
+    "MarketJobNotExpired": "job {jobId} runs until its deadline {deadline} (now {now})",
+    "MarketNothingToRefund": "job {jobId} has nothing left to refund",
+    "StakingBelowMinimum": "the stake would be {stake} wei; the minimum is {minimum} wei",
+    "StakingBadCapacity": "capacity must be 1..{maximum} tiles, not {capacity}",
+    "StakingCapacityExceeded": "{requested} more tiles would exceed the capacity {capacity} "
+    "({active} in work)",
+    "StakingInsufficientFree": "the lease needs {required} wei of free stake as collateral; "
+    "{free} is free",
+    "StakingNothingToUnstake": "{worker} has nothing unbonding",
+    "StakingStillUnbonding": "the stake unbonds until {unbondingEnd} (now {now})",
+    "PaymentsNothingToWithdraw": "{account} has nothing to withdraw",
+}
+
+HINTS: dict[str, str] = {
+    "MarketTilesTaken": "another node was faster; the claim loop will pick other tiles",
+    "StakingInsufficientFree": "stake more: `blindframe worker stake --amount ETH`",
+    "StakingBelowMinimum": "stake at least the minimum: `blindframe worker stake --amount ETH`",
+    "StakingCapacityExceeded": "raise capacity: `blindframe worker stake --capacity N`",
+    "MarketJobNotExpired": "wait for the deadline, or `blindframe client watch` the job",
+    "MarketNotVerified": "wait for the challenge window to pass",
+    "StakingStillUnbonding": "run `blindframe worker unstake` again after that time",
+}
+
+
+def market_decoder(abi: Sequence[Any]) -> ErrorDecoder:
+    """The error decoder of RenderMarket (and its modules) with the sentences above."""
+    return ErrorDecoder(abis=[abi], sentences=SENTENCES, hints=HINTS)
+
+
+class LeaseStatus(enum.IntEnum):
+    """IRenderMarket.LeaseStatus."""
+
+    NONE = 0
+    CLAIMED = 1
+    COMMITTED = 2
+    REVEALED = 3
+    SETTLED = 4
+    RECLAIMED = 5
+
+
+class ContestOutcome(enum.IntEnum):
+    """IRenderMarket.ContestOutcome."""
+
+    PENDING = 0
+    A_FAR = 1
+    B_FAR = 2
+    BOTH_FAR = 3
+    NONE_FAR = 4
+    NO_TIE_BREAKER = 5
+
+
+def kernel_id_bytes(kernel_id: str) -> bytes:
+    """A kernel id (``volume@1``) as the contract's bytes32: UTF-8, zero-padded on the right."""
+    raw = kernel_id.encode()
+    if not 0 < len(raw) <= 32:
+        raise CoordinatorError(f"kernel id {kernel_id!r} must be 1..32 bytes")
+    return raw.ljust(32, b"\0")
+
+
+def kernel_id_text(raw: bytes | str) -> str:
+    """The contract's bytes32 kernel id back as text."""
+    data = bytes.fromhex(raw.removeprefix("0x")) if isinstance(raw, str) else bytes(raw)
+    return data.rstrip(b"\0").decode(errors="replace")
+
+
+_V = TypeVar("_V")
+
+
+def _view(cls: type[_V], value: Any) -> _V:
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    return cls(**dict(zip(names, value, strict=True)))
+
+
+@dataclass(frozen=True)
+class JobView:
+    """IRenderMarket.Job."""
+
+    client: str
+    deadline: int
+    leaseLength: int  # noqa: N815 - the contract's field names, so views read like the ABI
+    replication: int
+    leafDepth: int  # noqa: N815
+    priority: int
+    tileCount: int  # noqa: N815
+    rewardPerTileReplica: int  # noqa: N815
+    committedSlots: int  # noqa: N815
+    reservedSlots: int  # noqa: N815
+    contestCount: int  # noqa: N815
+    escrow: int
+    manifestHash: bytes  # noqa: N815
+    kernelId: bytes  # noqa: N815
+
+    @property
+    def kernel(self) -> str:
+        """The kernel id as text."""
+        return kernel_id_text(self.kernelId)
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    """IRenderMarket.Lease."""
+
+    worker: str
+    commitDeadline: int  # noqa: N815
+    revealedAt: int  # noqa: N815
+    status: int
+    jobId: int  # noqa: N815
+    lane: int
+    firstTile: int  # noqa: N815
+    count: int
+    forfeitedCount: int  # noqa: N815
+    openContests: int  # noqa: N815
+    digest: bytes
+    forfeited: int
+
+    @property
+    def state(self) -> LeaseStatus:
+        """The status as an enum."""
+        return LeaseStatus(self.status)
+
+    @property
+    def tiles(self) -> range:
+        """The tiles of the lease."""
+        return range(self.firstTile, self.firstTile + self.count)
+
+
+@dataclass(frozen=True)
+class ContestView:
+    """IRenderMarket.Contest."""
+
+    jobId: int  # noqa: N815
+    tile: int
+    lane: int
+    claimDeadline: int  # noqa: N815
+    kind: int
+    outcome: int
+    farMask: int  # noqa: N815
+    leaseA: int  # noqa: N815
+    leaseB: int  # noqa: N815
+    leaseT: int  # noqa: N815
+    challenger: str
+    bond: int
+    proverA: str  # noqa: N815
+    proverB: str  # noqa: N815
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """IStaking.WorkerInfo."""
+
+    stake: int
+    locked: int
+    capacity: int
+    activeTiles: int  # noqa: N815
+    unbonding: int
+    unbondingEnd: int  # noqa: N815
+    completed: int
+    faults: int
+
+    @property
+    def free_capacity(self) -> int:
+        """Tiles the worker may still claim."""
+        return max(self.capacity - self.activeTiles, 0)
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One leaf index of a tile opened against two lease roots (IRenderMarket.Opening)."""
+
+    leaf: int
+    leafA: bytes  # noqa: N815
+    leafB: bytes  # noqa: N815
+    proofA: list[bytes]  # noqa: N815
+    proofB: list[bytes]  # noqa: N815
+
+    def as_tuple(self) -> tuple[int, bytes, bytes, list[bytes], list[bytes]]:
+        """The ABI tuple."""
+        return (self.leaf, self.leafA, self.leafB, self.proofA, self.proofB)
+
+
+class Market:
+    """RenderMarket bound to a deployment, optionally with a sender for transactions."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        *,
+        sender: TxSender | None = None,
+        artifacts: dict[str, Artifact] | None = None,
+    ) -> None:
+        artifacts = compile_contracts() if artifacts is None else artifacts
+        self.w3 = w3
+        self.deployment = deployment
+        self.contract: Contract = bind(w3, deployment, MARKET, artifacts)
+        self.decoder = market_decoder(artifacts[MARKET].abi)
+        if sender is not None:
+            sender.decoder = self.decoder
+        self.sender = sender
+        self.params = deployment.parameters
+
+    @property
+    def address(self) -> str:
+        """The market's address."""
+        return str(self.contract.address)
+
+    # -- views -----------------------------------------------------------------------------------
+
+    def _call(self, function: ContractFunction, action: str) -> Any:
+        try:
+            return function.call()
+        except ContractLogicError as exc:
+            raise TxSender.revert_error(self.decoder, exc, action) from None
+
+    def job(self, job_id: int) -> JobView:
+        """Job ``job_id`` (raises if there is none)."""
+        return _view(
+            JobView, self._call(self.contract.functions.getJob(job_id), f"reading job {job_id}")
+        )
+
+    def lease(self, lease_id: int) -> LeaseView:
+        """Lease ``lease_id``."""
+        raw = self._call(self.contract.functions.getLease(lease_id), f"reading lease {lease_id}")
+        return _view(LeaseView, raw)
+
+    def contest(self, contest_id: int) -> ContestView:
+        """Contest ``contest_id``."""
+        raw = self._call(
+            self.contract.functions.getContest(contest_id), f"reading contest {contest_id}"
+        )
+        return _view(ContestView, raw)
+
+    def worker(self, address: str) -> WorkerView:
+        """The staking account of ``address``."""
+        raw = self._call(
+            self.contract.functions.workerInfo(to_checksum_address(address)), "reading a worker"
+        )
+        return _view(WorkerView, raw)
+
+    def pending_balance(self, address: str) -> int:
+        """Wei ``address`` can withdraw."""
+        return int(self.contract.functions.pendingBalance(to_checksum_address(address)).call())
+
+    def counts(self) -> tuple[int, int, int]:
+        """(jobs, leases, contests) numbered so far."""
+        jobs, leases, contests = self.contract.functions.counts().call()
+        return int(jobs), int(leases), int(contests)
+
+    def free_range(
+        self, job_id: int, lane: int, worker: str, from_tile: int, max_count: int
+    ) -> tuple[int, int]:
+        """First run of tiles from ``from_tile`` free in ``lane`` and not held by ``worker``."""
+        first, count = self.contract.functions.freeRange(
+            job_id, lane, to_checksum_address(worker), from_tile, max_count
+        ).call()
+        return int(first), int(count)
+
+    def verified_at(self, lease_id: int) -> int:
+        """When a revealed replica lease counts as verified (0 if not computable yet)."""
+        return int(self.contract.functions.verifiedAt(lease_id).call())
+
+    def refundable(self, job_id: int) -> int:
+        """What `refund` would credit the client after the deadline."""
+        return int(self.contract.functions.refundable(job_id).call())
+
+    def commitment(self, root: bytes, worker: str, salt: bytes) -> bytes:
+        """keccak256(abi.encode(root, worker, salt)), as the contract computes it."""
+        return bytes(
+            self.contract.functions.commitmentOf(root, to_checksum_address(worker), salt).call()
+        )
+
+    def tie_breaker_contest(self, job_id: int, lane: int) -> int:
+        """The contest whose tie-breaker lane is ``lane`` (0 if none)."""
+        return int(self.contract.functions.tieBreakerContest(job_id, lane).call())
+
+    def now(self) -> int:
+        """The latest block's timestamp: the contract's clock."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def _send(self, function: ContractFunction, action: str, value: int = 0) -> TxReceipt:
+        if self.sender is None:
+            raise CoordinatorError(
+                f"{action} needs an account", hint="pass --account and a password"
+            )
+        return self.sender.transact(function, value=value, action=action)
+
+    def events(self, receipt: TxReceipt, name: str) -> list[dict[str, Any]]:
+        """The ``name`` events of a receipt, as dicts of their arguments."""
+        return [
+            dict(e["args"])
+            for e in self.contract.events[name]().process_receipt(receipt, errors=DISCARD)
+        ]
+
+    def stake(self, capacity: int, value: int) -> TxReceipt:
+        """Add ``value`` wei of stake and declare ``capacity`` tiles."""
+        return self._send(self.contract.functions.stake(capacity), f"staking {value} wei", value)
+
+    def request_unstake(self, amount: int) -> TxReceipt:
+        """Start unbonding ``amount`` wei of free stake."""
+        return self._send(self.contract.functions.requestUnstake(amount), f"unbonding {amount} wei")
+
+    def unstake(self) -> TxReceipt:
+        """Credit the unbonded stake to the pending balance."""
+        return self._send(self.contract.functions.unstake(), "unstaking")
+
+    def withdraw(self) -> TxReceipt:
+        """Take the pending balance out."""
+        return self._send(self.contract.functions.withdraw(), "withdrawing")
+
+    def post_job(
+        self,
+        *,
+        manifest_cid: str,
+        kernel_id: str,
+        tile_count: int,
+        replication: int,
+        reward_per_tile_replica: int,
+        lease_length: int,
+        deadline: int,
+        priority: int,
+        leaf_depth: int,
+    ) -> int:
+        """Post a job with exact escrow; returns its id."""
+        escrow = tile_count * replication * reward_per_tile_replica
+        receipt = self._send(
+            self.contract.functions.postJob(
+                manifest_cid.encode(),
+                kernel_id_bytes(kernel_id),
+                tile_count,
+                replication,
+                reward_per_tile_replica,
+                lease_length,
+                deadline,
+                priority,
+                leaf_depth,
+            ),
+            f"posting a {tile_count}-tile job",
+            escrow,
+        )
+        (posted,) = self.events(receipt, "JobPosted")
+        return int(posted["jobId"])
+
+    def claim(
+        self, job_id: int, lane: int, first_tile: int, count: int
+    ) -> tuple[int, dict[str, Any]]:
+        """Lease tiles; returns (lease id, the TilesClaimed event)."""
+        receipt = self._send(
+            self.contract.functions.claim(job_id, lane, first_tile, count),
+            f"claiming tiles {first_tile}..{first_tile + count - 1} of job {job_id} lane {lane}",
+        )
+        (claimed,) = self.events(receipt, "TilesClaimed")
+        return int(claimed["leaseId"]), claimed
+
+    def commit(self, lease_id: int, commitment: bytes) -> TxReceipt:
+        """Commit to a lease's result."""
+        return self._send(
+            self.contract.functions.commit(lease_id, commitment), f"committing lease {lease_id}"
+        )
+
+    def reveal(self, lease_id: int, root: bytes, result_cid: str, salt: bytes) -> TxReceipt:
+        """Reveal a lease's root and result CID."""
+        return self._send(
+            self.contract.functions.reveal(lease_id, root, result_cid.encode(), salt),
+            f"revealing lease {lease_id}",
+        )
+
+    def reclaim(self, lease_id: int) -> TxReceipt:
+        """End an expired lease (anyone)."""
+        return self._send(self.contract.functions.reclaim(lease_id), f"reclaiming lease {lease_id}")
+
+    def prove_disagreement(
+        self, job_id: int, tile: int, lease_a: int, lease_b: int, openings: Sequence[Opening]
+    ) -> int:
+        """Prove two replicas of ``tile`` far apart; returns the contest id."""
+        receipt = self._send(
+            self.contract.functions.proveDisagreement(
+                job_id, tile, lease_a, lease_b, [o.as_tuple() for o in openings]
+            ),
+            f"proving leases {lease_a} and {lease_b} disagree on tile {tile}",
+        )
+        (proven,) = self.events(receipt, "DisagreementProven")
+        return int(proven["contestId"])
+
+    def prove_far(self, contest_id: int, side: int, openings: Sequence[Opening]) -> TxReceipt:
+        """Prove side ``side`` (0 = A, 1 = B) of a contest far from its tie-breaker."""
+        return self._send(
+            self.contract.functions.proveFar(contest_id, side, [o.as_tuple() for o in openings]),
+            f"proving side {'AB'[side]} of contest {contest_id} far from the tie-breaker",
+        )
+
+    def resolve_contest(self, contest_id: int) -> TxReceipt:
+        """End a contest whose windows passed (anyone)."""
+        return self._send(
+            self.contract.functions.resolveContest(contest_id), f"resolving contest {contest_id}"
+        )
+
+    def dispute(self, job_id: int, tile: int, lease_id: int) -> int:
+        """The client disputes a tile of a lease, posting the bond; returns the contest id."""
+        receipt = self._send(
+            self.contract.functions.dispute(job_id, tile, lease_id),
+            f"disputing tile {tile} of lease {lease_id}",
+            int(self.params["disputeBond"]),
+        )
+        (disputed,) = self.events(receipt, "Disputed")
+        return int(disputed["contestId"])
+
+    def settle(self, job_id: int, lease_ids: Sequence[int]) -> TxReceipt:
+        """The client accepts verified leases."""
+        return self._send(
+            self.contract.functions.settle(job_id, list(lease_ids)),
+            f"settling {len(lease_ids)} lease(s) of job {job_id}",
+        )
+
+    def finalize(self, job_id: int, lease_ids: Sequence[int]) -> TxReceipt:
+        """Anyone settles leases whose acceptance window passed."""
+        return self._send(
+            self.contract.functions.finalize(job_id, list(lease_ids)),
+            f"finalizing {len(lease_ids)} lease(s) of job {job_id}",
+        )
+
+    def refund(self, job_id: int) -> TxReceipt:
+        """The client takes back escrow of unfinished tiles after the deadline."""
+        return self._send(self.contract.functions.refund(job_id), f"refunding job {job_id}")

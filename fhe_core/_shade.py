@@ -3,8 +3,8 @@
 Per pixel the G-buffer holds a quantized normal ``n`` (3 signed integers in [-4, 4]) and an
 albedo ``a`` (3 channels in [0, 3]): two encrypted inputs, since Concrete cannot mix a signed
 tensor's slices into unsigned arithmetic. The public light is two small integer vectors: the
-light direction ``L`` and the Blinn half vector ``H``, each with ``|x|+|y|+|z| <= 3``, so ``L.n`` and ``H.n`` stay
-in [-12, 12] (5-bit signed) for every possible G-buffer. Then, with no rounding anywhere:
+light direction ``L`` and the Blinn half vector ``H``, each with ``|x|+|y|+|z| <= 3``, so ``L.n``
+and ``H.n`` stay in [-12, 12] (5-bit signed) for every possible G-buffer. Then, with no rounding anywhere:
 
 - ``d = DIFFUSE[L.n]`` (0..7, clamped cosine), ``s = SPECULAR[H.n]`` (0..8, cosine^8): 2 lookups;
 - per channel ``out_c = ALBEDO_DIFFUSE[8 * a_c + d] + s`` (0..31): 3 lookups on 5 bits.

@@ -165,7 +165,12 @@ def _random_weights(rng: np.random.Generator) -> IntArray:
 
 def _inputset(rng: np.random.Generator) -> list[tuple[IntArray, ...]]:
     full = np.full(VOXELS, VOXEL_MAX, dtype=np.int64)
-    out = [(full, _random_weights(rng))]
+    # One ray whose samples all land in one voxel: a single weight of ACC_MAX. This sets the
+    # clear input's bit width, so every weight the bounds allow is representable exactly.
+    single = _random_weights(rng)
+    single[0] = 0
+    single[0, 0] = ACC_MAX
+    out = [(full, single), (full, _random_weights(rng))]
     out += [(rng.integers(0, VOXEL_MAX + 1, VOXELS), _random_weights(rng)) for _ in range(3)]
     return out
 

@@ -33,6 +33,7 @@ __all__ = [
     "Lookup",
     "client_spec_hash",
     "compile_kernel",
+    "configuration",
     "expected_inputs",
     "expected_outputs",
     "function_name",
@@ -112,12 +113,17 @@ def compile_kernel(kernel_id: str) -> fhe.Circuit:
 
 @functools.cache
 def client_spec_hash(kernel_id: str) -> str:
-    """sha256 (hex) of the compiled kernel's client specs: the crypto parameters and encodings.
+    """sha256 (hex) of the compiled kernel: its client specs (crypto parameters, encodings) and
+    its MLIR (what it computes: tables, bit widths of the clear arguments).
 
-    Equal hashes mean a key set made for one side's compilation serves the other's.
+    Equal hashes mean both sides compiled the same circuit, and a key set made for one side's
+    compilation serves the other's. The specs alone would not do: they do not change with, say,
+    the bit width of a clear argument, which decides whether large weights wrap.
     """
     circuit = compile_kernel(kernel_id)
-    return hashlib.sha256(circuit.client.specs.serialize()).hexdigest()
+    digest = hashlib.sha256(circuit.client.specs.serialize())
+    digest.update(b"\0" + str(circuit.mlir).encode())
+    return digest.hexdigest()
 
 
 # A seeded (compressed) input ciphertext is 3 uint64 words: a 128-bit seed and the body.

@@ -107,14 +107,15 @@ def _twin(enc: tuple[IntArray, ...], taps: IntArray) -> IntArray:
         for dx in range(3):
             acc += g[dy : dy + h, dx : dx + w] * taps[dy, dx]
     rounded = ((acc + (1 << (SHIFT - 1))) >> SHIFT) << SHIFT
-    return TONE[rounded % 256]
+    out: IntArray = TONE[rounded % 256]
+    return out
 
 
 def _inputset(rng: np.random.Generator) -> list[tuple[IntArray, ...]]:
     shape = (TILE[0] + 2 * HALO, TILE[1] + 2 * HALO)
     full = np.full(shape, PIXEL_MAX, dtype=np.int64)
     worst_pos = np.array([[17, 0, 0], [0, 0, 0], [0, 0, -18]], dtype=np.int64)
-    out = [(full, worst_pos), (full, -worst_pos[::-1, ::-1].copy())]
+    out: list[tuple[IntArray, ...]] = [(full, worst_pos), (full, -worst_pos[::-1, ::-1].copy())]
     out += [(full, np.array(t, dtype=np.int64)) for t in FILTERS.values()]
     out += [(rng.integers(0, PIXEL_MAX + 1, shape), np.array(FILTERS["sharpen"])) for _ in range(3)]
     return out

@@ -3,8 +3,9 @@
 Per pixel the G-buffer holds a quantized normal ``n`` (3 signed integers in [-4, 4]) and an
 albedo ``a`` (3 channels in [0, 3]): two encrypted inputs, since Concrete cannot mix a signed
 tensor's slices into unsigned arithmetic. The public light is two small integer vectors: the
-light direction ``L`` and the Blinn half vector ``H``, each with ``|x|+|y|+|z| <= 3``, so ``L.n``
-and ``H.n`` stay in [-12, 12] (5-bit signed) for every possible G-buffer. Then, with no rounding anywhere:
+light direction ``L`` and the Blinn half vector ``H``, each with ``|x|+|y|+|z| <= 3``, so
+``L.n`` and ``H.n`` stay in [-12, 12] (5-bit signed) for every possible G-buffer. Then, with no
+rounding anywhere:
 
 - ``d = DIFFUSE[L.n]`` (0..7, clamped cosine), ``s = SPECULAR[H.n]`` (0..8, cosine^8): 2 lookups;
 - per channel ``out_c = ALBEDO_DIFFUSE[8 * a_c + d] + s`` (0..31): 3 lookups on 5 bits.
@@ -74,7 +75,8 @@ def _unit(name: str, value: Any) -> tuple[float, float, float]:
 def _nearest(direction: tuple[float, float, float]) -> IntArray:
     cand = _CANDIDATES.astype(np.float64)
     cos = cand @ np.array(direction) / np.linalg.norm(cand, axis=1)
-    return _CANDIDATES[int(np.argmax(cos))].copy()  # argmax: first of ties, deterministic
+    best: IntArray = _CANDIDATES[int(np.argmax(cos))].copy()  # first of ties: deterministic
+    return best
 
 
 def light_matrix(
@@ -125,14 +127,15 @@ def _twin(enc: tuple[IntArray, ...], lights: IntArray) -> IntArray:
     dh = np.einsum("k,kyx->yx", lights[1], normals)
     d = DIFFUSE[dl % 32]
     s = SPECULAR[dh % 32]
-    return ALBEDO_DIFFUSE[albedo * 8 + d] + s
+    out: IntArray = ALBEDO_DIFFUSE[albedo * 8 + d] + s
+    return out
 
 
 _SHAPE = (3, *TILE)
 
 
 def _inputset(rng: np.random.Generator) -> list[tuple[IntArray, ...]]:
-    out = []
+    out: list[tuple[IntArray, ...]] = []
     top = np.full(_SHAPE, ALBEDO_MAX, dtype=np.int64)
     # Corners first: every extreme normal against every extreme light bounds the dot products.
     for sign in (1, -1):

@@ -151,7 +151,8 @@ def _circuit(vol: Any, weights: Any) -> Any:
 
 def _twin(enc: tuple[IntArray, ...], weights: IntArray) -> IntArray:
     acc = weights @ enc[0].astype(np.int64)
-    return TRANSFER[acc].reshape(TILE)
+    out: IntArray = TRANSFER[acc].reshape(TILE)
+    return out
 
 
 def _random_weights(rng: np.random.Generator) -> IntArray:
@@ -170,7 +171,7 @@ def _inputset(rng: np.random.Generator) -> list[tuple[IntArray, ...]]:
     single = _random_weights(rng)
     single[0] = 0
     single[0, 0] = ACC_MAX
-    out = [(full, single), (full, _random_weights(rng))]
+    out: list[tuple[IntArray, ...]] = [(full, single), (full, _random_weights(rng))]
     out += [(rng.integers(0, VOXEL_MAX + 1, VOXELS), _random_weights(rng)) for _ in range(3)]
     return out
 

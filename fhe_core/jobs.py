@@ -111,25 +111,25 @@ class JobSecrets:
         }
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).astype(np.int64)
         with Path(path).open("wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+            np.savez_compressed(fh, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> JobSecrets:
         """Read what :meth:`save` wrote."""
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"].astype(np.uint8)).decode())
-            plain: dict[int, list[IntArray]] = {}
+            plain: dict[int, list[tuple[int, IntArray]]] = {}
             for key in data.files:
                 if key.startswith("plain_"):
                     _, tile, i = key.split("_")
-                    plain.setdefault(int(tile), []).append((int(i), data[key]))  # type: ignore[arg-type]
+                    plain.setdefault(int(tile), []).append((int(i), data[key]))
             volume = data["volume"] if "volume" in data.files else None
         return cls(
             kernel_id=meta["kernel_id"],
             tasks=[Task(int(a), int(b), bool(c)) for a, b, c in meta["tasks"]],
             real_hw=(int(meta["real_hw"][0]), int(meta["real_hw"][1])),
             offset_tiles=(int(meta["offset_tiles"][0]), int(meta["offset_tiles"][1])),
-            plain={k: tuple(a for _, a in sorted(v)) for k, v in plain.items()},  # type: ignore[misc]
+            plain={k: tuple(a for _, a in sorted(v, key=lambda x: x[0])) for k, v in plain.items()},
             volume=volume,
         )
 

@@ -47,7 +47,8 @@ def knot_points(count: int = 720) -> FloatArray:
     t = np.linspace(0.0, 2 * math.pi, count, endpoint=False)
     r = np.cos(3 * t) + 2.0
     pts = np.stack([r * np.cos(2 * t), r * np.sin(2 * t), -np.sin(3 * t)], axis=1)
-    return pts * 2.05 + GRID / 2
+    out: FloatArray = pts * 2.05 + GRID / 2
+    return out
 
 
 def _distance(points: FloatArray, curve: FloatArray) -> tuple[FloatArray, npt.NDArray[np.int64]]:
@@ -205,13 +206,14 @@ def render_sample(
 def _plain_volume(frame: tuple[int, int]) -> IntArray:
     from blindframe.fhe_core import jobs
     from blindframe.fhe_core.kernels import get_kernel
+    from blindframe.fhe_core.tiling import Task
 
     kernel = get_kernel("volume@1")
     grid_count = (frame[0] // kernel.tile_hw[0]) * (frame[1] // kernel.tile_hw[1])
     public = jobs.PublicJob("volume@1", dict(SAMPLE_CAMERA), frame, grid_count, True)
     secrets = jobs.JobSecrets(
         "volume@1",
-        [jobs.Task(i, i, False) for i in range(grid_count)],
+        [Task(i, i, False) for i in range(grid_count)],
         frame,
         (0, 0),
         volume=sample_volume(),
@@ -228,7 +230,7 @@ def _make_job(
 ) -> Any:
     from blindframe.fhe_core import jobs
     from blindframe.fhe_core.kernels import get_kernel
-    from blindframe.fhe_core.tiling import plan_tasks, split_tiles, tile_grid
+    from blindframe.fhe_core.tiling import Task, plan_tasks, split_tiles, tile_grid
 
     if client is not None:
         if name == "volume":
@@ -240,7 +242,7 @@ def _make_job(
         public = jobs.PublicJob(kernel.kernel_id, params, frame, count, True)
         secrets = jobs.JobSecrets(
             kernel.kernel_id,
-            [jobs.Task(i, i, False) for i in range(count)],
+            [Task(i, i, False) for i in range(count)],
             frame,
             (0, 0),
             volume=inputs[0],

@@ -57,4 +57,5 @@ def quantize_density(
         centres = ((np.arange(GRID) + 0.5) * side / GRID).astype(np.int64)
         small = grid[np.ix_(centres, centres, centres)]
     occupied = (small >= threshold).astype(np.int64) * VOXEL_MAX
-    return occupied.reshape(-1)
+    flat: IntArray = occupied.reshape(-1)
+    return flat

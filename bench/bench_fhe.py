@@ -1,0 +1,247 @@
+"""FHE render kernels: cost per pixel, sizes, keygen; ratios to a naive kernel and to the twin.
+
+For each kernel of the registry (one 8x8 tile of the sample scene): lookups per pixel and their
+precision, ms per pixel (best of two runs, all cores this process has), input bytes per voxel or
+pixel, output bytes per pixel, evaluation-key size, keygen time; then in the same run the same
+figures for a naive version of the kernel (8-bit lookups everywhere, no rounding; an 8-pixel
+tile, its cost per pixel is the same) and the numpy twin's time. Last, the whole 64x64 sample
+frame through ``volume@1`` (the 3-minute target). Prints a markdown table (bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blindframe.fhe_core import jobs, sample
+from blindframe.fhe_core.client import KernelClient
+from blindframe.fhe_core.kernels import (
+    KERNEL_IDS,
+    configuration,
+    get_kernel,
+    import_concrete,
+)
+from blindframe.fhe_core.keys import export_evaluation_keys, generate_keys
+from blindframe.fhe_core.server import run_tile
+from blindframe.fhe_core.tiling import split_tiles, tile_grid
+
+NAIVE_PIXELS = 8
+
+
+def _tile(kernel_id: str) -> tuple[tuple[np.ndarray, ...], np.ndarray, int]:
+    """The sample scene's tile 27 (of a 64x64 frame): plaintext inputs and clear argument."""
+    from blindframe.fhe_core.server import tile_clear_args
+
+    frame = (64, 64)
+    if kernel_id == "volume@1":
+        clear = tile_clear_args(kernel_id, sample.SAMPLE_CAMERA, frame, 27)
+        return (sample.sample_volume(),), clear, 0xFFFFFFFF
+    kernel = get_kernel(kernel_id)
+    grid = tile_grid(frame, kernel.tile_hw, kernel.halo)
+    if kernel_id == "shade@1":
+        planes = sample.sample_gbuffer(frame)
+        params: dict[str, Any] = sample.SAMPLE_LIGHT
+    else:
+        planes = (sample._plain_volume(frame) >> 2,)
+        params = sample.SAMPLE_FILTER
+    tiles = tuple(split_tiles(grid, p)[27] for p in planes)
+    return tiles, tile_clear_args(kernel_id, params, frame, 0), 27
+
+
+def _naive(kernel_id: str) -> tuple[Any, list[tuple[Any, ...]], tuple[Any, ...]]:
+    """8-bit lookups everywhere, no rounding: the same computation with wide values."""
+    fhe = import_concrete()
+    rng = np.random.default_rng(0)
+    t8 = fhe.LookupTable([(i * 7) % 256 for i in range(256)])
+    n = NAIVE_PIXELS
+    if kernel_id == "volume@1":
+        # 4-bit densities, weights summing to 17: an 8-bit ray sum, one 8-bit lookup.
+        def volume(vol: Any, w: Any) -> Any:
+            return t8[w @ vol]
+
+        def weights() -> np.ndarray:
+            w = np.zeros((n, 4096), dtype=np.int64)
+            for row in range(n):
+                w[row, rng.choice(4096, 17, replace=False)] = 1
+            return w
+
+        inputset = [(np.full(4096, 15), weights())] + [
+            (rng.integers(0, 16, 4096), weights()) for _ in range(3)
+        ]
+        return fhe.Compiler(volume, {"vol": "encrypted", "w": "clear"}), inputset, inputset[1]
+    if kernel_id == "shade@1":
+        # normals in [-15, 15] against lights with |L|_1 <= 4: 8-bit signed dots, 8-bit lookups.
+        def shade(normals: Any, albedo: Any, lights: Any) -> Any:
+            dl = normals[0] * lights[0, 0] + normals[1] * lights[0, 1] + normals[2] * lights[0, 2]
+            dh = normals[0] * lights[1, 0] + normals[1] * lights[1, 1] + normals[2] * lights[1, 2]
+            d = fhe.LookupTable([min(max(i if i < 128 else i - 256, 0), 63) for i in range(256)])[
+                dl
+            ]
+            s = fhe.LookupTable([(i % 64) // 4 for i in range(256)])[dh]
+            return fhe.LookupTable([(i * 3) % 128 for i in range(256)])[albedo * 64 + d] + s
+
+        shape = (3, n)
+        inputset = [
+            (np.full(shape, sg * 15), np.full(shape, 3), np.array([[4, 0, 0], [0, 4, 0]]) * sl)
+            for sg in (1, -1)
+            for sl in (1, -1)
+        ] + [
+            (
+                rng.integers(-15, 16, shape),
+                rng.integers(0, 4, shape),
+                np.array([[1, 2, 1], [2, 1, 1]]),
+            )
+        ]
+        return (
+            fhe.Compiler(shade, {"normals": "encrypted", "albedo": "encrypted", "lights": "clear"}),
+            inputset,
+            inputset[-1],
+        )
+
+    # post: 3-tap rows of 4-bit pixels, an 8-bit sum read whole by an 8-bit lookup.
+    def post(img: Any, taps: Any) -> Any:
+        acc = img[0:n] * taps[0] + img[1 : n + 1] * taps[1] + img[2 : n + 2] * taps[2]
+        return fhe.LookupTable([(i * 5) % 256 for i in range(256)])[acc]
+
+    inputset = [
+        (np.full(n + 2, 15), np.array([8, 0, -8])),
+        (np.full(n + 2, 15), np.array([-8, 0, 8])),
+    ]
+    inputset += [(rng.integers(0, 16, n + 2), np.array([1, 6, 1])) for _ in range(3)]
+    return fhe.Compiler(post, {"img": "encrypted", "taps": "clear"}), inputset, inputset[-1]
+
+
+def _time_naive(kernel_id: str) -> dict[str, float]:
+    compiler, inputset, sample_args = _naive(kernel_id)
+    circuit = compiler.compile(inputset, configuration())
+    start = time.perf_counter()
+    circuit.keygen()
+    keygen = time.perf_counter() - start
+    encrypted = circuit.encrypt(*sample_args[:-1], None)
+    encrypted = encrypted if isinstance(encrypted, tuple) else (encrypted,)
+    args = (
+        [*encrypted[:-1], sample_args[-1]]
+        if len(encrypted) > 1
+        else [encrypted[0], sample_args[-1]]
+    )
+    best = min(_timed(lambda: circuit.run(*args)) for _ in range(2))
+    pixels = NAIVE_PIXELS * (3 if kernel_id == "shade@1" else 1)
+    return {
+        "ms_per_pixel": 1000 * best / NAIVE_PIXELS,
+        "pbs_per_pixel": circuit.programmable_bootstrap_count / NAIVE_PIXELS,
+        "eval_mb": len(circuit.client.evaluation_keys.serialize()) / 1e6,
+        "keygen_s": keygen,
+        "out_bytes_per_pixel": len(circuit.run(*args).serialize()) / NAIVE_PIXELS,
+        "pixels": pixels,
+    }
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    print(f"cores available: {len(os.sched_getaffinity(0))}, load average: {os.getloadavg()}")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-fhe-") as tmp:
+        keys = Path(tmp)
+        for kernel_id in KERNEL_IDS:
+            kernel = get_kernel(kernel_id)
+            info = generate_keys(kernel_id, keys)
+            client = KernelClient(kernel_id, keys)
+            ek = export_evaluation_keys(kernel_id, keys)
+            plain, clear, tile = _tile(kernel_id)
+            bundle = client.encrypt(*plain, tile_index=tile)
+            run_tile(kernel_id, bundle, ek, clear, tile_index=27)  # warm-up (FFT plans)
+            from blindframe.fhe_core.keys import read_evaluation_keys
+
+            ekd = read_evaluation_keys(kernel_id, ek)
+
+            def once(kid: str = kernel_id, b: bytes = bundle, k: Any = ekd, c: Any = clear) -> None:
+                run_tile(kid, b, k, c, tile_index=27)
+
+            best = min(_timed(once) for _ in range(2))
+            out = run_tile(kernel_id, bundle, ekd, clear, tile_index=27)
+            assert np.array_equal(client.decrypt(out, tile_index=27), kernel.twin(plain, clear))
+
+            def twin_once(kern: Any = kernel, p: Any = plain, c: Any = clear) -> None:
+                kern.twin(p, c)
+
+            twin = min(_timed(twin_once) for _ in range(20))
+            px = kernel.pixels_per_tile
+            values_in = sum(int(np.prod(s.shape)) for s in kernel.enc)
+            unit_in = values_in if kernel.name == "volume" else px
+            naive = _time_naive(kernel_id)
+            ms = 1000 * best / px
+            rows.append(
+                {
+                    "kernel": kernel_id,
+                    "lookups": " + ".join(
+                        f"{lk.per_pixel}x{lk.precision_bits}-bit" for lk in kernel.lookups
+                    ),
+                    "pbs": kernel.bootstraps_per_pixel,
+                    "ms": ms,
+                    "in_bytes": len(bundle) / unit_in,
+                    "in_unit": "voxel" if kernel.name == "volume" else "pixel",
+                    "out_bytes": len(out) / px,
+                    "eval_mb": len(ek) / 1e6,
+                    "keygen_s": info.keygen_seconds,
+                    "naive_ms": naive["ms_per_pixel"],
+                    "naive_pbs": naive["pbs_per_pixel"],
+                    "naive_eval_mb": naive["eval_mb"],
+                    "naive_keygen_s": naive["keygen_s"],
+                    "vs_naive": naive["ms_per_pixel"] / ms,
+                    "twin_us": 1e6 * twin / px,
+                    "vs_twin": best / twin,
+                }
+            )
+            print(rows[-1], flush=True)
+        # The whole 64x64 sample frame through volume@1 (in-process tiles, sequential).
+        client = KernelClient("volume@1", keys)
+        ek = export_evaluation_keys("volume@1", keys)
+        job = jobs.encrypt_volume_job(
+            client, sample.sample_volume(), sample.SAMPLE_CAMERA, (64, 64), margin_tiles=0
+        )
+        from blindframe.fhe_core.keys import read_evaluation_keys
+
+        ekd = read_evaluation_keys("volume@1", ek)
+        start = time.perf_counter()
+        outputs = {
+            t: run_tile(
+                "volume@1", job.inputs[0], ekd, jobs.task_clear_args(job.public, t), tile_index=t
+            )
+            for t in range(job.public.tasks)
+        }
+        frame_s = time.perf_counter() - start
+        image = jobs.decrypt_job(client, job.public, job.secrets, outputs)
+        assert image.shape == (64, 64)
+    print()
+    print(
+        "| kernel | lookups per pixel | PBS/px | ms/px | input B per | output B/px | eval keys MB "
+        "| keygen s | naive ms/px (PBS/px, keys MB, keygen s) | naive / ours | ours / twin |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(
+            f"| {r['kernel']} | {r['lookups']} | {r['pbs']} | {r['ms']:.1f} "
+            f"| {r['in_bytes']:.1f} per {r['in_unit']} "
+            f"| {r['out_bytes']:.0f} | {r['eval_mb']:.1f} | {r['keygen_s']:.1f} "
+            f"| {r['naive_ms']:.1f} ({r['naive_pbs']:.0f}, {r['naive_eval_mb']:.0f}, "
+            f"{r['naive_keygen_s']:.1f}) "
+            f"| {r['vs_naive']:.1f}x | {r['vs_twin']:.0f}x (twin {r['twin_us']:.2f} us/px) |"
+        )
+    print()
+    print(f"volume@1, 64x64 sample frame (64 tiles, one volume): {frame_s:.1f} s of FHE compute")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Read PNG and OpenEXR images into named float layers; sRGB encoding; PNG writing for previews.
+
+Layers: an image is a mapping ``layer -> component -> (H, W) float32``. A plain PNG or EXR has
+one layer named ``""`` with components ``R, G, B`` (``A`` when present; ``Y`` for grey). A
+multilayer EXR (Blender's "OpenEXR MultiLayer", one part or several) keeps its layer names:
+channel ``ViewLayer.Normal.X`` is component ``X`` of layer ``ViewLayer.Normal``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from blindframe.client._scene_errors import (
+    EmptySceneError,
+    SceneFileError,
+    SceneFormatError,
+    SceneTooLargeError,
+)
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_FILE_BYTES",
+    "MAX_IMAGE_SIDE",
+    "Image",
+    "check_file",
+    "read_image",
+    "srgb_encode",
+    "write_png",
+]
+
+F32 = npt.NDArray[np.float32]
+IMAGE_SUFFIXES = {".png": "PNG", ".exr": "OpenEXR"}
+# The largest file any importer reads (meshes, images, scene files).
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# fhe_core tiles frames up to 4096 pixels a side.
+MAX_IMAGE_SIDE = 4096
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_EXR_MAGIC = b"\x76\x2f\x31\x01"
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image file's layers; ``linear`` is True for EXR (scene-referred), False for PNG."""
+
+    path: Path
+    layers: dict[str, dict[str, F32]]
+    linear: bool
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """Height and width (every layer has the same)."""
+        first = next(iter(next(iter(self.layers.values())).values()))
+        return int(first.shape[0]), int(first.shape[1])
+
+
+def check_file(path: Path, what: str) -> int:
+    """Fail clearly unless ``path`` is a readable file within MAX_FILE_BYTES; return its size."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise SceneFileError(
+            f"{what} {str(path)!r} does not exist", hint="check the path and its spelling"
+        ) from None
+    except OSError as exc:
+        raise SceneFileError(f"cannot open {what} {str(path)!r}: {exc.strerror}") from None
+    if not path.is_file():
+        raise SceneFileError(
+            f"{what} {str(path)!r} is not a file", hint="give a file, not a folder"
+        )
+    if size > MAX_FILE_BYTES:
+        raise SceneTooLargeError(
+            f"{what} {str(path)!r} is {size / 2**20:.0f} MiB, more than the "
+            f"{MAX_FILE_BYTES // 2**20} MiB allowed",
+            hint="decimate the mesh or lower the image's resolution",
+        )
+    if size == 0:
+        raise EmptySceneError(f"{what} {str(path)!r} is empty (0 bytes)")
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise SceneFileError(f"cannot open {what} {str(path)!r}: {exc.strerror}") from None
+    return size
+
+
+def read_image(path: Path, what: str = "image") -> Image:
+    """Read a PNG or OpenEXR file (chosen by its first bytes, not its name) into layers."""
+    check_file(path, what)
+    with path.open("rb") as fh:
+        magic = fh.read(8)
+    if magic.startswith(_PNG_MAGIC):
+        return _read_png(path, what)
+    if magic.startswith(_EXR_MAGIC):
+        return _read_exr(path, what)
+    raise SceneFormatError(
+        f"{what} {str(path)!r} is neither a PNG nor an OpenEXR file",
+        hint="export the pass as PNG or EXR",
+    )
+
+
+def _check_side(path: Path, what: str, width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise EmptySceneError(f"{what} {str(path)!r} has no pixels ({width}x{height})")
+    if width > MAX_IMAGE_SIDE or height > MAX_IMAGE_SIDE:
+        raise SceneTooLargeError(
+            f"{what} {str(path)!r} is {width}x{height} pixels; at most "
+            f"{MAX_IMAGE_SIDE} a side is allowed",
+            hint="render or scale it smaller (every pixel is encrypted and rendered under FHE)",
+        )
+
+
+def _read_png(path: Path, what: str) -> Image:
+    from PIL import Image as PilImage
+    from PIL import UnidentifiedImageError
+
+    try:
+        # Pillow's own bomb limit is higher than ours: silence its warning, map its error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PilImage.DecompressionBombWarning)
+            im: PilImage.Image = PilImage.open(path, formats=["PNG"])
+    except PilImage.DecompressionBombError:
+        raise SceneTooLargeError(
+            f"{what} {str(path)!r} has far more pixels than the {MAX_IMAGE_SIDE} a side allowed"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise SceneFormatError(
+            f"cannot read {what} {str(path)!r} as PNG: {exc}", hint="re-export the image"
+        ) from None
+    _check_side(path, what, im.width, im.height)
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise SceneFormatError(
+            f"cannot read {what} {str(path)!r} as PNG: {exc}", hint="re-export the image"
+        ) from None
+    mode = im.mode
+    layer: dict[str, F32]
+    if mode in ("I", "I;16", "I;16B", "I;16L"):
+        grey = np.asarray(im, dtype=np.float64) / 65535.0
+        layer = {"Y": np.clip(grey, 0.0, 1.0).astype(np.float32)}
+    else:
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode == "1":
+            im = im.convert("L")
+        elif mode not in ("L", "LA", "RGB", "RGBA"):
+            im = im.convert("RGBA")
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        names = {"L": "Y", "LA": "YA", "RGB": "RGB", "RGBA": "RGBA"}[im.mode]
+        layer = {c: np.ascontiguousarray(arr[:, :, i]) for i, c in enumerate(names)}
+    return Image(path, {"": layer}, linear=False)
+
+
+def _read_exr(path: Path, what: str) -> Image:
+    import OpenEXR  # type: ignore[import-not-found]
+
+    try:
+        with OpenEXR.File(str(path), header_only=True) as head:
+            windows = [part.header["dataWindow"] for part in head.parts]
+    except (RuntimeError, OSError, ValueError, TypeError, KeyError) as exc:
+        raise SceneFormatError(
+            f"cannot read {what} {str(path)!r} as OpenEXR: {exc}", hint="re-export the image"
+        ) from None
+    for (x0, y0), (x1, y1) in windows:
+        _check_side(path, what, int(x1) - int(x0) + 1, int(y1) - int(y0) + 1)
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as exr:
+            channels = {
+                name: np.asarray(ch.pixels, dtype=np.float32)
+                for part in exr.parts
+                for name, ch in part.channels.items()
+            }
+    except (RuntimeError, OSError, ValueError, TypeError, KeyError) as exc:
+        raise SceneFormatError(
+            f"cannot read {what} {str(path)!r} as OpenEXR: {exc}", hint="re-export the image"
+        ) from None
+    layers: dict[str, dict[str, F32]] = {}
+    shapes = {arr.shape for arr in channels.values()}
+    if not channels:
+        raise EmptySceneError(f"{what} {str(path)!r} has no channels")
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise SceneFormatError(
+            f"{what} {str(path)!r} has channels of different sizes {sorted(shapes)}",
+            hint="export every pass at the same resolution",
+        )
+    for name, arr in channels.items():
+        layer, _, comp = name.rpartition(".")
+        if not np.isfinite(arr).all():
+            arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        layers.setdefault(layer, {})[comp] = arr
+    return Image(path, layers, linear=True)
+
+
+def srgb_encode(linear: npt.ArrayLike) -> F32:
+    """Linear values (clipped to [0, 1]) -> sRGB-encoded display values in [0, 1]."""
+    x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
+    out = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def write_png(path: Path, rgb: npt.ArrayLike) -> None:
+    """Write ``(H, W, 3)`` floats in [0, 1] as an 8-bit PNG."""
+    from PIL import Image as PilImage
+
+    arr = np.clip(np.rint(np.asarray(rgb, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    PilImage.fromarray(arr).save(path, format="PNG")

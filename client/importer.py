@@ -1,0 +1,147 @@
+"""`blindframe client import`: a mesh, G-buffer passes or a frame -> a scene file for a kernel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from blindframe.client.scene import (
+    DEFAULT_RESOLUTION,
+    MAX_RESOLUTION,
+    MESH_SUFFIXES,
+    MIN_RESOLUTION,
+    SceneKindError,
+    default_kernel,
+    load_scene,
+    save_preview,
+    save_scene,
+    to_kernel_input,
+)
+from blindframe.coordinator.cli_support import emit
+
+__all__ = ["import_scene"]
+
+# The kernel registry's ids, written out so `--help` needs no fhe_core import; a test keeps
+# them equal to blindframe.fhe_core.kernels.KERNEL_IDS.
+KERNEL_CHOICES = ("volume@1", "shade@1", "post@1")
+_KIND_OF = {"volume": "volume", "shade": "gbuffer", "post": "frame"}
+
+
+@click.command("import")
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--normal",
+    type=click.Path(path_type=Path),
+    help="Normal pass (PNG: (n+1)/2, EXR: raw), camera space. Needs --albedo, no FILE.",
+)
+@click.option(
+    "--albedo",
+    type=click.Path(path_type=Path),
+    help="Albedo (diffuse colour) pass, PNG or EXR. Needs --normal, no FILE.",
+)
+@click.option(
+    "--resolution",
+    type=click.IntRange(MIN_RESOLUTION, MAX_RESOLUTION),
+    default=DEFAULT_RESOLUTION,
+    show_default=True,
+    help="Voxel grid side for meshes (multiples of 16 resample exactly to volume@1's 16^3).",
+)
+@click.option(
+    "--up",
+    type=click.Choice(["y", "z"]),
+    default="y",
+    show_default=True,
+    help="The mesh file's up axis (glTF is always y; CAD and many STL files use z).",
+)
+@click.option(
+    "--kernel",
+    "kernel_id",
+    type=click.Choice(KERNEL_CHOICES),
+    help="Check the scene converts for this kernel (default: the one its kind needs).",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Scene file to write (.npz).",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a PNG of what was imported (voxel views, or the passes, or the frame).",
+)
+@click.pass_context
+def import_scene(
+    ctx: click.Context,
+    file: Path | None,
+    normal: Path | None,
+    albedo: Path | None,
+    resolution: int,
+    up: str,
+    kernel_id: str | None,
+    output: Path,
+    preview: Path | None,
+) -> None:
+    """Turn FILE into a scene file that `blindframe client post` encrypts.
+
+    FILE is a mesh (glTF/GLB, OBJ, STL, PLY: voxelized for volume@1), a PNG/EXR frame (for
+    post@1), a multilayer EXR with Normal and diffuse-colour passes, or a scene file (.npz).
+    For shade@1 give the two G-buffer passes instead: --normal N --albedo A.
+    """
+    if kernel_id is not None:
+        _check_kind_early(kernel_id, file, normal, albedo)
+    scene = load_scene(
+        file, normal=normal, albedo=albedo, resolution=resolution, up="z" if up == "z" else "y"
+    )
+    kernel = kernel_id or default_kernel(scene.kind)
+    inputs = to_kernel_input(scene, kernel)
+    written = save_scene(scene, output)
+    data: dict[str, Any] = {"output": str(written), **scene.summary(), "kernel": kernel}
+    data["kernel_input"] = [
+        {"shape": list(arr.shape), "min": int(arr.min()), "max": int(arr.max())} for arr in inputs
+    ]
+    if scene.kind == "volume":
+        data["occupied"] = int((inputs[0] > 0).sum())
+        data["voxels"] = int(inputs[0].size)
+    if preview is not None:
+        data["preview"] = str(save_preview(scene, preview))
+    emit(ctx, data, _human)
+
+
+def _check_kind_early(
+    kernel_id: str, file: Path | None, normal: Path | None, albedo: Path | None
+) -> None:
+    """Refuse an obvious mismatch before reading (and voxelizing) anything."""
+    needed = _KIND_OF[kernel_id.partition("@")[0]]
+    given = None
+    if normal is not None or albedo is not None:
+        given = "gbuffer"
+    elif file is not None and file.suffix.lower() in MESH_SUFFIXES:
+        given = "volume"
+    if given is not None and given != needed:
+        raise SceneKindError(
+            f"{kernel_id} renders a {needed} scene, but these inputs give a {given} scene",
+            hint={
+                "volume": "give a mesh file (glTF, OBJ, STL, PLY)",
+                "gbuffer": "give --normal and --albedo passes",
+                "frame": "give a rendered PNG/EXR frame",
+            }[needed],
+        )
+
+
+def _human(data: dict[str, Any]) -> None:
+    if data["kind"] == "volume":
+        what = f"volume {data['resolution']}^3, {data['filled']:.1%} filled"
+        kernel = f"{data['kernel']}: {data['occupied']} of {data['voxels']} voxels occupied"
+    else:
+        what = f"{data['kind']} {data['width']}x{data['height']}"
+        shapes = ", ".join("x".join(map(str, k["shape"])) for k in data["kernel_input"])
+        kernel = f"{data['kernel']}: input {shapes}"
+    click.echo(f"imported  {data['source']} ({what})")
+    click.echo(f"kernel    {kernel}")
+    click.echo(f"scene     {data['output']}")
+    if "preview" in data:
+        click.echo(f"preview   {data['preview']}")

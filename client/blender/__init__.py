@@ -1,0 +1,1 @@
+"""blindframe inside Blender: scene extraction (``extract``); the add-on's panel comes later."""

@@ -74,8 +74,8 @@ def check_file(path: Path, what: str) -> int:
         )
     if size > MAX_FILE_BYTES:
         raise SceneTooLargeError(
-            f"{what} {str(path)!r} is {size / 2**20:.0f} MiB, more than the "
-            f"{MAX_FILE_BYTES // 2**20} MiB allowed",
+            f"{what} {str(path)!r} is {size:,} bytes; at most {MAX_FILE_BYTES // 2**20} MiB "
+            f"({MAX_FILE_BYTES:,} bytes) are allowed",
             hint="decimate the mesh or lower the image's resolution",
         )
     if size == 0:

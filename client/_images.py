@@ -3,7 +3,9 @@
 Layers: an image is a mapping ``layer -> component -> (H, W) float32``. A plain PNG or EXR has
 one layer named ``""`` with components ``R, G, B`` (``A`` when present; ``Y`` for grey). A
 multilayer EXR (Blender's "OpenEXR MultiLayer", one part or several) keeps its layer names:
-channel ``ViewLayer.Normal.X`` is component ``X`` of layer ``ViewLayer.Normal``.
+channel ``ViewLayer.Normal.X`` is component ``X`` of layer ``ViewLayer.Normal``. PNG values are
+scaled to [0, 1] from 8 bits (16 bits for grey; Pillow reads 16-bit colour PNGs at 8 bits);
+non-finite EXR values read as 0.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from blindframe.client.scene import (
     MESH_SUFFIXES,
     MIN_RESOLUTION,
     SceneKindError,
+    UpAxis,
     default_kernel,
     load_scene,
     save_preview,
@@ -93,9 +94,8 @@ def import_scene(
     """
     if kernel_id is not None:
         _check_kind_early(kernel_id, file, normal, albedo)
-    scene = load_scene(
-        file, normal=normal, albedo=albedo, resolution=resolution, up="z" if up == "z" else "y"
-    )
+    up_axis: UpAxis = "z" if up == "z" else "y"  # click.Choice already limited it to y|z
+    scene = load_scene(file, normal=normal, albedo=albedo, resolution=resolution, up=up_axis)
     kernel = kernel_id or default_kernel(scene.kind)
     inputs = to_kernel_input(scene, kernel)
     written = save_scene(scene, output)

@@ -20,7 +20,9 @@ File conventions (:func:`load_scene`):
 - a normal pass: PNG stores ``(n + 1) / 2`` per channel (a tangent-space-map style encoding
   of camera-space normals); EXR stores ``n`` raw in [-1, 1]. A pixel is background where the
   decoded vector is not close to unit length (black, or mid-grey, in a PNG; zero in an EXR) or
-  where a PNG's alpha is 0. World-space passes must be turned into camera space first;
+  where a PNG's alpha is 0. World-space passes (Blender's Normal pass is one) must be turned
+  into camera space first: a pass where many surface pixels face away from the camera is
+  refused;
 - an albedo (diffuse colour) pass: RGB (or grey) PNG/EXR; its alpha, when present, marks
   coverage too. Background pixels get albedo 0 and normal 0, so ``shade`` leaves them black;
 - a frame for ``post``: an RGB or grey PNG/EXR; a PNG's alpha is composited over black;
@@ -479,6 +481,19 @@ def _normal_pass(image: Image) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.
                 hint="EXR normals are read raw in [-1, 1]; a pass encoded as (n + 1) / 2 "
                 "belongs in a PNG",
             )
+    # Camera space: what the camera sees faces it (z >= 0), but for grazing views at the edge
+    # of a wide lens. Many pixels facing away means another space (Blender's Normal pass, for
+    # one, is in world space).
+    length = np.sqrt((vec**2).sum(axis=0))
+    seen = covered & (length >= 0.5)
+    away = seen & (vec[2] < -0.35 * length)
+    if seen.any() and away.sum() > 0.25 * seen.sum():
+        raise SceneFormatError(
+            f"normal pass {str(image.path)!r} does not look like camera space: "
+            f"{away.sum() / seen.sum():.0%} of its surface pixels face away from the camera",
+            hint="export camera-space normals (+x right, +y up, +z towards the viewer); "
+            "from Blender, use the blindframe add-on, which converts its world-space pass",
+        )
     return vec, covered
 
 

@@ -83,6 +83,12 @@ def test_truncated_glb_and_png(out: Path) -> None:
     refused(SceneFormatError, ValueError, "cannot read", path=out / "cut.png")
 
 
+def test_gltf_without_its_buffer(out: Path) -> None:
+    files = trimesh.creation.box().export(file_type="gltf")
+    (out / "box.gltf").write_bytes(files["model.gltf"])  # its .bin buffer left behind
+    refused(SceneFormatError, ValueError, "cannot read", path=out / "box.gltf")
+
+
 def test_points_only_ply_is_empty(out: Path) -> None:
     trimesh.PointCloud(np.random.default_rng(0).random((50, 3))).export(out / "cloud.ply")
     refused(EmptySceneError, ValueError, "no triangles", path=out / "cloud.ply")
@@ -176,6 +182,18 @@ def test_pass_contents(out: Path) -> None:
         SceneFormatError, ValueError, "unit vectors", normal=out / "n01.exr", albedo=out / "a.png"
     )
     assert "PNG" in message
+
+
+def test_world_space_normals_are_refused(out: Path) -> None:
+    """Seen surfaces face the camera in camera space: a pass mostly facing away is not one."""
+    down = np.zeros((3, 8, 8))
+    down[1], down[2] = 0.6, -0.8
+    write_exr(out / "world.exr", {c: down[i] for i, c in enumerate("XYZ")})
+    write_png(out / "a.png", np.full((3, 8, 8), 0.5))
+    message = refused(
+        SceneFormatError, ValueError, "camera space", normal=out / "world.exr", albedo=out / "a.png"
+    )
+    assert "world-space" in message
 
 
 def test_exr_without_a_frame_layer(out: Path) -> None:

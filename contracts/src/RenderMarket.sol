@@ -292,6 +292,11 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
     }
 
     /// @inheritdoc IRenderMarket
+    function contestedBitmap(uint256 jobId, uint256 word) external view returns (uint256) {
+        return _contested[jobId][word];
+    }
+
+    /// @inheritdoc IRenderMarket
     function freeRange(uint256 jobId, uint32 lane, address worker, uint32 fromTile, uint16 maxCount)
         external
         view

@@ -148,6 +148,7 @@ contract MarketFaultsTest is MarketFixture {
         assertEq(market.getLease(a).openContests, 1);
         assertEq(market.getLease(b).openContests, 1);
         assertEq(market.getJob(job).contestCount, 1);
+        assertEq(market.contestedBitmap(job, 0), 4);
     }
 
     function test_proveDisagreement_twoLeavesAreEnoughAgainstAForgery() public {

@@ -438,6 +438,10 @@ interface IRenderMarket is IStaking, IPayments {
     /// @notice Bits of tiles revealed in replica `lane` (same layout; kept for replication > 1).
     function revealedBitmap(uint256 jobId, uint32 lane, uint256 word) external view returns (uint256);
 
+    /// @notice Bits of tiles that were ever contested (disagreement or dispute; same layout): a
+    /// tile is contested at most once.
+    function contestedBitmap(uint256 jobId, uint256 word) external view returns (uint256);
+
     /// @notice The first run of tiles at or after `fromTile` free in `lane` and not held by
     /// `worker` (address(0): ignore holdings), at most `maxCount` long. count = 0: none.
     function freeRange(uint256 jobId, uint32 lane, address worker, uint32 fromTile, uint16 maxCount)

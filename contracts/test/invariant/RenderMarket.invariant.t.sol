@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.37;
+
+import {Test} from "forge-std/Test.sol";
+import {console} from "forge-std/console.sol";
+
+import {RenderMarket} from "../../src/RenderMarket.sol";
+import {IRenderMarket} from "../../src/interfaces/IRenderMarket.sol";
+import {IStaking} from "../../src/interfaces/IStaking.sol";
+import {MarketHandler} from "./MarketHandler.sol";
+
+/// @title RenderMarketInvariantTest
+/// @notice Random sequences of every market action (MarketHandler) must keep the books exact,
+/// never fault an honest worker except for a missed deadline, pay every honest, timely replica,
+/// and leave no wei behind once every deadline has passed and every exit has run.
+contract RenderMarketInvariantTest is Test {
+    RenderMarket internal market;
+    MarketHandler internal handler;
+
+    function setUp() public {
+        // Short windows so that random warps cross them; a tolerance far above the honest noise
+        // (2^20) and far below the forgeries' offsets (2^62, 2^63); depth-1 tiles: 8 pairs.
+        market = new RenderMarket(
+            IRenderMarket.Params({
+                minStake: 0.1 ether,
+                collateralPerTile: 0.01 ether,
+                unbondingDelay: 2 hours,
+                maxLeaseLength: 2 hours,
+                revealWindow: 1 hours,
+                challengeWindow: 1 hours,
+                acceptanceWindow: 2 hours,
+                tieBreakWindow: 3 hours,
+                slashBps: 5000,
+                bountyBps: 2000,
+                disputeBond: 0.05 ether,
+                tolerance: uint64(1) << 40,
+                farCount: 4
+            })
+        );
+        handler = new MarketHandler(market);
+        bytes4[] memory selectors = new bytes4[](18);
+        selectors[0] = MarketHandler.stake.selector;
+        selectors[1] = MarketHandler.claim.selector;
+        selectors[2] = MarketHandler.commit.selector;
+        selectors[3] = MarketHandler.reveal.selector;
+        selectors[4] = MarketHandler.requestUnstake.selector;
+        selectors[5] = MarketHandler.unstake.selector;
+        selectors[6] = MarketHandler.postJob.selector;
+        selectors[7] = MarketHandler.settle.selector;
+        selectors[8] = MarketHandler.dispute.selector;
+        selectors[9] = MarketHandler.reclaim.selector;
+        selectors[10] = MarketHandler.proveDisagreement.selector;
+        selectors[11] = MarketHandler.claimTieBreaker.selector;
+        selectors[12] = MarketHandler.proveFar.selector;
+        selectors[13] = MarketHandler.resolveContest.selector;
+        selectors[14] = MarketHandler.finalize.selector;
+        selectors[15] = MarketHandler.refund.selector;
+        selectors[16] = MarketHandler.withdraw.selector;
+        selectors[17] = MarketHandler.warp.selector;
+        targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
+        targetContract(address(handler));
+    }
+
+    /// @notice Every property below, after every call of every run. One campaign, deep runs: a
+    /// contest's whole life (two reveals, a proof, a tie-breaker, a far proof, resolution,
+    /// settlement) takes a dozen well-placed calls.
+    /// forge-config: default.invariant.runs = 32
+    /// forge-config: default.invariant.depth = 256
+    /// forge-config: default.invariant.fail-on-revert = true
+    /// forge-config: ci.invariant.runs = 64
+    /// forge-config: ci.invariant.depth = 512
+    /// forge-config: ci.invariant.fail-on-revert = true
+    function invariant_marketHolds() public view {
+        _assertBalanceIsEverythingOwed();
+        _assertBalanceIsDepositsLessWithdrawals();
+        _assertWorkerAccountsMatchTheirLeases();
+        _assertEscrowCoversReservedSlots();
+        _assertHonestWorkersFaultOnlyByMissedDeadlines();
+    }
+
+    /// @notice The market holds exactly what it owes: escrow + stakes (incl. unbonding) +
+    /// pending balances + open dispute bonds.
+    function _assertBalanceIsEverythingOwed() internal view {
+        uint256 owed;
+        uint256[] memory jobs = handler.jobs();
+        for (uint256 i; i < jobs.length; ++i) {
+            owed += market.getJob(jobs[i]).escrow;
+        }
+        address[] memory actors = handler.actors();
+        for (uint256 i; i < actors.length; ++i) {
+            IStaking.WorkerInfo memory w = market.workerInfo(actors[i]);
+            owed += w.stake + w.unbonding + market.pendingBalance(actors[i]);
+        }
+        uint256[] memory contests = handler.contests();
+        for (uint256 i; i < contests.length; ++i) {
+            IRenderMarket.Contest memory c = market.getContest(contests[i]);
+            if (c.outcome == IRenderMarket.ContestOutcome.Pending) owed += c.bond;
+        }
+        assertEq(address(market).balance, owed, "balance != everything owed");
+    }
+
+    /// @notice Ghost accounting: every wei in came from a stake, escrow or bond and every wei
+    /// out left through withdraw.
+    function _assertBalanceIsDepositsLessWithdrawals() internal view {
+        assertEq(address(market).balance, handler.ghostIn() - handler.ghostOut(), "balance != in - out");
+    }
+
+    /// @notice Each worker's capacity in use and collateral match its live leases.
+    function _assertWorkerAccountsMatchTheirLeases() internal view {
+        address[] memory actors = handler.actors();
+        uint256[] memory leases = handler.leases();
+        IRenderMarket.Params memory p = market.params();
+        for (uint256 a; a < 6; ++a) {
+            uint256 active;
+            uint256 locked;
+            for (uint256 i; i < leases.length; ++i) {
+                IRenderMarket.Lease memory l = market.getLease(leases[i]);
+                if (l.worker != actors[a]) continue;
+                if (l.status == IRenderMarket.LeaseStatus.Claimed || l.status == IRenderMarket.LeaseStatus.Committed) {
+                    active += l.count;
+                }
+                if (l.status != IRenderMarket.LeaseStatus.Settled && l.status != IRenderMarket.LeaseStatus.Reclaimed) {
+                    locked += (uint256(l.count) - l.forfeitedCount) * p.collateralPerTile;
+                }
+            }
+            IStaking.WorkerInfo memory w = market.workerInfo(actors[a]);
+            assertEq(w.activeTiles, active, "active tiles");
+            assertEq(w.locked, locked, "locked collateral");
+            assertLe(w.locked, w.stake);
+        }
+    }
+
+    /// @notice Each job's reserved slots are its live replica leases' unforfeited tiles, and its
+    /// escrow funds all of them.
+    function _assertEscrowCoversReservedSlots() internal view {
+        uint256[] memory jobs = handler.jobs();
+        uint256[] memory leases = handler.leases();
+        for (uint256 j; j < jobs.length; ++j) {
+            IRenderMarket.Job memory job = market.getJob(jobs[j]);
+            uint256 reserved;
+            for (uint256 i; i < leases.length; ++i) {
+                IRenderMarket.Lease memory l = market.getLease(leases[i]);
+                if (l.jobId != jobs[j] || l.lane >= job.replication) continue;
+                if (l.status != IRenderMarket.LeaseStatus.Settled && l.status != IRenderMarket.LeaseStatus.Reclaimed) {
+                    reserved += uint256(l.count) - l.forfeitedCount;
+                }
+            }
+            assertEq(job.reservedSlots, reserved, "reserved slots");
+            assertGe(job.escrow, reserved * job.rewardPerTileReplica, "escrow");
+        }
+    }
+
+    /// @notice An honest worker is only ever slashed for a missed commit or reveal deadline.
+    function _assertHonestWorkersFaultOnlyByMissedDeadlines() internal view {
+        address[] memory actors = handler.actors();
+        for (uint256 a; a < 4; ++a) {
+            assertEq(market.workerInfo(actors[a]).faults, handler.ghostReclaims(actors[a]), "honest worker faulted");
+        }
+    }
+
+    /// @notice After every deadline and every permissionless exit, nothing is left in the market,
+    /// and every honest replica that revealed was paid for every tile except those a contest
+    /// without tie-breaker refunded.
+    function afterInvariant() public {
+        handler.drain();
+        assertEq(address(market).balance, 0, "wei left in the market");
+        uint256[] memory leases = handler.leases();
+        for (uint256 i; i < leases.length; ++i) {
+            IRenderMarket.Lease memory l = market.getLease(leases[i]);
+            if (!handler.isHonest(l.worker) || l.revealedAt == 0) continue;
+            assertEq(uint8(l.status), uint8(IRenderMarket.LeaseStatus.Settled), "honest lease not settled");
+            if (l.lane < market.getJob(l.jobId).replication) {
+                assertEq(l.forfeitedCount, handler.ghostExempt(leases[i]), "honest tile unpaid");
+            }
+        }
+        address[] memory actors = handler.actors();
+        for (uint256 a; a < 4; ++a) {
+            assertEq(market.workerInfo(actors[a]).faults, handler.ghostReclaims(actors[a]));
+        }
+    }
+
+    /// @notice The handler is not idle: a fixed pseudo-random walk of 5,000 steps through it
+    /// reaches every action (prints the counts with -vv), and the books still balance after it.
+    function test_handler_reachesEveryAction() public {
+        for (uint256 i; i < 5000; ++i) {
+            uint256 r = uint256(keccak256(abi.encode("walk", i)));
+            uint256 x = r >> 8;
+            uint256 action = r % 18;
+            if (action == 0) handler.stake(x, x >> 40, x >> 80);
+            else if (action == 1) handler.claim(x, x >> 20, x >> 40, x >> 60, x >> 80);
+            else if (action == 2) handler.commit(x);
+            else if (action == 3) handler.reveal(x);
+            else if (action == 4) handler.requestUnstake(x, x >> 40);
+            else if (action == 5) handler.unstake(x);
+            else if (action == 6) handler.postJob(x, x >> 20, x >> 40, x >> 60, x >> 80, x >> 120);
+            else if (action == 7) handler.settle(x);
+            else if (action == 8) handler.dispute(x, x >> 40);
+            else if (action == 9) handler.reclaim(x);
+            else if (action == 10) handler.proveDisagreement(x, x >> 40);
+            else if (action == 11) handler.claimTieBreaker(x, x >> 40);
+            else if (action == 12) handler.proveFar(x, x >> 40);
+            else if (action == 13) handler.resolveContest(x);
+            else if (action == 14) handler.finalize(x);
+            else if (action == 15) handler.refund(x);
+            else if (action == 16) handler.withdraw(x);
+            else handler.warp(x);
+        }
+        _callSummary();
+        string[18] memory names = _names();
+        for (uint256 i; i < names.length; ++i) {
+            assertGt(handler.calls(bytes32(bytes(names[i]))), 0, names[i]);
+        }
+        _assertBalanceIsEverythingOwed();
+        _assertWorkerAccountsMatchTheirLeases();
+        _assertEscrowCoversReservedSlots();
+        afterInvariant();
+    }
+
+    function _names() internal pure returns (string[18] memory) {
+        return [
+            "stake", "claim", "commit", "reveal", "requestUnstake", "unstake", "postJob", "settle", "dispute",
+            "reclaim", "proveDisagreement", "claimTieBreaker", "proveFar", "resolveContest", "finalize", "refund",
+            "withdraw", "warp"
+        ];
+    }
+
+    /// @dev Prints how often each action ran (forge test -vv).
+    function _callSummary() internal view {
+        string[18] memory names = _names();
+        for (uint256 i; i < names.length; ++i) {
+            console.log(names[i], handler.calls(bytes32(bytes(names[i]))));
+        }
+        console.log("settledWithForfeits", handler.calls("settledWithForfeits"));
+    }
+}

@@ -15,6 +15,10 @@ import {TileMerkle} from "./libraries/TileMerkle.sol";
 /// every function here runs on RenderMarket's storage and balance and emits from its address;
 /// the errors and events are IRenderMarket's. Called directly, it sees an empty market (every
 /// id is unknown) and holds nothing.
+/// @dev locked-ether (Medium, triaged): `dispute` is payable for the delegatecall from
+/// RenderMarket, where the bond lands in RenderMarket. Called directly, every id is unknown, so
+/// `dispute` reverts and this contract never holds ETH.
+// slither-disable-next-line locked-ether
 contract MarketFaults is MarketBase {
     using TileBitmap for mapping(uint256 => uint256);
 
@@ -359,7 +363,7 @@ contract MarketFaults is MarketBase {
         uint256 n = openings.length;
         if (n == 0 || n > MAX_OPENINGS) revert IRenderMarket.MarketBadOpeningCount(n, MAX_OPENINGS);
         uint256 leaves = uint256(1) << leafDepth;
-        uint256 previous;
+        uint256 previous = 0;
         for (uint256 i; i < n; ++i) {
             IRenderMarket.Opening calldata o = openings[i];
             uint256 leaf = o.leaf;

@@ -406,6 +406,9 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
     /// @dev A tie-breaker's root must differ from the contested roots: equality is copying.
     function _checkNotCopied(uint256 contestId, bytes32 root) internal view {
         Contest storage c = _contests[contestId];
+        // Strict equality is the point (incorrect-equality, Medium: triaged): honest outputs never
+        // repeat byte for byte, an equal root is a copy.
+        // slither-disable-next-line incorrect-equality,timestamp
         if (root == _leases[c.leaseA].digest || (c.leaseB != 0 && root == _leases[c.leaseB].digest)) {
             revert MarketCopiedRoot(contestId, root);
         }
@@ -415,7 +418,7 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         uint256 n = leaseIds.length;
         if (n == 0 || n > MAX_BATCH) revert MarketBadBatch(n, MAX_BATCH);
         uint256 reward = job.rewardPerTileReplica;
-        uint256 paidTiles;
+        uint256 paidTiles = 0;
         for (uint256 i; i < n; ++i) {
             paidTiles += _settleLease(jobId, job, leaseIds[i], reward, finalizing);
         }

@@ -49,8 +49,13 @@ abstract contract MarketBase is StakingBase {
                                 STORAGE
     //////////////////////////////////////////////////////////////*/
 
+    // Slither analyses RenderMarket and MarketFaults one at a time and does not follow the
+    // delegatecall between them: a variable written by one half and read by the other looks
+    // "never initialized" (uninitialized-state, High) or "could be constant" to it. Triaged as
+    // false positives: both halves share this storage (see the contract's @dev).
     uint64 internal _jobCount;
     uint64 internal _leaseCount;
+    // slither-disable-next-line uninitialized-state (written by MarketFaults._openContest)
     uint64 internal _contestCount;
 
     mapping(uint256 jobId => IRenderMarket.Job) internal _jobs;
@@ -61,12 +66,16 @@ abstract contract MarketBase is StakingBase {
     /// @dev Tiles of which a worker holds a replica in some lane: one replica per worker and tile.
     mapping(uint256 jobId => mapping(address worker => mapping(uint256 word => uint256))) internal _held;
     /// @dev Tiles revealed per (job, replica lane), kept only when replication > 1.
+    // slither-disable-next-line uninitialized-state (written by RenderMarket._recordReveal)
     mapping(uint256 jobId => mapping(uint256 lane => mapping(uint256 word => uint256))) internal _revealed;
     /// @dev Latest reveal time per (job, replica lane, bitmap word).
+    // slither-disable-next-line uninitialized-state (written by RenderMarket._recordReveal)
     mapping(uint256 jobId => mapping(uint256 lane => mapping(uint256 word => uint256))) internal _revealTime;
     /// @dev Tiles ever contested: each tile gets at most one contest (bounded rounds).
+    // slither-disable-next-line uninitialized-state (written by MarketFaults._openContest)
     mapping(uint256 jobId => mapping(uint256 word => uint256)) internal _contested;
     /// @dev Tie-breaker lane -> its contest.
+    // slither-disable-next-line uninitialized-state (written by MarketFaults._openContest)
     mapping(uint256 jobId => mapping(uint256 lane => uint256 contestId)) internal _tieLanes;
 
     /*//////////////////////////////////////////////////////////////

@@ -12,6 +12,8 @@ __all__ = [
     "DeploymentError",
     "KeystoreError",
     "KeystorePasswordError",
+    "LeaseResultError",
+    "ManifestError",
     "RpcUnreachableError",
     "TransactionError",
 ]
@@ -63,3 +65,11 @@ class ContractRevertError(TransactionError):
         self.name = name
         self.error_args = dict(args or {})
         super().__init__(message, hint=hint)
+
+
+class ManifestError(CoordinatorError, ValueError):
+    """A job manifest is malformed or does not match its job on chain."""
+
+
+class LeaseResultError(CoordinatorError, ValueError):
+    """A lease result is malformed or does not give the root its worker revealed."""

@@ -1,0 +1,241 @@
+"""Lease results: the file a worker uploads for a lease, and the checks anyone can make on it.
+
+A lease result holds the OUTPUT bundle of every tile of the lease, in tile order, behind a small
+header. Whoever downloads it (the client, another replica's worker) recomputes every tile root
+from the ciphertext coefficients and the lease root from those, and refuses the file unless that
+root is the one the worker revealed on chain: the bytes are bound to the commitment, so a client
+never pays for bytes that do not match.
+
+Layout: ``b"BFLR" | version u16 | reserved u16 | header length u32 | header JSON | bundles``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from blindframe.coordinator.errors import LeaseResultError
+from blindframe.coordinator.market import Opening
+from blindframe.fhe_core.errors import FheCoreError
+from blindframe.fhe_core.merkle import (
+    TileTree,
+    U64Array,
+    coefficient_stream,
+    lease_proof,
+    lease_root,
+    torus_distance,
+)
+
+__all__ = [
+    "MAGIC",
+    "LeaseResult",
+    "disagreement_openings",
+    "open_lease_result",
+    "pack_lease_result",
+]
+
+MAGIC = b"BFLR"
+VERSION = 1
+_FIXED = struct.Struct("<4sHHI")
+_MAX_HEADER = 1 << 16
+MAX_OPENINGS = 32  # the contract's MAX_OPENINGS
+
+
+@dataclass
+class LeaseResult:
+    """A lease's outputs with their Merkle trees."""
+
+    kernel: str
+    job_id: int
+    lease_id: int
+    first_tile: int
+    outputs: list[bytes]
+    streams: list[U64Array]
+    trees: list[TileTree]
+
+    @property
+    def tile_roots(self) -> list[bytes]:
+        """Tile roots in tile order."""
+        return [tree.root for tree in self.trees]
+
+    @property
+    def root(self) -> bytes:
+        """The lease root the worker commits to."""
+        return lease_root(self.tile_roots)
+
+    @property
+    def tiles(self) -> range:
+        """The tiles covered."""
+        return range(self.first_tile, self.first_tile + len(self.outputs))
+
+    def output(self, tile: int) -> bytes:
+        """The OUTPUT bundle of ``tile``."""
+        return self.outputs[self._position(tile)]
+
+    def _position(self, tile: int) -> int:
+        if tile not in self.tiles:
+            raise LeaseResultError(f"lease {self.lease_id} does not cover tile {tile}")
+        return tile - self.first_tile
+
+    def proof(self, tile: int, leaf: int) -> list[bytes]:
+        """leafDepth siblings of ``leaf`` in ``tile``'s tree, then the lease-tree siblings."""
+        position = self._position(tile)
+        return self.trees[position].proof(leaf) + lease_proof(self.tile_roots, position)
+
+    def to_bytes(self) -> bytes:
+        """The file to upload."""
+        header = json.dumps(
+            {
+                "kernel": self.kernel,
+                "jobId": self.job_id,
+                "leaseId": self.lease_id,
+                "firstTile": self.first_tile,
+                "sizes": [len(o) for o in self.outputs],
+                "root": "0x" + self.root.hex(),
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+        return _FIXED.pack(MAGIC, VERSION, 0, len(header)) + header + b"".join(self.outputs)
+
+
+def _trees(
+    kernel: str, outputs: Sequence[bytes], leaf_depth: int
+) -> tuple[list[U64Array], list[TileTree]]:
+    streams, trees = [], []
+    for index, output in enumerate(outputs):
+        try:
+            stream = coefficient_stream(kernel, output)
+        except FheCoreError as exc:
+            raise LeaseResultError(
+                f"the output of tile #{index} of the lease is invalid: {exc.message}"
+            ) from None
+        if len(stream) > 4 << leaf_depth:
+            raise LeaseResultError(
+                f"tile #{index} has {len(stream)} coefficients, "
+                f"more than leaf depth {leaf_depth} holds"
+            )
+        streams.append(stream)
+        trees.append(TileTree.build(stream, leaf_depth))
+    return streams, trees
+
+
+def pack_lease_result(
+    *,
+    kernel: str,
+    job_id: int,
+    lease_id: int,
+    first_tile: int,
+    leaf_depth: int,
+    outputs: Sequence[bytes],
+) -> LeaseResult:
+    """Wrap a lease's OUTPUT bundles (tile order) and compute their trees and root."""
+    if not outputs:
+        raise LeaseResultError("a lease result holds at least one tile")
+    streams, trees = _trees(kernel, outputs, leaf_depth)
+    return LeaseResult(
+        kernel, job_id, lease_id, first_tile, [bytes(o) for o in outputs], streams, trees
+    )
+
+
+def open_lease_result(
+    data: bytes,
+    *,
+    kernel: str,
+    job_id: int,
+    lease_id: int,
+    first_tile: int,
+    count: int,
+    leaf_depth: int,
+    root: bytes,
+) -> LeaseResult:
+    """Parse a downloaded lease result and check it against the lease on chain and its root."""
+    if len(data) < _FIXED.size:
+        raise LeaseResultError(
+            f"lease {lease_id}'s result is {len(data)} bytes: too short to be one"
+        )
+    magic, version, _reserved, header_len = _FIXED.unpack_from(data)
+    if magic != MAGIC:
+        raise LeaseResultError(f"lease {lease_id}'s result is not a blindframe lease result")
+    if version != VERSION:
+        raise LeaseResultError(
+            f"lease {lease_id}'s result has format version {version}; this reads {VERSION}"
+        )
+    if not 0 < header_len <= _MAX_HEADER or _FIXED.size + header_len > len(data):
+        raise LeaseResultError(f"lease {lease_id}'s result has a bad header length {header_len}")
+    try:
+        header = json.loads(data[_FIXED.size : _FIXED.size + header_len])
+        sizes = [int(s) for s in header["sizes"]]
+        claimed = (
+            str(header["kernel"]),
+            int(header["jobId"]),
+            int(header["leaseId"]),
+            int(header["firstTile"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LeaseResultError(f"lease {lease_id}'s result header is malformed: {exc}") from None
+    if claimed != (kernel, job_id, lease_id, first_tile):
+        raise LeaseResultError(
+            f"the result is for {claimed[0]} job {claimed[1]} lease {claimed[2]} "
+            f"from tile {claimed[3]}, "
+            f"not {kernel} job {job_id} lease {lease_id} from tile {first_tile}"
+        )
+    if len(sizes) != count or any(s <= 0 for s in sizes):
+        raise LeaseResultError(
+            f"lease {lease_id} covers {count} tiles; its result lists {len(sizes)} outputs"
+        )
+    body = _FIXED.size + header_len
+    if body + sum(sizes) != len(data):
+        raise LeaseResultError(
+            f"lease {lease_id}'s result is {len(data)} bytes, its header says {body + sum(sizes)}"
+        )
+    outputs, offset = [], body
+    for size in sizes:
+        outputs.append(data[offset : offset + size])
+        offset += size
+    streams, trees = _trees(kernel, outputs, leaf_depth)
+    result = LeaseResult(kernel, job_id, lease_id, first_tile, outputs, streams, trees)
+    if result.root != root:
+        raise LeaseResultError(
+            f"lease {lease_id}'s bytes give root 0x{result.root.hex()}, "
+            f"but its worker revealed 0x{root.hex()}",
+            hint="the result was tampered with or is not the committed one: do not pay for it",
+        )
+    return result
+
+
+def disagreement_openings(
+    a: LeaseResult, b: LeaseResult, tile: int, *, tolerance: int, far_count: int
+) -> list[Opening] | None:
+    """Openings proving ``a`` and ``b`` far apart on ``tile`` (fewest leaves, most far pairs
+    first, ascending indices), or None when the whole tile does not hold ``far_count`` far pairs
+    within the contract's limit of openings."""
+    sa, sb = a.streams[a._position(tile)], b.streams[b._position(tile)]
+    n = max(len(sa), len(sb))
+    pa = np.pad(sa, (0, (-n) % 4 + n - len(sa)))
+    pb = np.pad(sb, (0, (-n) % 4 + n - len(sb)))
+    per_leaf = (torus_distance(pa, pb) > np.uint64(tolerance)).reshape(-1, 4).sum(axis=1)
+    order = np.argsort(-per_leaf, kind="stable")
+    chosen: list[int] = []
+    total = 0
+    for leaf in order[:MAX_OPENINGS]:
+        if per_leaf[leaf] == 0 or total >= far_count:
+            break
+        chosen.append(int(leaf))
+        total += int(per_leaf[leaf])
+    if total < far_count:
+        return None
+    return [
+        Opening(
+            leaf=leaf,
+            leafA=a.trees[a._position(tile)].leaf(leaf),
+            leafB=b.trees[b._position(tile)].leaf(leaf),
+            proofA=a.proof(tile, leaf),
+            proofB=b.proof(tile, leaf),
+        )
+        for leaf in sorted(chosen)
+    ]

@@ -166,9 +166,9 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
                 revert MarketRevealTooEarly(leaseId, job.committedSlots, total, commitDeadline);
             }
             if (job.replication > 1) _recordReveal(jobId, lane, l.firstTile, count);
-        } else {
-            _checkNotCopied(_tieLanes[jobId][lane], root);
         }
+        // A tie-breaker may reveal a root equal to a contested one: honest replicas that ran the
+        // same FFT plans are bit-identical (fhe_core/AGREEMENT.md), so equality is no evidence.
         l.digest = root;
         // forge-lint: disable-next-line(unsafe-typecast)
         l.revealedAt = uint40(block.timestamp);
@@ -400,17 +400,6 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         uint256 last = (first + count - 1) >> 8;
         for (uint256 w = first >> 8; w <= last; ++w) {
             times[w] = block.timestamp; // at most two words
-        }
-    }
-
-    /// @dev A tie-breaker's root must differ from the contested roots: equality is copying.
-    function _checkNotCopied(uint256 contestId, bytes32 root) internal view {
-        Contest storage c = _contests[contestId];
-        // Strict equality is the point (incorrect-equality, Medium: triaged): honest outputs never
-        // repeat byte for byte, an equal root is a copy.
-        // slither-disable-next-line incorrect-equality,timestamp
-        if (root == _leases[c.leaseA].digest || (c.leaseB != 0 && root == _leases[c.leaseB].digest)) {
-            revert MarketCopiedRoot(contestId, root);
         }
     }
 

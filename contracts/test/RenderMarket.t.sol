@@ -550,8 +550,9 @@ contract RenderMarketTest is MarketFixture {
         market.reveal(b, root, RESULT_CID, _salt(a));
     }
 
-    function test_reveal_tieBreakerRevertsOnACopiedRoot() public {
-        // Single-tile leases: the tie-breaker's lease root is the tile root and can equal A's.
+    function test_reveal_tieBreakerMayRevealAContestedRoot() public {
+        // Honest replicas that ran the same FFT plans are bit-identical (fhe_core/AGREEMENT.md):
+        // a tie-breaker's root equal to side A's is accepted, and it sides with A.
         _stake(alice);
         _stake(bob);
         _stake(carol);
@@ -565,12 +566,14 @@ contract RenderMarketTest is MarketFixture {
         _reveal(b);
         uint256 c = _proveDisagreement(eve, job, 0, a, b);
         uint256 t = _claim(carol, job, 2, 0, 1);
-        bytes32 copied = market.getLease(a).digest;
+        bytes32 same = market.getLease(a).digest;
         vm.prank(carol);
-        market.commit(t, keccak256(abi.encode(copied, carol, _salt(t))));
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketCopiedRoot.selector, c, copied));
+        market.commit(t, keccak256(abi.encode(same, carol, _salt(t))));
         vm.prank(carol);
-        market.reveal(t, copied, RESULT_CID, _salt(t));
+        market.reveal(t, same, RESULT_CID, _salt(t));
+        assertEq(market.getLease(t).digest, same);
+        assertEq(uint8(market.getLease(t).status), uint8(IRenderMarket.LeaseStatus.Revealed));
+        assertEq(market.getContest(c).leaseT, t);
     }
 
     /*//////////////////////////////////////////////////////////////

@@ -180,8 +180,6 @@ interface IRenderMarket is IStaking, IPayments {
     error MarketCommitmentMismatch(uint256 leaseId, bytes32 commitment, bytes32 computed);
     /// @notice reveal: not every replica slot has committed and the lease's commit window is open.
     error MarketRevealTooEarly(uint256 leaseId, uint256 committedSlots, uint256 totalSlots, uint256 commitDeadline);
-    /// @notice reveal: a tie-breaker's root equals a contested root (honest outputs never do).
-    error MarketCopiedRoot(uint256 contestId, bytes32 root);
     /// @notice reclaim: the lease's deadline has not passed yet.
     error MarketLeaseNotExpired(uint256 leaseId, uint256 deadline, uint256 now);
 
@@ -354,8 +352,8 @@ interface IRenderMarket is IStaking, IPayments {
 
     /// @notice Reveals the Merkle root committed to and the CID of the result bundle. Replica
     /// lanes may reveal once every replica slot of the job has committed or once the lease's
-    /// commit window has closed; a tie-breaker reveals as soon as it has committed. Deadline: the
-    /// commit deadline + revealWindow.
+    /// commit window has closed; a tie-breaker reveals as soon as it has committed (its root may
+    /// equal a contested root). Deadline: the commit deadline + revealWindow.
     function reveal(uint256 leaseId, bytes32 root, bytes calldata resultCid, bytes32 salt) external;
 
     /// @notice Ends an expired lease (no commit by its commit deadline, or no reveal by its reveal

@@ -93,3 +93,40 @@ def fresh_chain(tmp_path: Path) -> Iterator[Chain]:
         yield _deploy(anvil)
     finally:
         anvil.stop()
+
+
+@dataclass
+class VolumeJob:
+    """A small encrypted ``volume@1`` job and the OUTPUT bundles of its first tiles."""
+
+    key_dir: Path
+    public: Any
+    secrets: Any
+    input_bundle: bytes
+    eval_keys: bytes
+    outputs: dict[int, bytes]
+
+
+@pytest.fixture(scope="session")
+def volume_job(tmp_path_factory: pytest.TempPathFactory) -> VolumeJob:
+    """Keys, a 16x16 sample-scene job (4 tiles, no margin) and two computed tiles, made once."""
+    from blindframe.fhe_core.client import KernelClient
+    from blindframe.fhe_core.jobs import encrypt_volume_job, task_clear_args
+    from blindframe.fhe_core.keys import export_evaluation_keys, generate_keys, read_evaluation_keys
+    from blindframe.fhe_core.sample import SAMPLE_CAMERA, sample_volume
+    from blindframe.fhe_core.server import run_tile
+
+    key_dir = tmp_path_factory.mktemp("volume-keys")
+    generate_keys("volume@1", key_dir)
+    job = encrypt_volume_job(
+        KernelClient("volume@1", key_dir), sample_volume(), SAMPLE_CAMERA, (16, 16), margin_tiles=0
+    )
+    eval_bytes = export_evaluation_keys("volume@1", key_dir)
+    keys = read_evaluation_keys("volume@1", eval_bytes)
+    outputs = {
+        tile: run_tile(
+            "volume@1", job.inputs[0], keys, task_clear_args(job.public, tile), tile_index=tile
+        )
+        for tile in (0, 1)
+    }
+    return VolumeJob(key_dir, job.public, job.secrets, job.inputs[0], eval_bytes, outputs)

@@ -52,6 +52,7 @@ __all__ = [
     "lease_root",
     "leaves_of",
     "node_hash",
+    "tile_tree",
     "torus_distance",
     "verify_proof",
 ]
@@ -173,6 +174,11 @@ class TileTree:
     def _check(self, index: int) -> None:
         if not 0 <= index < (1 << self.depth):
             raise ParameterError(f"leaf {index} is outside a tree of depth {self.depth}")
+
+
+def tile_tree(kernel_id: str, output_bundle: bytes | memoryview) -> TileTree:
+    """The Merkle tree of one tile's OUTPUT bundle (``.root`` is what a worker commits)."""
+    return TileTree.build(coefficient_stream(kernel_id, output_bundle), leaf_depth(kernel_id))
 
 
 def lease_depth(count: int) -> int:

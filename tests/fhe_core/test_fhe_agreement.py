@@ -19,7 +19,14 @@ from blindframe.fhe_core.client import KernelClient, check_against_twin
 from blindframe.fhe_core.errors import TwinMismatchError
 from blindframe.fhe_core.kernels import client_spec_hash, output_words
 from blindframe.fhe_core.keys import evaluation_keys_path, generate_keys
-from blindframe.fhe_core.merkle import coefficient_stream, far_count
+from blindframe.fhe_core.merkle import (
+    TileTree,
+    coefficient_stream,
+    far_count,
+    leaf_depth,
+    tile_tree,
+    verify_proof,
+)
 from blindframe.fhe_core.sandbox import run_tile_sandboxed
 from blindframe.fhe_core.server import run_tile, tile_clear_args
 
@@ -72,6 +79,15 @@ def test_honest_replicas_are_identical_or_uncorrelated(honest: dict[str, object]
             far = far_count(streams[i], streams[j], AGREEMENT_TOLERANCE) / len(streams[i])
             assert same or far > 0.9
             assert disagree(streams[i], streams[j]) == (not same)
+
+
+def test_tile_tree_of_an_output(honest: dict[str, object]) -> None:
+    out = honest["outs"][0]  # type: ignore[index]
+    tree = tile_tree(KID, out)
+    assert tree.depth == leaf_depth(KID) == 17  # 64 x 4097 words -> 65 552 leaves
+    assert tree.root == TileTree.build(coefficient_stream(KID, out), tree.depth).root
+    index = 1234
+    assert verify_proof(tree.leaf(index), index, 0, tree.proof(index), tree.root, tree.depth)
 
 
 def test_runs_in_one_process_are_bit_identical(

@@ -172,7 +172,9 @@ class TxSender:
     ) -> TxReceipt:
         """Call a contract function in a transaction; ContractRevertError if it would revert."""
         what = action or f"{function.fn_name}()"
-        base: TxParams = {"from": self.address, "value": Wei(value)}
+        # A placeholder gas limit stops build_transaction from estimating against the latest
+        # block; _send estimates against the pending one (see there).
+        base: TxParams = {"from": self.address, "value": Wei(value), "gas": 0}
         try:
             tx: TxParams = function.build_transaction(base)
         except ContractLogicError as exc:
@@ -221,9 +223,15 @@ class TxSender:
     def _send(self, params: TxParams, action: str) -> TxReceipt:
         tx: dict[str, Any] = dict(params)
         tx.pop("nonce", None)
+        tx.pop("gas", None)
+        # Estimate against the pending block: its timestamp is the next block's, while the latest
+        # block of an idle chain (Anvil mines on demand) can be minutes old, and a deadline check
+        # would then fail the estimate of a transaction that would succeed (a reveal after the
+        # commit deadline, a finalize after the acceptance window, a reclaim).
         try:
             gas = self._retry(
-                lambda: self.w3.eth.estimate_gas(cast("TxParams", tx)), f"estimate gas for {action}"
+                lambda: self.w3.eth.estimate_gas(cast("TxParams", tx), "pending"),
+                f"estimate gas for {action}",
             )
         except ContractLogicError as exc:
             raise self._revert(exc, action) from None

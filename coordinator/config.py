@@ -39,6 +39,9 @@ class Settings:
     password_file: Path | None = None
     confirmations: int = 0
     source: tuple[str, ...] = ()
+    # Tables of the config file for one command group (``[worker]``, ``[client]``), as read: each
+    # group validates its own table (their env variables are ``BLINDFRAME_<GROUP>_<KEY>``).
+    sections: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def deployment_path(self) -> Path:
@@ -58,7 +61,8 @@ class Settings:
 
 _PATH_FIELDS = {"home", "deployment", "keystore_dir", "password_file"}
 _INT_FIELDS = {"confirmations"}
-_KNOWN = {f.name for f in fields(Settings)} - {"source"}
+_KNOWN = {f.name for f in fields(Settings)} - {"source", "sections"}
+_SECTIONS = ("worker", "client")
 
 
 def _coerce(values: dict[str, Any], origin: str) -> dict[str, Any]:
@@ -96,6 +100,7 @@ def load_settings(
     """
     environ = dict(os.environ if env is None else env)
     values: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
     sources: list[str] = []
     path = _config_file(config_path, environ)
     if path is not None:
@@ -107,6 +112,12 @@ def load_settings(
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for name in _SECTIONS:
+            table = document.pop(name, None)
+            if table is not None and not isinstance(table, dict):
+                raise ConfigError(f"[{name}] in config file {path} must be a table")
+            if table is not None:
+                sections[name] = table
         values.update(_coerce(document, str(path)))
         sources.append(str(path))
     from_env = {
@@ -117,7 +128,7 @@ def load_settings(
     if from_env:
         values.update(_coerce(from_env, "environment"))
         sources.append("environment")
-    return Settings(**values, source=tuple(sources))
+    return Settings(**values, source=tuple(sources), sections=sections)
 
 
 def _config_file(config_path: str | Path | None, environ: dict[str, str]) -> Path | None:

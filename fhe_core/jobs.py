@@ -79,8 +79,11 @@ class PublicJob:
             raise ParameterError(f"a job has 1..65536 tasks, not {job.tasks}")
         if job.shared_input != (kernel.name == "volume"):
             raise ParameterError(f"{job.kernel_id} jobs share one input only for volume kernels")
-        if job.shared_input and job.tasks != tile_grid(job.frame_hw, kernel.tile_hw).count:
+        grid = tile_grid(job.frame_hw, kernel.tile_hw)
+        if job.shared_input and job.tasks != grid.count:
             raise ParameterError("a volume job has one task per tile of its frame")
+        # The public parameters must give every task a valid clear argument: check one now.
+        tile_clear_args(job.kernel_id, job.params, grid.padded_hw, 0)
         return job
 
 

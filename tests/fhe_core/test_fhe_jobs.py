@@ -105,6 +105,16 @@ def test_shade_frame(clients: dict[str, KernelClient], eval_keys: dict[str, obje
 def test_public_job_is_validated() -> None:
     with pytest.raises(ParameterError, match="malformed"):
         jobs.PublicJob.from_json({"kernel": "post@1"})
+    with pytest.raises(ParameterError, match="unknown post filter"):
+        jobs.PublicJob.from_json(
+            {
+                "kernel": "post@1",
+                "params": {"filter": "x"},
+                "frame": [8, 8],
+                "tasks": 1,
+                "shared_input": False,
+            }
+        )
     with pytest.raises(ParameterError, match="share one input"):
         jobs.PublicJob.from_json(
             {"kernel": "post@1", "params": {}, "frame": [8, 8], "tasks": 1, "shared_input": True}

@@ -110,6 +110,11 @@ def run_in_child(
                 f"{target} ran out of memory (limit {memory_bytes >> 20} MiB)",
                 hint="the bundle may be malformed, or raise the memory limit",
             )
+        if code == -signal.SIGXCPU:
+            raise SandboxError(
+                f"{target} ran out of CPU time (limit {2 * timeout_s + 5:.0f} s)",
+                hint="raise the time limit or give the worker more cores",
+            )
         if code < 0:
             name = signal.Signals(-code).name
             raise SandboxError(

@@ -1,0 +1,832 @@
+"""`blindframe client`: the artist's commands, a thin layer over ``client.artist.Artist``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from blindframe.client.errors import ClientError, JobOptionsError
+from blindframe.client.importer import KERNEL_CHOICES, import_scene
+from blindframe.client.units import (
+    format_duration,
+    format_eth,
+    parse_duration,
+    parse_eth,
+)
+from blindframe.coordinator.cli_support import console, emit, is_json, password, settings
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
+
+    from blindframe.client.artist import Artist, JobOptions
+    from blindframe.client.snapshot import JobSnapshot
+
+__all__ = ["client"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STEP_LABELS = {
+    "keygen": "generating FHE keys",
+    "encrypt": "encrypting",
+    "upload": "uploading",
+    "download": "downloading results",
+    "verify": "verifying tiles",
+    "decrypt": "decrypting",
+}
+_STATE_BARS = ("claimed", "committed", "revealed", "verified", "settled")
+
+
+@click.group()
+def client() -> None:
+    """The artist's side: encrypt a scene, post it as a render job, watch it, verify, pay, decrypt.
+
+    \b
+    A first render, on the local stack (`blindframe stack up`):
+      blindframe account new artist               # an encrypted keystore
+      blindframe client keygen                    # FHE keys, kept in <home>/keys
+      blindframe client render --scene sample --size 16x16 --account artist -o knot.png
+
+    \b
+    Step by step: post, then watch / status, verify, settle, fetch (decrypt), and
+    dispute a tile that fails verification; refund unfinished tiles after the deadline.
+    JOB is a job id on this home's market, a job key from `jobs`, or omitted for the latest.
+    Secret FHE keys never leave <home>/keys; jobs live in <home>/jobs/<chain>-<market>-<id>/.
+    """
+
+
+client.add_command(import_scene)
+
+
+# --------------------------------------------------------------------------------- options
+
+
+def _network(func: F) -> F:
+    for option in reversed(
+        [
+            click.option("--rpc", "rpc_url", help="Ethereum JSON-RPC URL (BLINDFRAME_RPC_URL)."),
+            click.option(
+                "--ipfs", "ipfs_api", help="IPFS (Kubo RPC) API URL (BLINDFRAME_IPFS_API)."
+            ),
+            click.option(
+                "--deployment",
+                type=click.Path(dir_okay=False),
+                help="Deployment file (default <home>/deployment.json).",
+            ),
+            click.option(
+                "--home",
+                type=click.Path(file_okay=False),
+                help="blindframe home (BLINDFRAME_HOME).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _signer(func: F) -> F:
+    func = click.option(
+        "--password-file",
+        type=click.Path(dir_okay=False),
+        help="File whose first line is the keystore password (else a prompt on a terminal).",
+    )(func)
+    return click.option(
+        "--account", help="Keystore name, address or file that signs (BLINDFRAME_ACCOUNT)."
+    )(func)
+
+
+def _job_argument(func: F) -> F:
+    return click.argument("job", required=False)(func)
+
+
+_KERNEL_NAMES = {k.partition("@")[0]: k for k in KERNEL_CHOICES}
+
+
+def _kernel(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if value in KERNEL_CHOICES:
+        return value
+    if value in _KERNEL_NAMES:
+        return _KERNEL_NAMES[value]
+    raise JobOptionsError(
+        f"unknown kernel {value!r}: expected one of {'|'.join(KERNEL_CHOICES)}",
+        hint="volume renders meshes, shade G-buffers, post frames",
+    )
+
+
+def _size(value: str | None) -> tuple[int, int] | None:
+    """``WxH`` (or one number for a square) -> (height, width)."""
+    if value is None:
+        return None
+    text = value.lower().strip()
+    try:
+        if "x" in text:
+            width, height = (int(part) for part in text.split("x", 1))
+        else:
+            width = height = int(text)
+    except ValueError:
+        raise JobOptionsError(f"--size must be WIDTHxHEIGHT, e.g. 64x48 (not {value!r})") from None
+    if width <= 0 or height <= 0:
+        raise JobOptionsError(f"--size must be positive (not {value!r})")
+    return height, width
+
+
+def _vector(value: str, what: str) -> list[float]:
+    try:
+        parts = [float(p) for p in value.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3:
+        raise JobOptionsError(f"{what} must be three numbers x,y,z (not {value!r})")
+    return parts
+
+
+def _job_options(func: F) -> F:
+    options = [
+        click.option(
+            "--scene",
+            required=True,
+            help="'sample' (the sample torus knot), a scene file (.npz from `client import`), "
+            "a mesh (glTF/GLB, OBJ, STL, PLY: voxelized) or a PNG/EXR frame or G-buffer.",
+        ),
+        click.option(
+            "--kernel",
+            help="volume@1 (meshes), shade@1 (G-buffers) or post@1 (frames); "
+            "default: the one the scene needs.",
+        ),
+        click.option(
+            "--size",
+            help="Frame size WIDTHxHEIGHT for volume (multiples of 8; default 64x64); G-buffer "
+            "and frame scenes bring their own. Tiles are 8x8: the tile count follows.",
+        ),
+        click.option(
+            "--replication",
+            type=int,
+            default=1,
+            show_default=True,
+            help="Render nodes computing each tile independently (1..8).",
+        ),
+        click.option(
+            "--reward",
+            default="0.0001",
+            show_default=True,
+            help="ETH paid per tile and replica; escrow = tiles x replication x reward.",
+        ),
+        click.option(
+            "--lease-length",
+            default="10m",
+            show_default=True,
+            help="How long a node has to compute and commit the tiles it claims (90s, 10m, 2h).",
+        ),
+        click.option(
+            "--deadline",
+            default="1h",
+            show_default=True,
+            help="Time from now until the job closes; unfinished tiles are refundable after it.",
+        ),
+        click.option(
+            "--priority",
+            type=int,
+            default=0,
+            show_default=True,
+            help="Scheduling hint for render nodes (0..255).",
+        ),
+        click.option(
+            "--canaries",
+            type=int,
+            help="volume: canary tiles of margin around the frame (0..16, default 1); "
+            "shade/post: canary tasks (default one per 8 tiles). Their known answers catch "
+            "lazy nodes.",
+        ),
+        click.option("--yaw", type=float, help="volume camera yaw in degrees (sample: 20)."),
+        click.option("--pitch", type=float, help="volume camera pitch in degrees (sample: 15)."),
+        click.option("--zoom", type=float, help="volume camera zoom 0.25..4 (sample: 1.15)."),
+        click.option("--light", help="shade light direction x,y,z (sample: -0.4,0.6,0.7)."),
+        click.option(
+            "--filter",
+            "filter_name",
+            help="post filter: identity, blur, sharpen, edge... (sample: sharpen).",
+        ),
+        click.option(
+            "--resolution",
+            type=int,
+            default=64,
+            show_default=True,
+            help="Voxel grid side when the scene is a mesh.",
+        ),
+        click.option(
+            "--up",
+            type=click.Choice(["y", "z"]),
+            default="y",
+            show_default=True,
+            help="A mesh file's up axis.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _build_options(values: dict[str, Any]) -> tuple[str, JobOptions]:
+    from blindframe.client.artist import JobOptions
+
+    kernel = _kernel(values.pop("kernel"))
+    params: dict[str, Any] | None = None
+    camera = {k: values.pop(k) for k in ("yaw", "pitch", "zoom")}
+    light, filter_name = values.pop("light"), values.pop("filter_name")
+    family = (kernel or "").partition("@")[0]
+    if any(v is not None for v in camera.values()):
+        if family not in ("", "volume"):
+            raise JobOptionsError("--yaw, --pitch and --zoom are volume camera options")
+        from blindframe.fhe_core.sample import SAMPLE_CAMERA
+
+        params = {k: (v if v is not None else SAMPLE_CAMERA[k]) for k, v in camera.items()}
+    if light is not None:
+        if family not in ("", "shade") or params is not None:
+            raise JobOptionsError("--light is a shade option")
+        params = {"light": _vector(light, "--light")}
+    if filter_name is not None:
+        if family not in ("", "post") or params is not None:
+            raise JobOptionsError("--filter is a post option")
+        params = {"filter": filter_name}
+    options = JobOptions(
+        kernel=kernel,
+        frame=_size(values.pop("size")),
+        replication=values.pop("replication"),
+        reward_wei=parse_eth(values.pop("reward"), "--reward"),
+        lease_length=parse_duration(values.pop("lease_length"), "--lease-length"),
+        deadline=parse_duration(values.pop("deadline"), "--deadline"),
+        priority=values.pop("priority"),
+        canaries=values.pop("canaries"),
+        params=params,
+        resolution=values.pop("resolution"),
+        up="z" if values.pop("up") == "z" else "y",
+    )
+    scene = str(values.pop("scene"))
+    return scene, options
+
+
+# --------------------------------------------------------------------------------- plumbing
+
+
+def _artist(ctx: click.Context, *, sign: bool = False, **overrides: Any) -> Artist:
+    """An Artist for this invocation; with ``sign``, its account unlocked now (prompting for
+    the password on a terminal when no password file is given)."""
+    from blindframe.client.artist import Artist
+    from blindframe.coordinator.accounts import find_keystore, unlock
+
+    cfg = settings(ctx, **overrides)
+    account = None
+    if sign:
+        if cfg.account is None:
+            raise ClientError(
+                "this command signs transactions: name the account",
+                hint="pass --account NAME (see `blindframe account list`) or set "
+                "BLINDFRAME_ACCOUNT",
+            )
+        path = find_keystore(cfg.keystores, cfg.account)
+        account = unlock(path, password(cfg, prompt=f"Password of {cfg.account}"))
+    return Artist(cfg, account=account)
+
+
+def _overrides(values: dict[str, Any]) -> dict[str, Any]:
+    keys = ("rpc_url", "ipfs_api", "deployment", "home", "account", "password_file")
+    return {k: values.pop(k) for k in keys if k in values}
+
+
+def _show_bars(ctx: click.Context) -> bool:
+    return not is_json(ctx) and console.is_terminal
+
+
+class _Display:
+    """One live rich display on stderr: bars for the long steps (keygen, encrypt, upload,
+    download, verify, decrypt) and, once a job runs, bars of its replica slots per state.
+
+    Without a terminal (or under --json) there are no bars; with ``lines``, each changed job
+    status is printed as one line instead.
+    """
+
+    def __init__(self, enabled: bool, *, lines: bool = False) -> None:
+        self.enabled = enabled
+        self.lines = lines
+        self._progress: RichProgress | None = None
+        self._tasks: dict[str, TaskID] = {}
+        self._last = ""
+
+    def __enter__(self) -> _Display:
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description:<20}"),
+                BarColumn(),
+                TextColumn("{task.fields[amount]}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[note]}"),
+                console=console,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    def _task(self, key: str, label: str, total: int | None) -> TaskID:
+        assert self._progress is not None
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._progress.add_task(label, total=total, amount="", note="")
+            self._tasks[key] = task
+        return task
+
+    def __call__(self, step: str, done: int, total: int | None) -> None:
+        """The Progress callback of the client library."""
+        if self._progress is None:
+            return
+        task = self._task(step, _STEP_LABELS.get(step, step), total)
+        if step in ("upload", "download"):
+            amount = f"{done / 2**20:.1f}" + (f"/{total / 2**20:.1f} MiB" if total else " MiB")
+        else:
+            amount = f"{done}/{total}" if total is not None else str(done)
+        self._progress.update(task, completed=done, total=total, amount=amount)
+
+    def update(self, snap: JobSnapshot) -> None:
+        """Show a job snapshot."""
+        if self._progress is None:
+            line = _status_line(snap)
+            if self.lines and line != self._last:
+                click.echo(line)
+            self._last = line
+            return
+        total = snap.tile_count * snap.replication
+        progress = snap.progress()
+        for state in _STATE_BARS:
+            task = self._task(f"state:{state}", f"tiles {state}", total)
+            self._progress.update(
+                task, completed=progress[state], total=total, amount=f"{progress[state]}/{total}"
+            )
+        status = self._task("state:line", f"job {snap.ref.job_id}", None)
+        self._progress.update(status, note=_status_note(snap))
+
+
+def _status_note(snap: JobSnapshot) -> str:
+    failed, contested = snap.tile_counts.get("failed", 0), snap.tile_counts.get("contested", 0)
+    parts = [snap.phase]
+    if failed:
+        parts.append(f"{failed} failed")
+    if contested:
+        parts.append(f"{contested} contested")
+    parts.append(f"paid {format_eth(int(snap.payments['paidToWorkers']))}")
+    if snap.events:
+        parts.append(f"last event {snap.events[-1].name}")
+    return ", ".join(parts)
+
+
+def _status_line(snap: JobSnapshot) -> str:
+    total = snap.tile_count * snap.replication
+    progress = snap.progress()
+    bars = " ".join(f"{state} {progress[state]}/{total}" for state in _STATE_BARS)
+    return f"job {snap.ref.job_id}: {bars} ({_status_note(snap)})"
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print("stopped watching; the job goes on (`blindframe client watch` resumes)")
+        raise click.exceptions.Exit(130) from None
+
+
+# --------------------------------------------------------------------------------- commands
+
+
+@client.command("keygen")
+@click.option(
+    "--kernel",
+    "kernels",
+    multiple=True,
+    help="Kernel to make keys for (volume@1, shade@1, post@1; repeatable). Default volume@1.",
+)
+@click.option("--all", "all_kernels", is_flag=True, help="Keys for every kernel.")
+@click.option(
+    "--force", is_flag=True, help="Replace an existing key set (old jobs: undecryptable)."
+)
+@click.option("--upload", is_flag=True, help="Also add the evaluation keys to the IPFS node now.")
+@_network
+@click.pass_context
+def keygen_command(
+    ctx: click.Context,
+    /,
+    kernels: tuple[str, ...],
+    all_kernels: bool,
+    force: bool,
+    upload: bool,
+    **values: Any,
+) -> None:
+    """Generate FHE key sets (once per kernel) in <home>/keys, 0700/0600.
+
+    The secret keys never leave that folder; only evaluation keys (public: render nodes compute
+    with them) are uploaded, once per key set, and their CID is remembered beside the keys.
+    An existing key set is kept (and reported) unless --force.
+    """
+    ids = (
+        list(KERNEL_CHOICES) if all_kernels else [_kernel(k) or k for k in kernels] or ["volume@1"]
+    )
+    artist = _artist(ctx, **_overrides(values))
+    out = []
+    with _Display(_show_bars(ctx)) as bars:
+        for kernel in ids:
+            out.append(artist.keygen(kernel, force=force, upload=upload, progress=bars).to_json())
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            what = "generated" if row["created"] else "exists   "
+            cid = (
+                f", evaluation keys {row['evaluationKeysCid']}" if row["evaluationKeysCid"] else ""
+            )
+            size = row["evaluationKeysBytes"] / 2**20
+            click.echo(
+                f"{what} {row['kernel']:<9} {row['directory']} ({size:.1f} MiB eval keys{cid})"
+            )
+
+    emit(ctx, out, human)
+
+
+@client.command("post")
+@_job_options
+@_signer
+@_network
+@click.pass_context
+def post_command(ctx: click.Context, /, **values: Any) -> None:
+    """Encrypt a scene into tiles (canaries mixed in), upload it, and post the job with escrow.
+
+    Everything is checked before the job is posted: options, the scene, the chain, the account's
+    balance against escrow and gas, the IPFS node. Nothing is posted when a check fails.
+    """
+    overrides = _overrides(values)
+    scene, options = _build_options(values)
+    artist = _artist(ctx, sign=True, **overrides)
+    with _Display(_show_bars(ctx)) as bars:
+        posted = artist.post(scene, options, progress=bars)
+
+    def human(data: dict[str, Any]) -> None:
+        h, w = data["frame"]
+        click.echo(f"posted    job {data['jobId']} ({data['key']})")
+        click.echo(
+            f"render    {data['kernel']} {w}x{h}, {data['tileCount']} tiles x "
+            f"{data['replication']} replica(s), escrow {format_eth(int(data['escrow']))}"
+        )
+        click.echo(f"manifest  {data['manifestCid']}")
+        click.echo(f"deadline  in {format_duration(data['deadline'] - int(time.time()))}")
+        click.echo(f"next      blindframe client watch {data['jobId']}")
+
+    emit(ctx, posted.to_json(), human)
+
+
+@client.command("status")
+@_job_argument
+@_network
+@click.pass_context
+def status_command(ctx: click.Context, /, job: str | None, **values: Any) -> None:
+    """One snapshot of a job: tiles per state, leases, contests, escrow and payments.
+
+    With --json: the whole snapshot (every tile, lease, contest, payment, recent events).
+    """
+    artist = _artist(ctx, **_overrides(values))
+    snap = artist.snapshot(job)
+
+    def human(_: dict[str, Any]) -> None:
+        _print_snapshot(snap)
+
+    emit(ctx, snap.to_json(), human)
+
+
+def _print_snapshot(snap: JobSnapshot) -> None:
+    click.echo(_status_line(snap))
+    pay = snap.payments
+    click.echo(
+        f"escrow    {format_eth(int(pay['escrowLeft']))} left of "
+        f"{format_eth(int(pay['escrowPosted']))}; paid {format_eth(int(pay['paidToWorkers']))}; "
+        f"refundable {format_eth(int(pay['refundable']))}"
+    )
+    for lease in snap.leases:
+        tiles = f"{lease.first_tile}..{lease.first_tile + lease.count - 1}"
+        verdict = f", verdict {lease.verdict}" if lease.verdict else ""
+        click.echo(
+            f"lease {lease.lease_id:<4} lane {lease.lane} tiles {tiles:<9} {lease.status:<9} "
+            f"{lease.worker}{verdict}"
+        )
+    for contest in snap.contests:
+        click.echo(
+            f"contest {contest.contest_id} ({contest.kind}) tile {contest.tile}: {contest.outcome}"
+        )
+
+
+@client.command("watch")
+@_job_argument
+@click.option(
+    "--interval", type=float, default=1.0, show_default=True, help="Seconds between polls."
+)
+@click.option("--timeout", help="Stop watching after this long (90s, 10m...).")
+@_network
+@click.pass_context
+def watch_command(
+    ctx: click.Context, /, job: str | None, interval: float, timeout: str | None, **values: Any
+) -> None:
+    """Follow a job live: progress bars of its tiles per state, until it is complete or expired.
+
+    With --json: one JSON snapshot per line whenever something changed. Ctrl-C stops watching
+    (the job goes on).
+    """
+    artist = _artist(ctx, **_overrides(values))
+    limit = parse_duration(timeout, "--timeout") if timeout else None
+    last: JobSnapshot | None = None
+    seen = ""
+    with _interruptible(), _Display(_show_bars(ctx), lines=not is_json(ctx)) as display:
+        for snap in artist.watch(job, interval=max(interval, 0.1), timeout=limit):
+            last = snap
+            if is_json(ctx):
+                document = snap.to_json()
+                key = json.dumps({k: v for k, v in document.items() if k != "now"}, sort_keys=True)
+                if key != seen:
+                    click.echo(json.dumps(document, sort_keys=True))
+                    seen = key
+            else:
+                display.update(snap)
+    if last is not None and not is_json(ctx):
+        click.echo(f"job {last.ref.job_id}: {last.phase}")
+
+
+@client.command("verify")
+@_job_argument
+@_network
+@click.pass_context
+def verify_command(ctx: click.Context, /, job: str | None, **values: Any) -> None:
+    """Check every revealed result: its bytes give the revealed root, and every tile decrypts
+    to exactly what the plaintext twin computes (canaries included). Verdicts are kept."""
+    artist = _artist(ctx, **_overrides(values))
+    with _Display(_show_bars(ctx)) as bars:
+        report = artist.verify(job, progress=bars)
+
+    def human(data: dict[str, Any]) -> None:
+        if not data["leases"]:
+            click.echo("no lease of this job has revealed a result yet")
+        for lease in data["leases"]:
+            tiles = f"{lease['firstTile']}..{lease['firstTile'] + lease['count'] - 1}"
+            line = f"lease {lease['leaseId']:<4} tiles {tiles:<9} {lease['status']}"
+            if lease["reason"]:
+                line += f": {lease['reason']}"
+            click.echo(line)
+            for tile, why in lease["reasons"].items():
+                click.echo(f"  tile {tile}: {why}")
+        if data["wrongTiles"]:
+            click.echo(f"dispute them: blindframe client dispute ({len(data['wrongTiles'])} tiles)")
+
+    emit(ctx, report.to_json(), human)
+
+
+@client.command("settle")
+@_job_argument
+@_signer
+@_network
+@click.pass_context
+def settle_command(ctx: click.Context, /, job: str | None, **values: Any) -> None:
+    """Pay the render nodes for leases whose every tile verified (after verifying what is new)."""
+    artist = _artist(ctx, sign=True, **_overrides(values))
+    with _Display(_show_bars(ctx)) as bars:
+        report = artist.settle(job, progress=bars)
+
+    def human(data: dict[str, Any]) -> None:
+        if data["settled"]:
+            click.echo(
+                f"settled leases {data['settled']}: {format_eth(int(data['paid']))} credited"
+            )
+        else:
+            click.echo("nothing to settle now")
+        for row in data["waiting"]:
+            click.echo(f"lease {row['leaseId']} waits: {row['reason']}")
+
+    emit(ctx, report.to_json(), human)
+
+
+@client.command("fetch")
+@_job_argument
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG to write."
+)
+@click.option(
+    "--twin",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the plaintext twin's frame (what the frame must equal) to this PNG.",
+)
+@click.option("--scale", type=click.IntRange(1, 64), default=1, show_default=True)
+@_network
+@click.pass_context
+def fetch_command(
+    ctx: click.Context,
+    /,
+    job: str | None,
+    output: Path | None,
+    twin: Path | None,
+    scale: int,
+    **values: Any,
+) -> None:
+    """Decrypt the frame from verified results and write it as PNG (also `decrypt`).
+
+    The job directory keeps frame.png and frame.npy; every tile is checked against the
+    plaintext twin once more while decrypting.
+    """
+    artist = _artist(ctx, **_overrides(values))
+    with _Display(_show_bars(ctx)) as bars:
+        result = artist.decrypt(job, output=output, twin=twin or False, scale=scale, progress=bars)
+
+    def human(data: dict[str, Any]) -> None:
+        click.echo(f"frame     {data['png']} ({'x'.join(map(str, data['shape']))})")
+        if data["twinPng"]:
+            same = "equal" if data["matchesTwin"] else "DIFFERENT"
+            click.echo(f"twin      {data['twinPng']} ({same})")
+
+    emit(ctx, result.to_json(), human)
+
+
+client.add_command(fetch_command, "decrypt")
+
+
+@client.command("dispute")
+@_job_argument
+@click.option("--tile", type=int, help="Dispute this tile (default: every tile that failed).")
+@click.option("--lease", type=int, help="The lease of --tile to dispute (default: its replica).")
+@_signer
+@_network
+@click.pass_context
+def dispute_command(
+    ctx: click.Context, /, job: str | None, tile: int | None, lease: int | None, **values: Any
+) -> None:
+    """Dispute tiles whose results failed verification, posting the market's bond per tile.
+
+    A fresh render node recomputes the tile; if the disputed result is far from it, its node is
+    slashed and the bond comes back, else the bond pays the nodes.
+    """
+    if lease is not None and tile is None:
+        raise JobOptionsError("--lease needs --tile")
+    artist = _artist(ctx, sign=True, **_overrides(values))
+    records = artist.dispute(job, tile=tile, lease=lease)
+
+    def human(rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            click.echo("nothing to dispute: every verified tile matched the plaintext twin")
+        for row in rows:
+            click.echo(
+                f"disputed tile {row['tile']} of lease {row['leaseId']}: contest "
+                f"{row['contestId']}, bond {format_eth(int(row['bond']))}"
+            )
+
+    emit(ctx, [r.to_json() for r in records], human)
+
+
+@client.command("refund")
+@_job_argument
+@click.option("--no-withdraw", is_flag=True, help="Credit the refund but leave it in the market.")
+@_signer
+@_network
+@click.pass_context
+def refund_command(
+    ctx: click.Context, /, job: str | None, no_withdraw: bool, **values: Any
+) -> None:
+    """After the deadline, take back the escrow of tiles nobody delivered, and withdraw it.
+
+    The market has no early cancel: escrow of an unfinished job is refundable after its
+    deadline only (leases in flight keep their tiles' escrow until they end).
+    """
+    artist = _artist(ctx, sign=True, **_overrides(values))
+    report = artist.refund(job, withdraw=not no_withdraw)
+
+    def human(data: dict[str, Any]) -> None:
+        click.echo(
+            f"refunded  {format_eth(int(data['refunded']))}; "
+            f"withdrawn {format_eth(int(data['withdrawn']))}"
+        )
+
+    emit(ctx, report.to_json(), human)
+
+
+@client.command("withdraw")
+@_signer
+@_network
+@click.pass_context
+def withdraw_command(ctx: click.Context, /, **values: Any) -> None:
+    """Send the account's pending balance (refunds, returned bonds, compensation) to it."""
+    artist = _artist(ctx, sign=True, **_overrides(values))
+    amount = artist.withdraw()
+    emit(
+        ctx,
+        {"withdrawn": str(amount)},
+        lambda d: click.echo(f"withdrawn {format_eth(int(d['withdrawn']))}"),
+    )
+
+
+@client.command("render")
+@_job_options
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG to write."
+)
+@click.option(
+    "--twin",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the plaintext twin's frame to this PNG.",
+)
+@click.option("--scale", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--timeout", help="Give up waiting after this long (the job keeps running).")
+@click.option("--no-dispute", is_flag=True, help="Stop on a wrong tile instead of disputing it.")
+@click.option(
+    "--interval", type=float, default=1.0, show_default=True, help="Seconds between polls."
+)
+@_signer
+@_network
+@click.pass_context
+def render_command(
+    ctx: click.Context,
+    /,
+    output: Path | None,
+    twin: Path | None,
+    scale: int,
+    timeout: str | None,
+    no_dispute: bool,
+    interval: float,
+    **values: Any,
+) -> None:
+    """All in one: post, watch the render nodes, verify, settle, decrypt to PNG.
+
+    Wrong tiles are disputed on chain (bond per tile). Past the deadline with tiles unfinished,
+    the unfinished escrow is refunded and the command fails.
+    """
+    overrides = _overrides(values)
+    scene, options = _build_options(values)
+    artist = _artist(ctx, sign=True, **overrides)
+    limit = parse_duration(timeout, "--timeout") if timeout else None
+    with _interruptible(), _Display(_show_bars(ctx), lines=not is_json(ctx)) as display:
+
+        def posted(job: Any) -> None:
+            if not is_json(ctx):
+                console.print(f"posted job {job.ref.job_id} ({job.tile_count} tiles); rendering…")
+
+        result = artist.render(
+            scene,
+            options,
+            output=output,
+            twin=twin or False,
+            scale=scale,
+            interval=max(interval, 0.1),
+            timeout=limit,
+            dispute=not no_dispute,
+            progress=display,
+            on_posted=posted,
+            on_snapshot=display.update,
+        )
+
+    def human(data: dict[str, Any]) -> None:
+        job, frame = data["job"], data["frame"]
+        click.echo(f"job       {job['jobId']} ({job['key']})")
+        click.echo(f"frame     {frame['png']}")
+        if frame["twinPng"]:
+            click.echo(
+                f"twin      {frame['twinPng']} ({'equal' if frame['matchesTwin'] else 'DIFFERENT'})"
+            )
+        click.echo(f"paid      {format_eth(int(data['payments']['paidToWorkers']))}")
+        click.echo(f"took      {data['seconds']:.1f} s")
+
+    emit(ctx, result.to_json(), human)
+
+
+@client.command("jobs")
+@click.option("--local", is_flag=True, help="Do not read the chain (no phase column).")
+@_network
+@click.pass_context
+def jobs_command(ctx: click.Context, /, local: bool, **values: Any) -> None:
+    """List the jobs posted from this home (their directories), with their state on chain."""
+    artist = _artist(ctx, **_overrides(values))
+    rows = [job.to_json() for job in artist.jobs(with_status=not local)]
+
+    def human(data: list[dict[str, Any]]) -> None:
+        if not data:
+            click.echo("no jobs yet (post one: blindframe client post --scene sample)")
+        for row in data:
+            frame = "x".join(map(str, reversed(row["frame"] or [])))
+            phase = row["phase"] or ("pending" if row["pending"] else "-")
+            done = " decrypted" if row["decrypted"] else ""
+            click.echo(
+                f"{row['jobId'] if row['jobId'] is not None else '?':<5} {row['kernel'] or '?':<9} "
+                f"{frame:<9} {row['tileCount'] or '?':>5} tiles  {phase}{done}  {row['key']}"
+            )
+
+    emit(ctx, rows, human)

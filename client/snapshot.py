@@ -1,0 +1,587 @@
+"""A job's state at one moment, JSON-ready: every tile, lease, contest, payment and recent event.
+
+:func:`build_snapshot` is pure: the client gathers chain views, indexed events and its own
+verdicts, and this module turns them into the picture the CLI's progress bars, the Blender
+add-on's status line and the dashboard's tile grid all show.
+
+Tile slots (one per replica lane, plus tie-breaker lanes) go through
+``open -> claimed -> committed -> revealed -> verified -> settled``; ``verified`` means the
+*client* checked the result (its bytes gave the revealed root, its decryption equals the
+plaintext twin), which is stronger than the chain's optimistic verification time (reported per
+lease as ``chainVerified``). A slot is ``failed`` when the client found its result wrong or
+tampered, or a contest forfeited it. A tile is ``contested`` while a contest on it is open, and
+``failed`` when a slot failed and no slot of the tile holds a verified result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from blindframe.client.jobdir import JobRef, Verdicts
+from blindframe.coordinator.events import ChainEvent
+from blindframe.coordinator.market import (
+    ContestOutcome,
+    ContestView,
+    JobView,
+    LeaseStatus,
+    LeaseView,
+)
+
+__all__ = [
+    "SLOT_STATES",
+    "TILE_STATES",
+    "ContestState",
+    "JobSnapshot",
+    "LeaseState",
+    "SlotState",
+    "TileLayout",
+    "TileState",
+    "build_snapshot",
+    "job_events",
+]
+
+SLOT_STATES: tuple[str, ...] = ("open", "claimed", "committed", "revealed", "verified", "settled")
+TILE_STATES: tuple[str, ...] = (*SLOT_STATES, "failed", "contested")
+_ORDER = {name: i for i, name in enumerate(SLOT_STATES)}
+_CREDIT_REASONS = (
+    "reward",
+    "bounty",
+    "compensation",
+    "refund",
+    "bondReturned",
+    "bondAwarded",
+    "unstaked",
+)
+_CONTEST_KINDS = ("disagreement", "dispute")
+RECENT_EVENTS = 50
+
+
+def _wei(value: int) -> str:
+    """Wei as a decimal string: JSON numbers lose precision past 2**53."""
+    return str(int(value))
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where a task's tile sits in the frame the client sees (secret for shade/post jobs)."""
+
+    row: int
+    col: int
+    canary: bool
+
+
+@dataclass(frozen=True)
+class SlotState:
+    """One replica (or tie-breaker) slot of a tile."""
+
+    lane: int
+    state: str
+    lease_id: int | None
+    worker: str | None
+    tie_breaker: bool
+    verdict: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "lane": self.lane,
+            "state": self.state,
+            "leaseId": self.lease_id,
+            "worker": self.worker,
+            "tieBreaker": self.tie_breaker,
+            "verdict": self.verdict,
+        }
+
+
+@dataclass(frozen=True)
+class TileState:
+    """One tile (task) of the job."""
+
+    tile: int
+    state: str
+    slots: tuple[SlotState, ...]
+    layout: TileLayout | None
+    contest_id: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        out: dict[str, Any] = {
+            "tile": self.tile,
+            "state": self.state,
+            "slots": [s.to_json() for s in self.slots],
+            "contestId": self.contest_id,
+        }
+        if self.layout is not None:
+            out.update(row=self.layout.row, col=self.layout.col, canary=self.layout.canary)
+        return out
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """One lease of the job, from the chain's view and the client's verdict."""
+
+    lease_id: int
+    lane: int
+    first_tile: int
+    count: int
+    worker: str
+    status: str
+    commit_deadline: int
+    revealed_at: int
+    verified_at: int
+    chain_verified: bool
+    result_cid: str | None
+    root: str | None
+    verdict: str | None
+    forfeited: tuple[int, ...]
+    open_contests: int
+    paid: int
+    tie_breaker: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "leaseId": self.lease_id,
+            "lane": self.lane,
+            "firstTile": self.first_tile,
+            "count": self.count,
+            "worker": self.worker,
+            "status": self.status,
+            "commitDeadline": self.commit_deadline,
+            "revealedAt": self.revealed_at,
+            "verifiedAt": self.verified_at,
+            "chainVerified": self.chain_verified,
+            "resultCid": self.result_cid,
+            "root": self.root,
+            "verdict": self.verdict,
+            "forfeited": list(self.forfeited),
+            "openContests": self.open_contests,
+            "paid": _wei(self.paid),
+            "tieBreaker": self.tie_breaker,
+        }
+
+
+@dataclass(frozen=True)
+class ContestState:
+    """One contest over a tile of the job."""
+
+    contest_id: int
+    kind: str
+    tile: int
+    lane: int
+    outcome: str
+    lease_a: int
+    lease_b: int
+    lease_t: int
+    claim_deadline: int
+    challenger: str
+    bond: int
+
+    @property
+    def open(self) -> bool:
+        """Not resolved yet."""
+        return self.outcome == "pending"
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "contestId": self.contest_id,
+            "kind": self.kind,
+            "tile": self.tile,
+            "lane": self.lane,
+            "outcome": self.outcome,
+            "leaseA": self.lease_a,
+            "leaseB": self.lease_b,
+            "leaseT": self.lease_t,
+            "claimDeadline": self.claim_deadline,
+            "challenger": self.challenger,
+            "bond": _wei(self.bond),
+        }
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """Everything known about a job at ``now`` (chain time) — see :meth:`to_json`."""
+
+    ref: JobRef
+    kernel: str
+    client: str
+    manifest_cid: str
+    tile_count: int
+    replication: int
+    reward: int
+    lease_length: int
+    deadline: int
+    priority: int
+    now: int
+    block: int
+    frame: tuple[int, int]
+    grid: tuple[int, int]
+    tiles: tuple[TileState, ...]
+    leases: tuple[LeaseState, ...]
+    contests: tuple[ContestState, ...]
+    payments: dict[str, Any]
+    events: tuple[ChainEvent, ...]
+    slot_counts: dict[str, int]
+    tile_counts: dict[str, int]
+
+    @property
+    def expired(self) -> bool:
+        """The job's deadline has passed."""
+        return self.now > self.deadline
+
+    @property
+    def complete(self) -> bool:
+        """Every tile has a settled, verified result."""
+        return all(t.state == "settled" for t in self.tiles)
+
+    @property
+    def decryptable(self) -> bool:
+        """Every tile has a result the client verified (settled or not)."""
+        return all(
+            any(s.state in ("verified", "settled") for s in t.slots if s.verdict == "ok")
+            for t in self.tiles
+        )
+
+    @property
+    def phase(self) -> str:
+        """complete | expired | rendering."""
+        if self.complete:
+            return "complete"
+        if self.expired:
+            return "expired"
+        return "rendering"
+
+    def progress(self) -> dict[str, int]:
+        """Replica slots at or past each state (monotone counts for progress bars)."""
+        out = {}
+        for state in SLOT_STATES[1:]:
+            rank = _ORDER[state]
+            out[state] = sum(n for s, n in self.slot_counts.items() if _ORDER.get(s, -1) >= rank)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document the dashboard serves and ``--json`` prints (wei as strings)."""
+        return {
+            "job": {
+                **self.ref.to_json(),
+                "key": self.ref.key,
+                "kernel": self.kernel,
+                "client": self.client,
+                "manifestCid": self.manifest_cid,
+                "tileCount": self.tile_count,
+                "replication": self.replication,
+                "rewardPerTileReplica": _wei(self.reward),
+                "leaseLength": self.lease_length,
+                "deadline": self.deadline,
+                "priority": self.priority,
+                "frame": list(self.frame),
+                "grid": {"rows": self.grid[0], "cols": self.grid[1]},
+            },
+            "now": self.now,
+            "block": self.block,
+            "phase": self.phase,
+            "complete": self.complete,
+            "decryptable": self.decryptable,
+            "expired": self.expired,
+            "slots": {"total": self.tile_count * self.replication, **self.slot_counts},
+            "progress": self.progress(),
+            "tileStates": self.tile_counts,
+            "tiles": [t.to_json() for t in self.tiles],
+            "leases": [lease.to_json() for lease in self.leases],
+            "contests": [c.to_json() for c in self.contests],
+            "payments": self.payments,
+            "events": [e.to_dict() for e in self.events],
+        }
+
+
+def _arg_int(event: ChainEvent, name: str) -> int | None:
+    value = event.args.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _decode_cid(value: Any) -> str | None:
+    """A CID from an event's bytes argument (hex text in the index); None if it is not text."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return bytes.fromhex(value.removeprefix("0x")).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def job_events(
+    events: Sequence[ChainEvent], job_id: int
+) -> tuple[list[ChainEvent], set[int], set[int]]:
+    """The events of one job (with those of its leases and contests), its lease and contest ids."""
+    leases: set[int] = set()
+    contests: set[int] = set()
+    for event in events:
+        if _arg_int(event, "jobId") != job_id:
+            continue
+        if event.name == "TilesClaimed" and (lease := _arg_int(event, "leaseId")) is not None:
+            leases.add(lease)
+        if (
+            event.name in ("DisagreementProven", "Disputed", "TieBreakerOpened")
+            and (contest := _arg_int(event, "contestId")) is not None
+        ):
+            contests.add(contest)
+    mine = [
+        e
+        for e in events
+        if _arg_int(e, "jobId") == job_id
+        or (e.name != "TilesClaimed" and _arg_int(e, "leaseId") in leases)
+        or _arg_int(e, "contestId") in contests
+    ]
+    return mine, leases, contests
+
+
+def build_snapshot(
+    *,
+    ref: JobRef,
+    job: JobView,
+    manifest_cid: str,
+    frame: tuple[int, int],
+    grid: tuple[int, int],
+    layout: Mapping[int, TileLayout],
+    events: Sequence[ChainEvent],
+    leases: Mapping[int, LeaseView],
+    verified_at: Mapping[int, int],
+    contests: Mapping[int, ContestView],
+    verdicts: Verdicts,
+    now: int,
+    block: int,
+    client_pending: int,
+    refundable: int,
+) -> JobSnapshot:
+    """Assemble the snapshot of job ``ref`` from what the client read (see the module doc)."""
+    revealed: dict[int, tuple[str | None, str | None]] = {}
+    paid: dict[int, int] = {}
+    for event in events:
+        lease_id = _arg_int(event, "leaseId")
+        if lease_id is None:
+            continue
+        if event.name == "Revealed":
+            root = event.args.get("root")
+            revealed[lease_id] = (_decode_cid(event.args.get("resultCid")), str(root))
+        elif event.name in ("LeaseSettled", "LeaseFinalized", "TieBreakerSettled"):
+            paid[lease_id] = paid.get(lease_id, 0) + int(event.args.get("amount", 0))
+
+    contest_states = tuple(
+        ContestState(
+            contest_id=cid,
+            kind=_CONTEST_KINDS[view.kind] if view.kind < len(_CONTEST_KINDS) else str(view.kind),
+            tile=view.tile,
+            lane=view.lane,
+            outcome=_outcome_name(view.outcome),
+            lease_a=view.leaseA,
+            lease_b=view.leaseB,
+            lease_t=view.leaseT,
+            claim_deadline=view.claimDeadline,
+            challenger=view.challenger,
+            bond=view.bond,
+        )
+        for cid, view in sorted(contests.items())
+    )
+    open_contest = {c.tile: c.contest_id for c in contest_states if c.open}
+    any_contest = {c.tile: c.contest_id for c in contest_states}
+
+    lease_states: list[LeaseState] = []
+    for lease_id, view in sorted(leases.items()):
+        status = view.state
+        forfeited = tuple(view.firstTile + i for i in range(view.count) if view.forfeited >> i & 1)
+        when = verified_at.get(lease_id, 0)
+        cid, root = revealed.get(lease_id, (None, None))
+        verdict = verdicts.leases.get(lease_id)
+        lease_states.append(
+            LeaseState(
+                lease_id=lease_id,
+                lane=view.lane,
+                first_tile=view.firstTile,
+                count=view.count,
+                worker=view.worker,
+                status=status.name.lower(),
+                commit_deadline=view.commitDeadline,
+                revealed_at=view.revealedAt,
+                verified_at=when,
+                chain_verified=status in (LeaseStatus.REVEALED, LeaseStatus.SETTLED)
+                and (status == LeaseStatus.SETTLED or (when != 0 and now > when)),
+                result_cid=cid,
+                root=root,
+                verdict=verdict.status if verdict is not None else None,
+                forfeited=forfeited,
+                open_contests=view.openContests,
+                paid=paid.get(lease_id, 0),
+                tie_breaker=view.lane >= job.replication,
+            )
+        )
+
+    # The live lease of each (lane, tile): the newest one that was not reclaimed.
+    slot_lease: dict[tuple[int, int], LeaseView] = {}
+    slot_id: dict[tuple[int, int], int] = {}
+    for lease_id, view in sorted(leases.items()):
+        if view.state in (LeaseStatus.RECLAIMED, LeaseStatus.NONE):
+            continue
+        for tile in view.tiles:
+            slot_lease[(view.lane, tile)] = view
+            slot_id[(view.lane, tile)] = lease_id
+    tie_lanes: dict[int, list[int]] = {}
+    for lane, tile in slot_lease:
+        if lane >= job.replication:
+            tie_lanes.setdefault(tile, []).append(lane)
+
+    tiles: list[TileState] = []
+    slot_counts = dict.fromkeys((*SLOT_STATES, "failed"), 0)
+    for tile in range(job.tileCount):
+        slots = []
+        lanes = list(range(job.replication)) + sorted(tie_lanes.get(tile, []))
+        for lane in lanes:
+            view_or_none = slot_lease.get((lane, tile))
+            if view_or_none is None:
+                slots.append(SlotState(lane, "open", None, None, lane >= job.replication, None))
+                continue
+            lease_id = slot_id[(lane, tile)]
+            tile_verdict = verdicts.tile_verdict(lease_id, tile)
+            slots.append(
+                SlotState(
+                    lane,
+                    _slot_state(view_or_none, tile, tile_verdict),
+                    lease_id,
+                    view_or_none.worker,
+                    lane >= job.replication,
+                    tile_verdict,
+                )
+            )
+        for slot in slots:
+            if not slot.tie_breaker:
+                slot_counts[slot.state] += 1
+        tiles.append(
+            TileState(
+                tile=tile,
+                state=_tile_state(slots, tile in open_contest),
+                slots=tuple(slots),
+                layout=layout.get(tile),
+                contest_id=open_contest.get(tile, any_contest.get(tile)),
+            )
+        )
+    tile_counts = dict.fromkeys(TILE_STATES, 0)
+    for tile_state in tiles:
+        tile_counts[tile_state.state] += 1
+
+    return JobSnapshot(
+        ref=ref,
+        kernel=job.kernel,
+        client=job.client,
+        manifest_cid=manifest_cid,
+        tile_count=job.tileCount,
+        replication=job.replication,
+        reward=job.rewardPerTileReplica,
+        lease_length=job.leaseLength,
+        deadline=job.deadline,
+        priority=job.priority,
+        now=now,
+        block=block,
+        frame=frame,
+        grid=grid,
+        tiles=tuple(tiles),
+        leases=tuple(lease_states),
+        contests=contest_states,
+        payments=_payments(job, events, client_pending, refundable),
+        events=tuple(events[-RECENT_EVENTS:]),
+        slot_counts=slot_counts,
+        tile_counts=tile_counts,
+    )
+
+
+_OUTCOMES = {
+    ContestOutcome.PENDING: "pending",
+    ContestOutcome.A_FAR: "aFar",
+    ContestOutcome.B_FAR: "bFar",
+    ContestOutcome.BOTH_FAR: "bothFar",
+    ContestOutcome.NONE_FAR: "noneFar",
+    ContestOutcome.NO_TIE_BREAKER: "noTieBreaker",
+}
+
+
+def _outcome_name(outcome: int) -> str:
+    try:
+        return _OUTCOMES[ContestOutcome(outcome)]
+    except ValueError:
+        return str(outcome)
+
+
+def _slot_state(view: LeaseView, tile: int, verdict: str | None) -> str:
+    status = view.state
+    if view.forfeited >> (tile - view.firstTile) & 1:
+        return "failed"
+    if status == LeaseStatus.CLAIMED:
+        return "claimed"
+    if status == LeaseStatus.COMMITTED:
+        return "committed"
+    if verdict in ("wrong", "tampered"):
+        return "failed"
+    if status == LeaseStatus.SETTLED:
+        return "settled"
+    if status == LeaseStatus.REVEALED:
+        return "verified" if verdict == "ok" else "revealed"
+    return "open"
+
+
+def _tile_state(slots: Sequence[SlotState], contested: bool) -> str:
+    if contested:
+        return "contested"
+    good = [s for s in slots if s.state != "failed"]
+    has_result = any(s.state in ("verified", "settled") for s in good)
+    if len(good) < len(slots) and not has_result:
+        return "failed"
+    # Replica lanes must all be done; a tie-breaker that replaced a failed slot counts for it.
+    candidates = [s for s in good if not (s.tie_breaker and s.state == "open")]
+    if not candidates:
+        return "failed"
+    return min((s.state for s in candidates), key=lambda s: _ORDER[s])
+
+
+def _payments(
+    job: JobView, events: Sequence[ChainEvent], client_pending: int, refundable: int
+) -> dict[str, Any]:
+    credits = []
+    earnings: dict[str, int] = {}
+    totals = dict.fromkeys(_CREDIT_REASONS, 0)
+    bonds = 0
+    for event in events:
+        if event.name == "Credited":
+            reason_index = _arg_int(event, "reason") or 0
+            reason = (
+                _CREDIT_REASONS[reason_index]
+                if reason_index < len(_CREDIT_REASONS)
+                else str(reason_index)
+            )
+            amount = int(event.args.get("amount", 0))
+            account = str(event.args.get("account"))
+            totals[reason] = totals.get(reason, 0) + amount
+            credits.append({"account": account, "amount": _wei(amount), "reason": reason})
+            if account != job.client:
+                earnings[account] = earnings.get(account, 0) + amount
+        elif event.name == "Disputed":
+            bonds += int(event.args.get("bond", 0))
+    posted = job.tileCount * job.replication * job.rewardPerTileReplica
+    return {
+        "escrowPosted": _wei(posted),
+        "escrowLeft": _wei(job.escrow),
+        "refundable": _wei(refundable),
+        "paidToWorkers": _wei(totals["reward"]),
+        "refunded": _wei(totals["refund"]),
+        "compensation": _wei(totals["compensation"]),
+        "bondsPosted": _wei(bonds),
+        "bondsReturned": _wei(totals["bondReturned"]),
+        "clientPending": _wei(client_pending),
+        "earnings": {a: _wei(v) for a, v in sorted(earnings.items())},
+        "credits": credits,
+    }

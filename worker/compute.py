@@ -1,0 +1,174 @@
+"""Computing one lease: fetch keys and inputs, run every tile in one sandboxed child, pack the
+result file, add it to the node's IPFS node.
+
+Runs on a worker thread of the node; it sends no transaction and touches no state database (the
+node's main loop does both with what :meth:`LeaseComputer.compute` returns). Every download is
+verified against its CID and against the size the manifest declares.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from blindframe.coordinator.results import LeaseResult, pack_lease_result
+from blindframe.fhe_core.sandbox import run_in_child
+from blindframe.worker import faults
+from blindframe.worker._compute import TARGET
+from blindframe.worker.errors import WorkerError
+
+if TYPE_CHECKING:
+    from blindframe.coordinator.manifest import ContentRef, Manifest
+    from blindframe.coordinator.store import IpfsStore, KeyCache
+
+__all__ = ["BadJobDataError", "LeaseComputer", "LeaseOutput", "LeaseTask", "result_file"]
+
+
+class BadJobDataError(WorkerError, ValueError):
+    """What a job's manifest points to is not what it claims (size, shape): refuse the job."""
+
+
+@dataclass(frozen=True)
+class LeaseTask:
+    """What to compute: a lease of a validated job."""
+
+    lease_id: int
+    job_id: int
+    kernel: str
+    first_tile: int
+    count: int
+    leaf_depth: int
+    manifest: Manifest
+    timeout_s: float
+
+
+@dataclass
+class LeaseOutput:
+    """A computed lease: its result (trees included), the root to commit, where it is."""
+
+    lease_id: int
+    result: LeaseResult
+    root: bytes
+    path: Path
+    cid: str
+    size: int
+    fetch_seconds: float
+    setup_seconds: float
+    tile_seconds: float
+    total_seconds: float
+    tiles_computed: int
+
+
+def result_file(results_dir: Path, lease_id: int) -> Path:
+    """Where the result file of ``lease_id`` is kept."""
+    return results_dir / f"lease-{lease_id}.bflr"
+
+
+class LeaseComputer:
+    """Turns a :class:`LeaseTask` into a :class:`LeaseOutput` (thread-safe: no shared state but
+    the caches, which lock themselves)."""
+
+    def __init__(
+        self,
+        *,
+        store: IpfsStore,
+        key_cache: KeyCache,
+        input_cache: KeyCache,
+        results_dir: Path,
+        work_dir: Path,
+        memory_bytes: int,
+        fault: str | None = None,
+    ) -> None:
+        self.store = store
+        self.key_cache = key_cache
+        self.input_cache = input_cache
+        self.results_dir = results_dir
+        self.work_dir = work_dir
+        self.memory_bytes = memory_bytes
+        self.fault = fault
+
+    def _fetch(self, cache: KeyCache, ref: ContentRef, what: str) -> Path:
+        path = cache.get(ref.cid)
+        size = path.stat().st_size
+        if size != ref.size:
+            cache.evict(ref.cid)
+            raise BadJobDataError(
+                f"the {what} {ref.cid} is {size} bytes; the manifest says {ref.size}"
+            )
+        return path
+
+    def compute(self, task: LeaseTask) -> LeaseOutput:
+        """Fetch, compute in the sandbox, pack, upload. Raises SandboxError, StoreError,
+        BadJobDataError or LeaseResultError; the caller decides what becomes of the lease."""
+        began = time.monotonic()
+        manifest = task.manifest
+        tiles = list(range(task.first_tile, task.first_tile + task.count))
+        keys = self._fetch(self.key_cache, manifest.evaluation_keys, "evaluation keys")
+        inputs = [self._fetch(self.input_cache, manifest.input_for(t), "input") for t in tiles]
+        fetched = time.monotonic()
+        out_dir = self.work_dir / f"lease-{task.lease_id}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        # A lazy node computes one tile only: it needs a real bundle to imitate.
+        run = tiles[:1] if self.fault == "lazy" else tiles
+        try:
+            answer = run_in_child(
+                TARGET,
+                {
+                    "kernel": task.kernel,
+                    "job": manifest.job,
+                    "tiles": run,
+                    "inputs": [str(p) for p in inputs[: len(run)]],
+                    "eval_keys": str(keys),
+                    "out_dir": str(out_dir),
+                },
+                memory_bytes=self.memory_bytes,
+                timeout_s=max(task.timeout_s, 1.0),
+            ).answer
+            outputs = [Path(item["path"]).read_bytes() for item in answer["tiles"]]
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        if self.fault == "lazy":
+            outputs = faults.lazy_outputs(task.kernel, outputs[0], tiles)
+        result = pack_lease_result(
+            kernel=task.kernel,
+            job_id=task.job_id,
+            lease_id=task.lease_id,
+            first_tile=task.first_tile,
+            leaf_depth=task.leaf_depth,
+            outputs=outputs,
+        )
+        root = result.root
+        if self.fault == "wrong-root":
+            root = faults.wrong_root(result, task.leaf_depth)
+        path = result_file(self.results_dir, task.lease_id)
+        data = result.to_bytes()
+        _write_atomic(path, data)
+        added = self.store.add_file(path)
+        return LeaseOutput(
+            lease_id=task.lease_id,
+            result=result,
+            root=root,
+            path=path,
+            cid=added.cid,
+            size=len(data),
+            fetch_seconds=fetched - began,
+            setup_seconds=float(answer["setup_seconds"]),
+            tile_seconds=sum(float(item["seconds"]) for item in answer["tiles"]),
+            total_seconds=time.monotonic() - began,
+            tiles_computed=len(run),
+        )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)

@@ -1,0 +1,178 @@
+"""What the parts of a running node share: the chain clock, background tasks, result files.
+
+The node's main loop is one thread that owns the state database and sends every transaction;
+slow work (computing a lease, downloading another replica's result) runs on pools and comes back
+to the main loop as a finished future whose callback the loop calls (:meth:`NodeCore.reap`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eth_abi.abi import encode as abi_encode
+from eth_utils.crypto import keccak
+
+from blindframe.coordinator.chain import with_retries
+from blindframe.coordinator.results import LeaseResult, open_lease_result
+from blindframe.fhe_core.kernels import expected_outputs
+
+if TYPE_CHECKING:
+    from web3 import Web3
+
+    from blindframe.coordinator.market import Market
+    from blindframe.coordinator.store import IpfsStore
+    from blindframe.worker.logs import NodeLog
+    from blindframe.worker.options import NodeOptions
+    from blindframe.worker.state import JobRow, NodeState
+
+__all__ = ["ChainClock", "NodeCore", "commitment_of", "result_limit"]
+
+_RESULT_CACHE = 8  # lease results kept in memory (trees included) for openings
+
+
+class ChainClock:
+    """The chain's time: the latest block's timestamp, moved on by the wall clock since the node
+    first saw that block (an idle Anvil mines no block until a transaction comes, and a real
+    chain's next block is up to one slot ahead of the latest)."""
+
+    def __init__(self, w3: Web3, endpoint: str) -> None:
+        self.w3 = w3
+        self.endpoint = endpoint
+        self._block = -1
+        self._timestamp = 0
+        self._seen = 0.0
+
+    def refresh(self) -> None:
+        """Read the latest block."""
+        block = with_retries(
+            lambda: self.w3.eth.get_block("latest"),
+            what="read the latest block",
+            endpoint=self.endpoint,
+        )
+        number, timestamp = int(block["number"]), int(block["timestamp"])
+        if number != self._block:
+            self._block, self._timestamp, self._seen = number, timestamp, time.monotonic()
+
+    def now(self) -> int:
+        """Best estimate of the next block's timestamp (never behind the latest block's)."""
+        if self._block < 0:
+            self.refresh()
+        return self._timestamp + int(time.monotonic() - self._seen)
+
+
+def commitment_of(root: bytes, worker: str, salt: bytes) -> bytes:
+    """keccak256(abi.encode(root, worker, salt)): what the contract's commitmentOf computes."""
+    return bytes(keccak(abi_encode(["bytes32", "address", "bytes32"], [root, worker, salt])))
+
+
+def result_limit(kernel: str, count: int) -> int:
+    """The most bytes an honest result file of ``count`` tiles can have (downloads stop there)."""
+    return count * int(expected_outputs(kernel)[0][2] + 4096) + (1 << 16) + 16
+
+
+@dataclass
+class _Task:
+    future: Future[Any]
+    on_done: Callable[[Future[Any]], None]
+
+
+@dataclass
+class NodeCore:
+    """Services every part of the node uses."""
+
+    me: str
+    market: Market
+    state: NodeState
+    store: IpfsStore
+    log: NodeLog
+    clock: ChainClock
+    options: NodeOptions
+    compute_pool: ThreadPoolExecutor
+    io_pool: ThreadPoolExecutor
+    results_dir: Path
+    stopping: bool = False
+    tasks: dict[tuple[Any, ...], _Task] = field(default_factory=dict)
+    _results: OrderedDict[int, LeaseResult] = field(default_factory=OrderedDict)
+
+    @property
+    def params(self) -> dict[str, int]:
+        """The market's deployment parameters."""
+        return self.market.params
+
+    # -- background work -------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        key: tuple[Any, ...],
+        pool: ThreadPoolExecutor,
+        work: Callable[[], Any],
+        on_done: Callable[[Future[Any]], None],
+    ) -> bool:
+        """Run ``work`` on ``pool`` unless a task with ``key`` runs; ``on_done`` later runs on
+        the main loop with the finished future."""
+        if key in self.tasks:
+            return False
+        self.tasks[key] = _Task(pool.submit(work), on_done)
+        return True
+
+    def running(self, kind: str) -> int:
+        """How many background tasks of ``kind`` (the key's first item) are unfinished."""
+        return sum(1 for key in self.tasks if key[0] == kind)
+
+    def reap(self) -> None:
+        """Hand every finished task to its callback (on the calling, main, thread)."""
+        for key in [k for k, t in self.tasks.items() if t.future.done()]:
+            task = self.tasks.pop(key)
+            task.on_done(task.future)
+
+    # -- lease results ---------------------------------------------------------------------------
+
+    def remember_result(self, lease_id: int, result: LeaseResult) -> None:
+        """Keep a lease's parsed result (with its trees) for later openings."""
+        self._results[lease_id] = result
+        self._results.move_to_end(lease_id)
+        while len(self._results) > _RESULT_CACHE:
+            self._results.popitem(last=False)
+
+    def lease_result(
+        self,
+        *,
+        job: JobRow,
+        lease_id: int,
+        first_tile: int,
+        count: int,
+        root: bytes,
+        cid: str | None,
+        path: Path | None = None,
+    ) -> LeaseResult:
+        """A lease's result checked against its revealed root: from memory, the node's own file,
+        or IPFS. Raises LeaseResultError (bytes that do not give the root) or StoreError."""
+        cached = self._results.get(lease_id)
+        if cached is not None and cached.root == root:
+            self._results.move_to_end(lease_id)
+            return cached
+        data: bytes | None = None
+        if path is not None and path.is_file():
+            data = path.read_bytes()
+        if data is None:
+            if cid is None:
+                raise FileNotFoundError(f"lease {lease_id} has no result file or CID")
+            data = self.store.cat(cid, max_size=result_limit(job.kernel, count))
+        result = open_lease_result(
+            data,
+            kernel=job.kernel,
+            job_id=job.job_id,
+            lease_id=lease_id,
+            first_tile=first_tile,
+            count=count,
+            leaf_depth=job.leaf_depth,
+            root=root,
+        )
+        self.remember_result(lease_id, result)
+        return result

@@ -1,0 +1,305 @@
+"""Folding the market's events into the node's state: jobs, every lease, contests, payments.
+
+The event indexer hands each event over at least once, in chain order; every handler here is an
+idempotent upsert, touches only the state database (no RPC), and logs what concerns this node.
+An event whose fields cannot be read is logged and skipped rather than offered again forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from blindframe.coordinator.market import ContestOutcome, kernel_id_text
+from blindframe.worker.logs import eth, span
+
+if TYPE_CHECKING:
+    from blindframe.coordinator.events import ChainEvent
+    from blindframe.worker.logs import NodeLog
+    from blindframe.worker.state import NodeState
+
+__all__ = ["Ledger", "event_text"]
+
+_SLASH_REASONS = (
+    "missed its commit",
+    "missed its reveal",
+    "was far from a tie-breaker",
+    "lost a client dispute",
+)
+
+
+def event_text(raw: Any) -> str:
+    """Event bytes (``0x``-hex once indexed) as UTF-8 text: CIDs."""
+    if isinstance(raw, str) and raw.startswith("0x"):
+        return bytes.fromhex(raw[2:]).decode("utf-8", errors="replace")
+    return str(raw)
+
+
+class Ledger:
+    """Applies market events to a node's state."""
+
+    def __init__(
+        self,
+        state: NodeState,
+        log: NodeLog,
+        me: str,
+        *,
+        on_revealed: Callable[[int], None],
+        on_reopened: Callable[[int], None],
+    ) -> None:
+        self.state = state
+        self.log = log
+        self.me = me.lower()
+        self.on_revealed = on_revealed
+        self.on_reopened = on_reopened
+        self._handlers: dict[str, Callable[[ChainEvent, dict[str, Any]], None]] = {
+            "JobPosted": self._job_posted,
+            "TilesClaimed": self._tiles_claimed,
+            "Committed": self._committed,
+            "Revealed": self._revealed,
+            "LeaseReclaimed": self._reclaimed,
+            "DisagreementProven": self._disagreement,
+            "Disputed": self._disputed,
+            "TieBreakerOpened": self._tie_opened,
+            "FarProven": self._far_proven,
+            "ContestResolved": self._resolved,
+            "LeaseSettled": self._paid,
+            "LeaseFinalized": self._paid,
+            "TieBreakerSettled": self._tie_paid,
+            "Credited": self._credited,
+            "Slashed": self._slashed,
+        }
+
+    def fold(self, event: ChainEvent) -> None:
+        """Apply one event (unknown events are ignored)."""
+        handler = self._handlers.get(event.name)
+        if handler is None:
+            return
+        try:
+            handler(event, event.args)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.log.warning(
+                "odd_event",
+                f"ignored a {event.name} event in block {event.block_number} that this node "
+                f"cannot read: {exc!r}",
+            )
+
+    def _mine(self, address: Any) -> bool:
+        return str(address).lower() == self.me
+
+    # -- jobs and leases -------------------------------------------------------------------------
+
+    def _job_posted(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        cid = event_text(a["manifestCid"])
+        kernel = kernel_id_text(str(a["kernelId"]))
+        if self.state.add_job(a, kernel, cid, event.block_number):
+            self.log.debug(
+                "job_posted",
+                f"job {a['jobId']} posted: {kernel}, {a['tileCount']} tiles x "
+                f"{a['replication']} replicas, {eth(int(a['rewardPerTileReplica']))} per "
+                f"tile-replica, manifest {cid}",
+                job=int(a["jobId"]),
+            )
+
+    def _tiles_claimed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        state = self.state
+        state.add_lease(a)
+        lease_id, job_id, lane = int(a["leaseId"]), int(a["jobId"]), int(a["lane"])
+        job = state.job(job_id)
+        tie = job is not None and lane >= job.replication
+        contest_id = None
+        if tie:
+            for contest in state.contests(open_only=False):
+                if contest.job_id == job_id and contest.lane == lane:
+                    contest_id = contest.contest_id
+                    if contest.outcome is None:
+                        state.update_contest(contest.contest_id, tie_lease=lease_id)
+        if not self._mine(a["worker"]) or state.own(lease_id) is not None:
+            return
+        # Our claim, but the node did not record it (it stopped between the transaction and
+        # the database write): take it over.
+        state.add_own(
+            lease_id=lease_id,
+            job_id=job_id,
+            lane=lane,
+            first_tile=int(a["firstTile"]),
+            count=int(a["count"]),
+            kind="tiebreaker" if tie else "replica",
+            commit_deadline=int(a["commitDeadline"]),
+            contest_id=contest_id,
+        )
+        self.log.info(
+            "lease_found",
+            f"found our lease {lease_id} (job {job_id}, "
+            f"{span(int(a['firstTile']), int(a['count']))}) on chain: taking it over",
+            lease=lease_id,
+        )
+
+    def _committed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        self.state.lease_status(int(a["leaseId"]), "committed")
+
+    def _revealed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        lease_id = int(a["leaseId"])
+        self.state.lease_status(
+            lease_id,
+            "revealed",
+            root=str(a["root"]),
+            result_cid=event_text(a["resultCid"]),
+            block=event.block_number,
+        )
+        self.on_revealed(lease_id)
+
+    def _reclaimed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        state = self.state
+        lease_id = int(a["leaseId"])
+        state.lease_status(lease_id, "reclaimed")
+        self.on_reopened(int(a["jobId"]))
+        for contest in state.contests():
+            if contest.tie_lease == lease_id:
+                state.update_contest(contest.contest_id, tie_lease=0)
+        own = state.own(lease_id)
+        if own is None or own.state == "lost":
+            return
+        state.update_own(lease_id, state="lost")
+        why = "a missed reveal" if a["committed"] else "a missed commit"
+        if self._mine(a["caller"]):
+            self.log.info(
+                "reclaimed_own",
+                f"reclaimed our own lease {lease_id} after {why}: its tiles reopened; the bounty "
+                "share of the slash came back to us",
+                lease=lease_id,
+            )
+        else:
+            self.log.warning(
+                "lease_lost",
+                f"our lease {lease_id} ({span(own.first_tile, own.count)} of job {own.job_id}) "
+                f"was reclaimed by {a['caller']} after {why}: its collateral was slashed",
+                lease=lease_id,
+            )
+
+    # -- contests --------------------------------------------------------------------------------
+
+    def _disagreement(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        contest_id = int(a["contestId"])
+        lease_a, lease_b = int(a["leaseA"]), int(a["leaseB"])
+        self.state.add_contest(
+            contest_id=contest_id,
+            job_id=int(a["jobId"]),
+            tile=int(a["tile"]),
+            kind="disagreement",
+            lease_a=lease_a,
+            lease_b=lease_b,
+        )
+        if self._mine(a["challenger"]):
+            return
+        for ours, theirs in ((lease_a, lease_b), (lease_b, lease_a)):
+            if self.state.own(ours) is not None:
+                self.log.warning(
+                    "our_lease_contested",
+                    f"{a['challenger']} proved our lease {ours} and lease {theirs} disagree on "
+                    f"tile {a['tile']} of job {a['jobId']}: contest {contest_id}; a tie-breaker "
+                    "replica decides",
+                    contest=contest_id,
+                    lease=ours,
+                )
+
+    def _disputed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        lease_id, contest_id = int(a["leaseId"]), int(a["contestId"])
+        self.state.add_contest(
+            contest_id=contest_id,
+            job_id=int(a["jobId"]),
+            tile=int(a["tile"]),
+            kind="dispute",
+            lease_a=lease_id,
+            lease_b=0,
+        )
+        if self.state.own(lease_id) is not None:
+            self.log.warning(
+                "disputed",
+                f"the client of job {a['jobId']} disputes tile {a['tile']} of our lease "
+                f"{lease_id} (contest {contest_id}): a fresh tie-breaker replica decides",
+                contest=contest_id,
+                lease=lease_id,
+            )
+
+    def _tie_opened(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        self.state.update_contest(
+            int(a["contestId"]), lane=int(a["lane"]), claim_deadline=int(a["claimDeadline"])
+        )
+
+    def _far_proven(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        contest = self.state.contest(int(a["contestId"]))
+        if contest is None:
+            return
+        lease_id = int(a["leaseId"])
+        side = 0 if lease_id == contest.lease_a else 1
+        self.state.update_contest(contest.contest_id, far_mask=contest.far_mask | (1 << side))
+        if self.state.own(lease_id) is not None:
+            self.log.warning(
+                "proven_far",
+                f"our lease {lease_id} was proven far from the tie-breaker of contest "
+                f"{contest.contest_id}: it forfeits tile {contest.tile}",
+                contest=contest.contest_id,
+                lease=lease_id,
+            )
+
+    def _resolved(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        outcome = ContestOutcome(int(a["outcome"])).name
+        self.state.update_contest(int(a["contestId"]), outcome=outcome)
+
+    # -- money -----------------------------------------------------------------------------------
+
+    def _paid(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        lease_id = int(a["leaseId"])
+        self.state.lease_status(lease_id, "settled")
+        own = self.state.own(lease_id)
+        if own is None or own.state == "settled":
+            return
+        self.state.update_own(lease_id, state="settled", paid=str(int(a["amount"])))
+        how = "settled by the client" if event.name == "LeaseSettled" else "finalized"
+        self.log.info(
+            "paid",
+            f"job {a['jobId']} paid our lease {lease_id} ({how}): {a['paidTiles']} tile(s), "
+            f"{eth(int(a['amount']))} credited; take it out with `blindframe worker withdraw`",
+            lease=lease_id,
+            job=int(a["jobId"]),
+            amount=int(a["amount"]),
+        )
+
+    def _tie_paid(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        lease_id = int(a["leaseId"])
+        self.state.lease_status(lease_id, "settled")
+        own = self.state.own(lease_id)
+        if own is None or own.state == "settled":
+            return
+        self.state.update_own(lease_id, state="settled", paid=str(int(a["amount"])))
+        self.log.info(
+            "paid",
+            f"our tie-breaker lease {lease_id} (contest {a['contestId']}) ended: "
+            f"{eth(int(a['amount']))} credited",
+            lease=lease_id,
+            amount=int(a["amount"]),
+        )
+
+    def _credited(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        if self._mine(a["account"]):
+            self.state.add_credit(
+                f"{event.block_hash}:{event.log_index}",
+                int(a["jobId"]),
+                int(a["amount"]),
+                int(a["reason"]),
+                event.block_number,
+            )
+
+    def _slashed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        if not self._mine(a["worker"]):
+            return
+        reason = int(a["reason"])
+        why = _SLASH_REASONS[reason] if reason < len(_SLASH_REASONS) else "faulted"
+        self.log.warning(
+            "slashed",
+            f"slashed {eth(int(a['amount']))} of lease {a['leaseId']}'s collateral: the lease "
+            f"{why}",
+            lease=int(a["leaseId"]),
+            amount=int(a["amount"]),
+        )

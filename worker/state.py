@@ -1,0 +1,622 @@
+"""The render node's memory: jobs, every lease it saw, its own leases, replica checks, contests.
+
+One SQLite file per (chain, market) in the node's data directory, beside the event indexer's
+tables (same file, own tables). What must survive a crash is written before the action that
+depends on it: a lease's salt and root before its commit transaction, so a restarted node can
+still reveal. Chain events fill ``jobs``, ``leases``, ``contests`` and ``credits`` through
+idempotent upserts (the indexer delivers at least once).
+
+Tables (amounts in wei are TEXT: they overflow SQLite's 64-bit integers):
+
+- ``meta``: key/value; the chain id, market, worker address and the deploy block's hash this
+  file belongs to (a reset chain gets a fresh file).
+- ``jobs``: every posted job; ``status`` is new | valid | refused | ignored | unavailable, with
+  ``reason`` for the last three and the validated manifest (JSON) for valid ones.
+- ``leases``: every lease of the market from its events (any worker): range, lane, deadlines,
+  ``status`` claimed | committed | revealed | settled | reclaimed, root and result CID.
+- ``own``: this node's leases and where each stands (``OWN_STATES``), with salt, root, result CID
+  and file, compute time, what it was paid, and why it failed.
+- ``checks``: one row per (own lease, other replica lease) comparison: pending | agree | proven |
+  unopenable | late | skipped.
+- ``contests``: disagreements and disputes from events: tile, tie-breaker lane, sides, the
+  tie-breaker lease, outcome, far sides proven, and when this node should look again.
+- ``credits``: ``Credited`` events to this node (job, amount, reason).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from blindframe.worker.errors import NodeStateError
+
+__all__ = [
+    "ACTIVE_STATES",
+    "OWN_STATES",
+    "TERMINAL_STATES",
+    "ChainLease",
+    "CheckRow",
+    "ContestRow",
+    "JobRow",
+    "NodeState",
+    "OwnLease",
+]
+
+SCHEMA_VERSION = "1"
+
+# Where an own lease stands. claimed: waiting for a compute slot; computing: in the sandbox;
+# computed: result packed and uploaded, salt chosen (both persisted); committed; revealed;
+# settled: paid; failed: could not be computed (waits for its deadline, then reclaimed);
+# abandoned: the operator gave it up; lost: reclaimed by someone else or expired unrevealed.
+OWN_STATES = (
+    "claimed",
+    "computing",
+    "computed",
+    "committed",
+    "revealed",
+    "settled",
+    "failed",
+    "abandoned",
+    "lost",
+)
+ACTIVE_STATES = ("claimed", "computing", "computed", "committed")
+TERMINAL_STATES = ("settled", "lost")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id INTEGER PRIMARY KEY,
+    client TEXT NOT NULL,
+    kernel TEXT NOT NULL,
+    manifest_cid TEXT NOT NULL,
+    tile_count INTEGER NOT NULL,
+    replication INTEGER NOT NULL,
+    reward TEXT NOT NULL,
+    lease_length INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    leaf_depth INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'new',
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_at REAL NOT NULL DEFAULT 0,
+    manifest TEXT,
+    posted_block INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    lease_id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    worker TEXT NOT NULL,
+    lane INTEGER NOT NULL,
+    first_tile INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    commit_deadline INTEGER NOT NULL,
+    reveal_deadline INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    root TEXT,
+    result_cid TEXT,
+    revealed_block INTEGER
+);
+CREATE INDEX IF NOT EXISTS leases_by_job ON leases (job_id, lane);
+CREATE INDEX IF NOT EXISTS leases_by_status ON leases (status);
+CREATE TABLE IF NOT EXISTS own (
+    lease_id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    lane INTEGER NOT NULL,
+    first_tile INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    contest_id INTEGER,
+    commit_deadline INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    salt TEXT,
+    root TEXT,
+    result_cid TEXT,
+    result_path TEXT,
+    compute_seconds REAL,
+    paid TEXT,
+    error TEXT,
+    next_check REAL NOT NULL DEFAULT 0,
+    claimed_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checks (
+    own_lease INTEGER NOT NULL,
+    other_lease INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (own_lease, other_lease)
+);
+CREATE TABLE IF NOT EXISTS contests (
+    contest_id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    tile INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    lease_a INTEGER NOT NULL,
+    lease_b INTEGER NOT NULL,
+    lane INTEGER,
+    claim_deadline INTEGER,
+    tie_lease INTEGER NOT NULL DEFAULT 0,
+    far_mask INTEGER NOT NULL DEFAULT 0,
+    looked INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT,
+    retry_at REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS credits (
+    event_key TEXT PRIMARY KEY,
+    job_id INTEGER NOT NULL,
+    amount TEXT NOT NULL,
+    reason INTEGER NOT NULL,
+    block INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job as the node knows it."""
+
+    job_id: int
+    client: str
+    kernel: str
+    manifest_cid: str
+    tile_count: int
+    replication: int
+    reward: str
+    lease_length: int
+    deadline: int
+    priority: int
+    leaf_depth: int
+    status: str
+    reason: str | None
+    attempts: int
+    retry_at: float
+    manifest: str | None
+    posted_block: int
+    updated_at: float
+
+    @property
+    def reward_wei(self) -> int:
+        """Reward per tile-replica in wei."""
+        return int(self.reward)
+
+    @property
+    def manifest_json(self) -> dict[str, Any] | None:
+        """The validated manifest document, for valid jobs."""
+        return None if self.manifest is None else dict(json.loads(self.manifest))
+
+
+@dataclass(frozen=True)
+class ChainLease:
+    """Any worker's lease, from the market's events."""
+
+    lease_id: int
+    job_id: int
+    worker: str
+    lane: int
+    first_tile: int
+    count: int
+    commit_deadline: int
+    reveal_deadline: int
+    status: str
+    root: str | None
+    result_cid: str | None
+    revealed_block: int | None
+
+    @property
+    def tiles(self) -> range:
+        """The tiles it covers."""
+        return range(self.first_tile, self.first_tile + self.count)
+
+
+@dataclass(frozen=True)
+class OwnLease:
+    """One of this node's leases."""
+
+    lease_id: int
+    job_id: int
+    lane: int
+    first_tile: int
+    count: int
+    kind: str  # replica | tiebreaker
+    contest_id: int | None
+    commit_deadline: int
+    state: str
+    salt: str | None
+    root: str | None
+    result_cid: str | None
+    result_path: str | None
+    compute_seconds: float | None
+    paid: str | None
+    error: str | None
+    next_check: float
+    claimed_at: float
+    updated_at: float
+
+    @property
+    def tiles(self) -> range:
+        """The tiles it covers."""
+        return range(self.first_tile, self.first_tile + self.count)
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """A comparison of one of our leases with another replica of (some of) its tiles."""
+
+    own_lease: int
+    other_lease: int
+    state: str
+    detail: str | None
+    attempts: int
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ContestRow:
+    """A contest over one tile (a proven disagreement or a client dispute)."""
+
+    contest_id: int
+    job_id: int
+    tile: int
+    kind: str  # disagreement | dispute
+    lease_a: int
+    lease_b: int
+    lane: int | None
+    claim_deadline: int | None
+    tie_lease: int
+    far_mask: int
+    looked: int  # bit 0/1: side A/B compared with the tie-breaker by this node
+    outcome: str | None
+    retry_at: float
+
+
+_R = TypeVar("_R")
+
+
+def _row(cls: type[_R], row: sqlite3.Row | None) -> _R | None:
+    if row is None:
+        return None
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    return cls(**{name: row[name] for name in names})
+
+
+class NodeState:
+    """The node's SQLite state (see the module docstring for the tables)."""
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.path = path
+        if readonly:
+            if not path.is_file():
+                raise NodeStateError(
+                    f"no node state at {path}",
+                    hint="this node has not run for this deployment yet: "
+                    "start it with `blindframe worker run`",
+                )
+            self._db = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None
+            )
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        self._db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: all or nothing."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- meta ------------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        """Every meta entry."""
+        return {str(r[0]): str(r[1]) for r in self._db.execute("SELECT key, value FROM meta")}
+
+    def bind(self, identity: dict[str, str]) -> None:
+        """Record (first run) or check (later runs) which chain, market and account this is."""
+        known = self.meta()
+        for key, value in identity.items():
+            if key in known and known[key] != value:
+                raise NodeStateError(
+                    f"the node state {self.path} belongs to {key} {known[key]}, not {value}",
+                    hint="use another --data-dir for this account or market",
+                )
+        with self.transaction():
+            for key, value in {**identity, "schema": SCHEMA_VERSION}.items():
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+                )
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    def add_job(self, args: dict[str, Any], kernel: str, manifest_cid: str, block: int) -> bool:
+        """Remember a posted job (from JobPosted); False if it was known."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO jobs (job_id, client, kernel, manifest_cid, tile_count, "
+            "replication, reward, lease_length, deadline, priority, leaf_depth, posted_block, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(args["jobId"]),
+                str(args["client"]),
+                kernel,
+                manifest_cid,
+                int(args["tileCount"]),
+                int(args["replication"]),
+                str(int(args["rewardPerTileReplica"])),
+                int(args["leaseLength"]),
+                int(args["deadline"]),
+                int(args["priority"]),
+                int(args["leafDepth"]),
+                block,
+                time.time(),
+            ),
+        )
+        return cur.rowcount > 0
+
+    def job(self, job_id: int) -> JobRow | None:
+        """A job by id."""
+        row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return _row(JobRow, row)
+
+    def jobs(self, statuses: Sequence[str] = ()) -> list[JobRow]:
+        """Jobs (optionally with these statuses), oldest first."""
+        query, params = "SELECT * FROM jobs", list[Any]()
+        if statuses:
+            query += f" WHERE status IN ({','.join('?' * len(statuses))})"
+            params.extend(statuses)
+        rows = self._db.execute(query + " ORDER BY job_id", params).fetchall()
+        return [r for r in (_row(JobRow, row) for row in rows) if r is not None]
+
+    def set_job(
+        self,
+        job_id: int,
+        status: str,
+        *,
+        reason: str | None = None,
+        manifest: dict[str, Any] | None = None,
+        retry_at: float = 0.0,
+        attempt: bool = False,
+    ) -> None:
+        """Record the outcome of looking at a job."""
+        self._db.execute(
+            "UPDATE jobs SET status = ?, reason = ?, manifest = COALESCE(?, manifest), "
+            "retry_at = ?, attempts = attempts + ?, updated_at = ? WHERE job_id = ?",
+            (
+                status,
+                reason,
+                None if manifest is None else json.dumps(manifest, sort_keys=True),
+                retry_at,
+                1 if attempt else 0,
+                time.time(),
+                job_id,
+            ),
+        )
+
+    # -- every lease -----------------------------------------------------------------------------
+
+    def add_lease(self, args: dict[str, Any]) -> bool:
+        """Remember a claim (TilesClaimed); False if it was known."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO leases (lease_id, job_id, worker, lane, first_tile, count, "
+            "commit_deadline, reveal_deadline, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'claimed')",
+            (
+                int(args["leaseId"]),
+                int(args["jobId"]),
+                str(args["worker"]),
+                int(args["lane"]),
+                int(args["firstTile"]),
+                int(args["count"]),
+                int(args["commitDeadline"]),
+                int(args["revealDeadline"]),
+            ),
+        )
+        return cur.rowcount > 0
+
+    def lease_status(
+        self,
+        lease_id: int,
+        status: str,
+        *,
+        root: str | None = None,
+        result_cid: str | None = None,
+        block: int | None = None,
+    ) -> None:
+        """Move a seen lease along (events arrive in chain order, so the last one wins)."""
+        self._db.execute(
+            "UPDATE leases SET status = ?, root = COALESCE(?, root), "
+            "result_cid = COALESCE(?, result_cid), revealed_block = COALESCE(?, revealed_block) "
+            "WHERE lease_id = ?",
+            (status, root, result_cid, block, lease_id),
+        )
+
+    def lease(self, lease_id: int) -> ChainLease | None:
+        """A seen lease by id."""
+        row = self._db.execute("SELECT * FROM leases WHERE lease_id = ?", (lease_id,)).fetchone()
+        return _row(ChainLease, row)
+
+    def leases(
+        self, *, job_id: int | None = None, statuses: Sequence[str] = ()
+    ) -> list[ChainLease]:
+        """Seen leases, filtered."""
+        query, params = "SELECT * FROM leases WHERE 1 = 1", list[Any]()
+        if job_id is not None:
+            query += " AND job_id = ?"
+            params.append(job_id)
+        if statuses:
+            query += f" AND status IN ({','.join('?' * len(statuses))})"
+            params.extend(statuses)
+        rows = self._db.execute(query + " ORDER BY lease_id", params).fetchall()
+        return [r for r in (_row(ChainLease, row) for row in rows) if r is not None]
+
+    # -- own leases ------------------------------------------------------------------------------
+
+    def add_own(
+        self,
+        *,
+        lease_id: int,
+        job_id: int,
+        lane: int,
+        first_tile: int,
+        count: int,
+        kind: str,
+        commit_deadline: int,
+        contest_id: int | None = None,
+    ) -> bool:
+        """Remember a lease this node claimed; False if it was known."""
+        now = time.time()
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO own (lease_id, job_id, lane, first_tile, count, kind, "
+            "contest_id, commit_deadline, state, claimed_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?)",
+            (
+                lease_id,
+                job_id,
+                lane,
+                first_tile,
+                count,
+                kind,
+                contest_id,
+                commit_deadline,
+                now,
+                now,
+            ),
+        )
+        return cur.rowcount > 0
+
+    def own(self, lease_id: int) -> OwnLease | None:
+        """One own lease."""
+        row = self._db.execute("SELECT * FROM own WHERE lease_id = ?", (lease_id,)).fetchone()
+        return _row(OwnLease, row)
+
+    def own_leases(self, states: Iterable[str] = ()) -> list[OwnLease]:
+        """Own leases (optionally in these states), by id."""
+        wanted = list(states)
+        query, params = "SELECT * FROM own", list[Any]()
+        if wanted:
+            query += f" WHERE state IN ({','.join('?' * len(wanted))})"
+            params.extend(wanted)
+        rows = self._db.execute(query + " ORDER BY lease_id", params).fetchall()
+        return [r for r in (_row(OwnLease, row) for row in rows) if r is not None]
+
+    def update_own(self, lease_id: int, **changes: Any) -> None:
+        """Change fields of an own lease (state, salt, root, ...)."""
+        allowed = {f.name for f in fields(OwnLease)} - {"lease_id", "claimed_at"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown own-lease fields {sorted(unknown)}")
+        if "state" in changes and changes["state"] not in OWN_STATES:
+            raise ValueError(f"unknown own-lease state {changes['state']!r}")
+        changes["updated_at"] = time.time()
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        self._db.execute(
+            f"UPDATE own SET {assignments} WHERE lease_id = ?",  # noqa: S608 - names checked above
+            (*changes.values(), lease_id),
+        )
+
+    # -- replica checks --------------------------------------------------------------------------
+
+    def add_check(self, own_lease: int, other_lease: int) -> bool:
+        """Queue a comparison; False if it exists."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO checks (own_lease, other_lease, state, updated_at) "
+            "VALUES (?, ?, 'pending', ?)",
+            (own_lease, other_lease, time.time()),
+        )
+        return cur.rowcount > 0
+
+    def checks(self, states: Sequence[str] = ()) -> list[CheckRow]:
+        """Comparisons (optionally in these states)."""
+        query, params = "SELECT * FROM checks", list[Any]()
+        if states:
+            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            params.extend(states)
+        rows = self._db.execute(query + " ORDER BY own_lease, other_lease", params).fetchall()
+        return [r for r in (_row(CheckRow, row) for row in rows) if r is not None]
+
+    def set_check(
+        self, own_lease: int, other_lease: int, state: str, detail: str | None = None
+    ) -> None:
+        """Record a comparison's outcome (or another attempt)."""
+        self._db.execute(
+            "UPDATE checks SET state = ?, detail = ?, attempts = attempts + 1, updated_at = ? "
+            "WHERE own_lease = ? AND other_lease = ?",
+            (state, detail, time.time(), own_lease, other_lease),
+        )
+
+    # -- contests --------------------------------------------------------------------------------
+
+    def add_contest(
+        self, *, contest_id: int, job_id: int, tile: int, kind: str, lease_a: int, lease_b: int
+    ) -> bool:
+        """Remember a contest (DisagreementProven or Disputed)."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO contests (contest_id, job_id, tile, kind, lease_a, lease_b) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (contest_id, job_id, tile, kind, lease_a, lease_b),
+        )
+        return cur.rowcount > 0
+
+    def update_contest(self, contest_id: int, **changes: Any) -> None:
+        """Change fields of a contest."""
+        allowed = {f.name for f in fields(ContestRow)} - {"contest_id"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown contest fields {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        self._db.execute(
+            f"UPDATE contests SET {assignments} WHERE contest_id = ?",  # noqa: S608 - checked
+            (*changes.values(), contest_id),
+        )
+
+    def contest(self, contest_id: int) -> ContestRow | None:
+        """A contest by id."""
+        row = self._db.execute(
+            "SELECT * FROM contests WHERE contest_id = ?", (contest_id,)
+        ).fetchone()
+        return _row(ContestRow, row)
+
+    def contests(self, *, open_only: bool = True) -> list[ContestRow]:
+        """Contests (only unresolved ones by default)."""
+        if open_only:
+            query = "SELECT * FROM contests WHERE outcome IS NULL ORDER BY contest_id"
+        else:
+            query = "SELECT * FROM contests ORDER BY contest_id"
+        rows = self._db.execute(query).fetchall()
+        return [r for r in (_row(ContestRow, row) for row in rows) if r is not None]
+
+    # -- credits ---------------------------------------------------------------------------------
+
+    def add_credit(self, key: str, job_id: int, amount: int, reason: int, block: int) -> None:
+        """Remember a Credited event to this node."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO credits (event_key, job_id, amount, reason, block) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (key, job_id, str(amount), reason, block),
+        )
+
+    def credited(self) -> dict[int, int]:
+        """Wei credited to this node per job."""
+        out: dict[int, int] = {}
+        for job_id, amount in self._db.execute("SELECT job_id, amount FROM credits"):
+            out[int(job_id)] = out.get(int(job_id), 0) + int(amount)
+        return out

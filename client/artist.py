@@ -1247,27 +1247,41 @@ class Artist:
         incoming.replace(target)
         verdict.file = target.name
         for tile in lease.tiles:
-            reason = self._check_task(public, secrets, tile, result.output(tile))
-            verdict.tiles[tile] = "ok" if reason is None else "wrong"
-            if reason is not None:
-                verdict.reasons[tile] = reason
+            wrong, unreadable = self._check_task(public, secrets, tile, result.output(tile))
+            if unreadable is not None:
+                # The coefficients gave the revealed root, yet the bundle around them does not
+                # decrypt: bytes the root does not cover were altered. A dispute compares only
+                # coefficients and could not win, so this is not a "wrong" tile to dispute.
+                verdict.status = "tampered"
+                verdict.reason = (
+                    f"tile {tile} does not decrypt although its coefficients give the revealed "
+                    f"root (its bundle framing was altered): {unreadable}"
+                )
+                verdict.tiles.clear()
+                verdict.reasons.clear()
+                return verdict, len(data)
+            verdict.tiles[tile] = "ok" if wrong is None else "wrong"
+            if wrong is not None:
+                verdict.reasons[tile] = wrong
         verdict.status = "ok" if all(v == "ok" for v in verdict.tiles.values()) else "wrong"
         return verdict, len(data)
 
     def _check_task(
         self, public: PublicJob, secrets: JobSecrets, task_index: int, output: bytes
-    ) -> str | None:
-        """None if the task's output decrypts to the twin's pixels, else why not."""
+    ) -> tuple[str | None, str | None]:
+        """(why the decryption differs from the twin, why it does not decrypt): both None
+        when the task's output decrypts to exactly the twin's pixels."""
         from blindframe.fhe_core.client import check_against_twin
+        from blindframe.fhe_core.errors import TwinMismatchError
         from blindframe.fhe_core.jobs import task_clear_args
 
         tasks = {t.task_index: t for t in secrets.tasks}
         task = tasks.get(task_index)
         if task is None:
-            return f"task {task_index} is not part of this job"
+            return None, f"task {task_index} is not part of this job"
         if public.shared_input:
             if secrets.volume is None:
-                return "the job's secrets hold no volume to check against"
+                return None, "the job's secrets hold no volume to check against"
             plain: tuple[Any, ...] = (secrets.volume,)
         else:
             plain = secrets.plain[task.source_tile]
@@ -1276,6 +1290,11 @@ class Artist:
             client = self._kernel_client(public.kernel_id)
             try:
                 got = client.decrypt(output, tile_index=task_index)
+            except FheCoreError as exc:
+                return None, exc.message
+            except Exception as exc:  # noqa: BLE001 - Concrete refusing a worker's ciphertext
+                return None, f"{kind} {task_index}: {type(exc).__name__}: {exc}"
+            try:
                 check_against_twin(
                     client.kernel,
                     got,
@@ -1283,11 +1302,9 @@ class Artist:
                     task_clear_args(public, task_index),
                     f"{kind} {task_index}",
                 )
-            except FheCoreError as exc:
-                return exc.message
-            except Exception as exc:  # noqa: BLE001 - Concrete refusing a worker's ciphertext
-                return f"{kind} {task_index} does not decrypt: {type(exc).__name__}: {exc}"
-        return None
+            except TwinMismatchError as exc:
+                return exc.message, None
+        return None, None
 
     # -- settle, dispute, contests ---------------------------------------------------------------
 

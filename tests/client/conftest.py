@@ -229,13 +229,17 @@ class RenderNode:
         return result, salt
 
     def reveal(
-        self, lease_id: int, result: LeaseResult, salt: bytes, *, tamper: bool = False
+        self, lease_id: int, result: LeaseResult, salt: bytes, *, tamper: str | None = None
     ) -> str:
-        """Upload the result file to this node's IPFS and reveal; ``tamper`` uploads bytes
-        that differ from the committed ones (one ciphertext byte flipped)."""
+        """Upload the result file to this node's IPFS and reveal. ``tamper="coefficient"``
+        uploads bytes that differ from the committed ones (one ciphertext coefficient changed);
+        ``tamper="framing"`` changes the last byte of the last tile's serialized value, which
+        the Merkle root does not cover (the coefficients still give the committed root)."""
         data = bytearray(result.to_bytes())
-        if tamper:
-            data[-100] ^= 0x01
+        if tamper == "coefficient":
+            data[len(data) - len(result.outputs[-1]) // 2] ^= 0x01
+        elif tamper == "framing":
+            data[-1] ^= 0x01
         cid = self.store.add_bytes(bytes(data), name=f"lease-{lease_id}.bflr").cid
         self.market.reveal(lease_id, result.root, cid, salt)
         return cid

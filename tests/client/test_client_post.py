@@ -100,13 +100,20 @@ def test_post_uploads_and_posts_a_job_matching_its_manifest(
     assert "tasks" not in json.dumps(manifest.job["params"])
     assert secrets.volume is not None
 
-    # The job is listed, with its state read from the chain.
+    # A directory left pending (a crash after postJob, before the rename) is adopted from the
+    # JobPosted event; the job is listed with its state read from the chain.
+    directory.rename(directory.with_name(f"pending-{posted['manifestCid']}"))
     code, out, err = run_cli(["--json", "client", "jobs"], home.env)
     assert code == 0, err
     (listed,) = json.loads(out)
     assert listed["jobId"] == posted["jobId"]
     assert listed["phase"] == "rendering"
     assert listed["tileStates"]["open"] == 4
+    assert listed["pending"] is False
+    assert directory.is_dir()
+    code, out, err = run_cli(["client", "status"], home.env)
+    assert code == 0, err
+    assert out.startswith(f"job {posted['jobId']}: claimed 0/8")
 
 
 @pytest.mark.parametrize(
@@ -163,6 +170,19 @@ def test_too_little_balance_is_refused_before_encrypting(
         )
     assert steps == []
     assert Market(chain.w3, chain.deployment).counts() == before
+
+
+def test_the_client_group_holds_every_command() -> None:
+    code, out, err = run_cli(["client", "--help"], {})
+    assert code == 0, err
+    for command in (
+        "keygen post status watch verify settle fetch decrypt dispute refund withdraw render "
+        "jobs import"
+    ).split():
+        assert f"  {command} " in out, command
+    code, out, err = run_cli(["client", "import", "--help"], {})
+    assert code == 0, err
+    assert "glTF" in out
 
 
 def test_errors_are_one_line_in_a_real_process(tmp_path: Path) -> None:

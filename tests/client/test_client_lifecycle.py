@@ -1,0 +1,305 @@
+"""A job followed through its states with a render node the test plays through the market:
+snapshots at every step, verification against the twin, settlement exact to the wei, the frame
+decrypted; tampered and wrong results refused and disputed; refund after the deadline; and
+`client render` doing it all in one command."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from blindframe.client.artist import JobOptions
+from blindframe.client.jobdir import JobDir
+from blindframe.coordinator.market import ContestView, LeaseStatus, Market
+from blindframe.coordinator.store import IpfsStore
+from blindframe.fhe_core.jobs import plain_frame
+
+from .conftest import Home, RenderNode, one_line_error, relabel, run_cli
+
+if TYPE_CHECKING:
+    from tests.conftest import Chain
+
+REWARD = 10**15
+SMALL = JobOptions(frame=(16, 16), canaries=0, reward_wei=REWARD)
+
+
+def _tile_states(snapshot: object) -> list[str]:
+    return [t.state for t in snapshot.tiles]  # type: ignore[attr-defined]
+
+
+def test_a_job_through_its_states_to_the_decrypted_frame(
+    fresh_chain: Chain, make_home: Callable[..., Home], worker_store: IpfsStore
+) -> None:
+    chain = fresh_chain
+    home = make_home(chain)
+    artist = home.artist()
+    steps: list[str] = []
+    posted = artist.post("sample", SMALL, progress=lambda s, d, t: steps.append(s))
+    assert {"encrypt", "upload"} <= set(steps)
+    ref = posted.ref
+    assert posted.tile_count == 4
+
+    snap = artist.snapshot(ref)
+    assert _tile_states(snap) == ["open"] * 4
+    assert snap.phase == "rendering"
+    assert snap.payments["escrowPosted"] == snap.payments["escrowLeft"] == str(4 * REWARD)
+    assert [t.layout.canary for t in snap.tiles if t.layout] == [False] * 4
+    assert [e.name for e in snap.events] == ["JobPosted"]
+
+    node = RenderNode(chain, worker_store)
+    lease = node.claim(ref.job_id, 0, 4)
+    snap = artist.snapshot(ref)
+    assert _tile_states(snap) == ["claimed"] * 4
+    assert {t.slots[0].worker for t in snap.tiles} == {node.address}
+    assert {t.slots[0].lease_id for t in snap.tiles} == {lease}
+
+    outputs = node.compute(ref.job_id, range(4))
+    result, salt = node.commit(ref.job_id, lease, 0, [outputs[t] for t in range(4)])
+    assert _tile_states(artist.snapshot(ref)) == ["committed"] * 4
+    node.reveal(lease, result, salt)
+    snap = artist.snapshot(ref)
+    assert _tile_states(snap) == ["revealed"] * 4
+    (lease_state,) = snap.leases
+    assert lease_state.root == "0x" + result.root.hex()
+    assert lease_state.chain_verified is False
+
+    # The client fetches the result from the node's IPFS (through its own node), checks the
+    # root, decrypts every tile and compares it with the twin.
+    report = artist.verify(ref)
+    (verdict,) = report.checked
+    assert verdict.status == "ok", verdict
+    assert verdict.tiles == dict.fromkeys(range(4), "ok")
+    assert report.downloaded_bytes == len(result.to_bytes())
+    assert _tile_states(artist.snapshot(ref)) == ["verified"] * 4
+    assert artist.verify(ref).checked == ()  # a final verdict is not checked twice
+
+    # Inside the challenge window the chain does not count the lease as verified: nothing paid.
+    early = artist.settle(ref)
+    assert early.settled == ()
+    assert "challenge window" in early.waiting[0]["reason"]
+    chain.warp(10)
+    paid = artist.settle(ref)
+    assert paid.settled == (lease,)
+    assert paid.paid_wei == 4 * REWARD
+    market = Market(chain.w3, chain.deployment)
+    assert market.pending_balance(node.address) == 4 * REWARD
+    assert market.lease(lease).state == LeaseStatus.SETTLED
+
+    snap = artist.snapshot(ref)
+    assert snap.complete
+    assert snap.phase == "complete"
+    assert _tile_states(snap) == ["settled"] * 4
+    assert snap.payments["paidToWorkers"] == str(4 * REWARD)
+    assert snap.payments["escrowLeft"] == "0"
+    assert snap.payments["earnings"] == {node.address: str(4 * REWARD)}
+    assert [e.name for e in snap.events if e.name in ("Committed", "Revealed", "LeaseSettled")] == [
+        "Committed",
+        "Revealed",
+        "LeaseSettled",
+    ]
+    document = snap.to_json()
+    json.dumps(document)  # JSON-ready as it is
+    assert document["progress"] == dict.fromkeys(
+        ("claimed", "committed", "revealed", "verified", "settled"), 4
+    )
+
+    decrypted = artist.decrypt(ref, twin=True, scale=2)
+    directory = JobDir(posted.directory)
+    expected = plain_frame(directory.public(), directory.secrets())
+    assert decrypted.matches_twin is True
+    assert np.array_equal(decrypted.frame, expected)
+    assert decrypted.frame.shape == (16, 16)
+    with Image.open(decrypted.png) as png:
+        assert png.size == (32, 32)
+    assert decrypted.twin_png is not None
+
+    # watch stops at once on a complete job; status and fetch from the CLI agree.
+    watched = list(artist.watch(ref, interval=0))
+    assert len(watched) == 1
+    assert watched[0].complete
+    code, out, err = run_cli(["--json", "client", "status", str(ref.job_id)], home.env)
+    assert code == 0, err
+    assert json.loads(out)["phase"] == "complete"
+    code, out, err = run_cli(["--json", "client", "watch", ref.key, "--timeout", "5s"], home.env)
+    assert code == 0, err
+    (line,) = out.splitlines()
+    assert json.loads(line)["tileStates"]["settled"] == 4
+    code, out, err = run_cli(["client", "watch", "--timeout", "5s"], home.env)
+    assert code == 0, err
+    assert out.splitlines() == [
+        f"job {ref.job_id}: claimed 4/4 committed 4/4 revealed 4/4 verified 4/4 settled 4/4 "
+        f"(complete, paid 0.004 ETH, last event LeaseSettled)",
+        f"job {ref.job_id}: complete",
+    ]
+    code, out, err = run_cli(
+        ["--json", "client", "fetch", "-o", str(home.path / "out.png")], home.env
+    )
+    assert code == 0, err
+    assert json.loads(out)["png"] == str(home.path / "out.png")
+
+
+def test_tampered_and_wrong_results_are_refused_and_the_wrong_tile_disputed(
+    fresh_chain: Chain, make_home: Callable[..., Home], worker_store: IpfsStore
+) -> None:
+    chain = fresh_chain
+    home = make_home(chain)
+    artist = home.artist()
+    ref = artist.post("sample", JobOptions(frame=(16, 24), canaries=0, reward_wei=REWARD)).ref
+    node = RenderNode(chain, worker_store)
+    first = node.claim(ref.job_id, 0, 2)
+    second = node.claim(ref.job_id, 2, 2)
+    third = node.claim(ref.job_id, 4, 2)
+    honest = node.compute(ref.job_id, [3])[3]
+    # Lease 1 reveals bytes other than those it committed to; lease 2 hands in tile 3's
+    # (valid) ciphertext as tile 2; lease 3 alters bytes around the committed coefficients.
+    result_1, salt_1 = node.commit(ref.job_id, first, 0, [relabel(honest, 0), relabel(honest, 1)])
+    result_2, salt_2 = node.commit(ref.job_id, second, 2, [relabel(honest, 2), honest])
+    result_3, salt_3 = node.commit(ref.job_id, third, 4, [relabel(honest, 4), relabel(honest, 5)])
+    node.reveal(first, result_1, salt_1, tamper="coefficient")
+    node.reveal(second, result_2, salt_2)
+    node.reveal(third, result_3, salt_3, tamper="framing")
+
+    code, out, err = run_cli(["--json", "client", "verify", str(ref.job_id)], home.env)
+    assert code == 0, err
+    report = json.loads(out)
+    leases = {v["leaseId"]: v for v in report["leases"]}
+    assert leases[first]["status"] == "tampered"
+    assert "but its worker revealed" in leases[first]["reason"]
+    assert leases[second]["status"] == "wrong"
+    assert leases[second]["tiles"] == {"2": "wrong", "3": "ok"}
+    assert "differ from the plaintext twin" in leases[second]["reasons"]["2"]
+    assert leases[third]["status"] == "tampered"
+    assert (
+        "does not decrypt although its coefficients give the revealed root"
+        in (leases[third]["reason"])
+    )
+    assert report["wrongTiles"] == [2]
+    assert not (JobDir(artist.job_dir(ref).path).outputs / f"lease-{first}.bflr").exists()
+
+    snap = artist.snapshot(ref)
+    assert _tile_states(snap) == ["failed", "failed", "failed", "verified", "failed", "failed"]
+    chain.warp(10)
+    refused = artist.settle(ref)
+    assert refused.settled == ()
+    reasons = {row["leaseId"]: row["reason"] for row in refused.waiting}
+    assert "tampered" in reasons[first]
+    assert "tiles [2] failed verification" in reasons[second]
+    assert "tampered" in reasons[third]
+
+    code, out, err = run_cli(["--json", "client", "dispute", str(ref.job_id)], home.env)
+    assert code == 0, err
+    (record,) = json.loads(out)
+    assert (record["tile"], record["leaseId"]) == (2, second)
+    market = Market(chain.w3, chain.deployment)
+    contest: ContestView = market.contest(record["contestId"])
+    assert (contest.jobId, contest.tile, contest.kind, contest.leaseA) == (ref.job_id, 2, 1, second)
+    assert contest.challenger == home.account.address
+    assert contest.bond == chain.deployment.parameters["disputeBond"]
+    assert market.lease(second).openContests == 1
+
+    snap = artist.snapshot(ref)
+    assert _tile_states(snap) == ["failed", "failed", "contested", "verified", "failed", "failed"]
+    (shown,) = snap.contests
+    assert (shown.kind, shown.outcome, shown.tile) == ("dispute", "pending", 2)
+    assert snap.payments["bondsPosted"] == str(contest.bond)
+    # Nothing is left to dispute automatically, and a disputed tile cannot be disputed again.
+    assert artist.dispute(ref) == []
+    code, _out, err = run_cli(["client", "dispute", str(ref.job_id), "--tile", "2"], home.env)
+    assert "already contested" in one_line_error(code, err)
+    assert market.counts()[2] == 1
+
+
+def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., Home]) -> None:
+    chain = fresh_chain
+    home = make_home(chain)
+    code, out, err = run_cli(
+        [
+            "--json",
+            *("client", "post", "--scene", "sample", "--size", "16x16", "--canaries", "0"),
+            *("--reward", "0.001", "--deadline", "2m", "--lease-length", "1m"),
+        ],
+        home.env,
+    )
+    assert code == 0, err
+    posted = json.loads(out)
+    job_id = posted["jobId"]
+
+    code, _out, err = run_cli(["client", "refund", str(job_id)], home.env)
+    assert "runs until its deadline" in one_line_error(code, err)
+
+    chain.warp(150)
+    w3 = chain.w3
+    before = w3.eth.get_balance(home.account.address)
+    first_block = w3.eth.block_number + 1
+    code, out, err = run_cli(["--json", "client", "refund", str(job_id)], home.env)
+    assert code == 0, err
+    refund = json.loads(out)
+    assert int(refund["refunded"]) == int(refund["withdrawn"]) == 4 * REWARD
+    gas = 0
+    for number in range(first_block, w3.eth.block_number + 1):
+        for tx_hash in w3.eth.get_block(number)["transactions"]:
+            receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            if receipt["from"] == home.account.address:
+                gas += receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert gas > 0
+    assert w3.eth.get_balance(home.account.address) == before + 4 * REWARD - gas
+    market = Market(chain.w3, chain.deployment)
+    assert market.job(job_id).escrow == 0
+    assert market.pending_balance(home.account.address) == 0
+    code, _out, err = run_cli(["client", "refund", str(job_id)], home.env)
+    assert "nothing left to refund" in one_line_error(code, err)
+
+
+def test_render_posts_watches_verifies_settles_and_decrypts(
+    chain: Chain, make_home: Callable[..., Home], worker_store: IpfsStore, tmp_path: Path
+) -> None:
+    home = make_home(chain)
+    node = RenderNode(chain, worker_store)
+    market = Market(chain.w3, chain.deployment)
+    jobs_before = market.counts()[0]
+    failures: list[BaseException] = []
+
+    def render_node() -> None:
+        # Wait for the job, then claim, compute, commit and reveal like a node would.
+        try:
+            limit = time.monotonic() + 120
+            while market.counts()[0] == jobs_before:
+                assert time.monotonic() < limit, "no job was posted"
+                time.sleep(0.2)
+            job_id = jobs_before + 1
+            lease = node.claim(job_id, 0, 4)
+            outputs = node.compute(job_id, range(4))
+            result, salt = node.commit(job_id, lease, 0, [outputs[t] for t in range(4)])
+            node.reveal(lease, result, salt)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            failures.append(exc)
+
+    thread = threading.Thread(target=render_node, daemon=True)
+    thread.start()
+    frame, twin = tmp_path / "frame.png", tmp_path / "twin.png"
+    code, out, err = run_cli(
+        [
+            "--json",
+            *("client", "render", "--scene", "sample", "--size", "16x16", "--canaries", "0"),
+            *("--reward", "0.001", "-o", str(frame), "--twin", str(twin)),
+            *("--timeout", "4m", "--interval", "0.3"),
+        ],
+        home.env,
+    )
+    thread.join(timeout=60)
+    assert not failures, failures
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["frame"]["matchesTwin"] is True
+    assert result["frame"]["png"] == str(frame)
+    assert result["payments"]["paidToWorkers"] == str(4 * REWARD)
+    assert market.pending_balance(node.address) == 4 * REWARD
+    with Image.open(frame) as got, Image.open(twin) as want:
+        assert np.array_equal(np.asarray(got), np.asarray(want))

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,9 +54,27 @@ from blindframe.client.keys import (
     keygen,
     upload_evaluation_keys,
 )
+from blindframe.client.options import (
+    DEFAULT_DEADLINE,
+    DEFAULT_FRAME,
+    DEFAULT_LEASE_LENGTH,
+    DEFAULT_REWARD_WEI,
+    JobOptions,
+)
 from blindframe.client.progress import DECRYPT, DOWNLOAD, ENCRYPT, UPLOAD, VERIFY, Progress
 from blindframe.client.progress import no_progress as _no_progress
-from blindframe.client.scene import DEFAULT_RESOLUTION, Scene, UpAxis, default_kernel, load_scene
+from blindframe.client.reports import (
+    DecryptResult,
+    DisputeRecord,
+    JobSummary,
+    PostedJob,
+    RefundReport,
+    RenderResult,
+    SettleReport,
+    StepReport,
+    VerifyReport,
+)
+from blindframe.client.scene import Scene, default_kernel, load_scene
 from blindframe.client.scene import to_kernel_input as _to_kernel_input
 from blindframe.client.snapshot import JobSnapshot, TileLayout, build_snapshot, job_events
 from blindframe.client.units import format_duration, format_eth
@@ -113,11 +132,6 @@ __all__ = [
 ]
 
 SAMPLE = "sample"
-DEFAULT_FRAME = (64, 64)
-DEFAULT_REWARD_WEI = 10**14
-DEFAULT_LEASE_LENGTH = 600
-DEFAULT_DEADLINE = 3600
-MAX_CANARIES = 1024
 # A CIDv0 ("Qm" + 44 base58 characters): the length of the manifest CID postJob will carry, used
 # to estimate postJob's gas before the manifest exists.
 _PLACEHOLDER_CID = b"Qm" + b"1" * 44
@@ -127,303 +141,12 @@ SceneLike = Scene | str | Path
 JobLike = JobRef | int | str | None
 
 
-# --------------------------------------------------------------------------------- options
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """How to render: kernel, frame, market terms. Durations in seconds, amounts in wei.
-
-    ``kernel``: ``volume@1`` / ``shade@1`` / ``post@1``; None picks the one the scene's kind
-    needs (``volume@1`` for the sample). ``frame``: (height, width) pixels, a multiple of 8 for
-    ``volume``; G-buffer and frame scenes bring their own size (None, or equal to it). The tile
-    count follows from frame and canaries. ``canaries``: for ``volume``, tiles of margin around the
-    frame (0..16, default 1) whose known answers catch lazy workers; for ``shade``/``post``, extra
-    tasks that re-encrypt random tiles (default one per 8 tiles). ``params``: the kernel's public
-    parameters (volume: ``{"yaw", "pitch", "zoom"}``; shade: ``{"light": [x, y, z]}``; post:
-    ``{"filter": name}``), default the sample's. ``deadline``: seconds from now until the job's
-    deadline (claims must fit before it; refunds after it).
-    """
-
-    kernel: str | None = None
-    frame: tuple[int, int] | None = None
-    replication: int = 1
-    reward_wei: int = DEFAULT_REWARD_WEI
-    lease_length: int = DEFAULT_LEASE_LENGTH
-    deadline: int = DEFAULT_DEADLINE
-    priority: int = 0
-    canaries: int | None = None
-    params: Mapping[str, Any] | None = None
-    resolution: int = DEFAULT_RESOLUTION
-    up: UpAxis = "y"
-
-    def check(self) -> None:
-        """Refuse values no job can have (the chain's own limits are checked by ``post``)."""
-        if self.kernel is not None:
-            from blindframe.fhe_core.kernels import parse_kernel_id
-
-            parse_kernel_id(self.kernel)
-        if self.frame is not None:
-            h, w = self.frame
-            if not (0 < h <= 4096 and 0 < w <= 4096):
-                raise JobOptionsError(f"the frame must be 1..4096 pixels a side (not {w}x{h})")
-        if not 1 <= self.replication <= 8:
-            raise JobOptionsError(f"replication must be 1..8 (not {self.replication})")
-        if self.reward_wei <= 0 or self.reward_wei >= 1 << 96:
-            raise JobOptionsError(
-                f"the reward per tile-replica must be more than 0 (not {self.reward_wei} wei)"
-            )
-        if not 0 < self.lease_length < 1 << 32:
-            raise JobOptionsError(f"the lease length must be positive (not {self.lease_length} s)")
-        if self.deadline < self.lease_length:
-            raise JobOptionsError(
-                f"the deadline (in {format_duration(self.deadline)}) leaves no room for one "
-                f"lease of {format_duration(self.lease_length)}",
-                hint="give a later --deadline or a shorter --lease-length",
-            )
-        if not 0 <= self.priority <= 255:
-            raise JobOptionsError(f"priority must be 0..255 (not {self.priority})")
-        if self.canaries is not None and not 0 <= self.canaries <= MAX_CANARIES:
-            raise JobOptionsError(f"canaries must be 0..{MAX_CANARIES} (not {self.canaries})")
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form (kept in job.json)."""
-        return {
-            "kernel": self.kernel,
-            "frame": list(self.frame) if self.frame else None,
-            "replication": self.replication,
-            "rewardPerTileReplica": str(self.reward_wei),
-            "leaseLength": self.lease_length,
-            "deadlineIn": self.deadline,
-            "priority": self.priority,
-            "canaries": self.canaries,
-            "params": dict(self.params) if self.params is not None else None,
-            "resolution": self.resolution,
-            "up": self.up,
-        }
-
-
-# --------------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class PostedJob:
-    """A job ``post`` put on chain."""
-
-    ref: JobRef
-    directory: Path
-    kernel: str
-    frame: tuple[int, int]
-    tile_count: int
-    replication: int
-    reward_wei: int
-    escrow_wei: int
-    deadline: int
-    manifest_cid: str
-    evaluation_keys_cid: str
-    uploaded_bytes: int
-    keys_created: bool
-    seconds: dict[str, float]
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            **self.ref.to_json(),
-            "key": self.ref.key,
-            "directory": str(self.directory),
-            "kernel": self.kernel,
-            "frame": list(self.frame),
-            "tileCount": self.tile_count,
-            "replication": self.replication,
-            "rewardPerTileReplica": str(self.reward_wei),
-            "escrow": str(self.escrow_wei),
-            "deadline": self.deadline,
-            "manifestCid": self.manifest_cid,
-            "evaluationKeysCid": self.evaluation_keys_cid,
-            "uploadedBytes": self.uploaded_bytes,
-            "keysCreated": self.keys_created,
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-        }
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """What one ``verify`` call checked, and every verdict known after it."""
-
-    ref: JobRef
-    checked: tuple[LeaseVerdict, ...]
-    verdicts: Verdicts
-    downloaded_bytes: int
-
-    @property
-    def wrong_tiles(self) -> list[int]:
-        """Tiles whose result decrypted to something else than the twin."""
-        return sorted(
-            {t for v in self.verdicts.leases.values() for t, s in v.tiles.items() if s == "wrong"}
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "job": self.ref.key,
-            "checked": [v.to_json() for v in self.checked],
-            "leases": [v.to_json() for _, v in sorted(self.verdicts.leases.items())],
-            "wrongTiles": self.wrong_tiles,
-            "downloadedBytes": self.downloaded_bytes,
-        }
-
-
-@dataclass(frozen=True)
-class SettleReport:
-    """Leases settled now, and why the others wait."""
-
-    ref: JobRef
-    settled: tuple[int, ...]
-    paid_wei: int
-    waiting: tuple[dict[str, Any], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "job": self.ref.key,
-            "settled": list(self.settled),
-            "paid": str(self.paid_wei),
-            "waiting": list(self.waiting),
-        }
-
-
-@dataclass(frozen=True)
-class DisputeRecord:
-    """A dispute the client opened on chain."""
-
-    tile: int
-    lease_id: int
-    contest_id: int
-    bond_wei: int
-    reason: str
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "tile": self.tile,
-            "leaseId": self.lease_id,
-            "contestId": self.contest_id,
-            "bond": str(self.bond_wei),
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True)
-class RefundReport:
-    """What ``refund`` credited and withdrew."""
-
-    ref: JobRef
-    refunded_wei: int
-    withdrawn_wei: int
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "job": self.ref.key,
-            "refunded": str(self.refunded_wei),
-            "withdrawn": str(self.withdrawn_wei),
-        }
-
-
-@dataclass(frozen=True)
-class DecryptResult:
-    """The decrypted frame (integers 0..out_max), where its PNG is, and the twin's when asked."""
-
-    ref: JobRef
-    frame: np.ndarray[Any, np.dtype[np.int64]]
-    png: Path
-    array: Path
-    twin_png: Path | None
-    matches_twin: bool | None
-    leases: tuple[int, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "job": self.ref.key,
-            "png": str(self.png),
-            "array": str(self.array),
-            "twinPng": str(self.twin_png) if self.twin_png else None,
-            "matchesTwin": self.matches_twin,
-            "shape": list(self.frame.shape),
-            "leases": list(self.leases),
-        }
-
-
-@dataclass(frozen=True)
-class StepReport:
-    """One round of the client's duties on a job (what ``render`` repeats)."""
-
-    verify: VerifyReport
-    disputes: tuple[DisputeRecord, ...]
-    settle: SettleReport
-    resolved: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class RenderResult:
-    """What ``render`` did: the job, the frame, the final snapshot, wall time."""
-
-    posted: PostedJob
-    decrypted: DecryptResult
-    snapshot: JobSnapshot
-    seconds: float
-    disputes: tuple[DisputeRecord, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "job": self.posted.to_json(),
-            "frame": self.decrypted.to_json(),
-            "payments": self.snapshot.payments,
-            "disputes": [d.to_json() for d in self.disputes],
-            "seconds": round(self.seconds, 3),
-        }
-
-
-@dataclass(frozen=True)
-class JobSummary:
-    """One job directory of this home, with its chain state when it could be read."""
-
-    key: str
-    directory: Path
-    pending: bool
-    state: dict[str, Any]
-    phase: str | None = None
-    tile_states: dict[str, int] = field(default_factory=dict)
-    decrypted: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "key": self.key,
-            "directory": str(self.directory),
-            "pending": self.pending,
-            "jobId": self.state.get("jobId"),
-            "chainId": self.state.get("chainId"),
-            "market": self.state.get("market"),
-            "kernel": self.state.get("kernel"),
-            "frame": self.state.get("frame"),
-            "tileCount": self.state.get("tileCount"),
-            "replication": self.state.get("replication"),
-            "rewardPerTileReplica": self.state.get("rewardPerTileReplica"),
-            "manifestCid": self.state.get("manifestCid"),
-            "createdAt": self.state.get("createdAt"),
-            "phase": self.phase,
-            "tileStates": self.tile_states,
-            "decrypted": self.decrypted,
-        }
-
-
 @dataclass(frozen=True)
 class _Prepared:
     kernel: str
-    inputs: tuple[np.ndarray[Any, np.dtype[np.int64]], ...]
+    # The kernel's plaintext input, made on demand: the sample scene takes seconds to compute,
+    # which post spends only once the chain, the funds and the IPFS node passed their checks.
+    inputs: Callable[[], tuple[np.ndarray[Any, np.dtype[np.int64]], ...]]
     frame: tuple[int, int]
     params: dict[str, Any]
     canaries: int
@@ -710,7 +433,6 @@ class Artist:
     # -- post ------------------------------------------------------------------------------------
 
     def _prepare(self, scene: SceneLike, options: JobOptions) -> _Prepared:
-        from blindframe.fhe_core import sample
         from blindframe.fhe_core.kernels import get_kernel
         from blindframe.fhe_core.server import tile_clear_args
         from blindframe.fhe_core.tiling import tile_grid
@@ -721,12 +443,7 @@ class Artist:
             kernel = get_kernel(kernel_id)
             frame = options.frame or DEFAULT_FRAME
             summary: dict[str, Any] = {"kind": "sample", "source": "the sample torus knot"}
-            if kernel.name == "volume":
-                inputs: tuple[np.ndarray[Any, np.dtype[np.int64]], ...] = (sample.sample_volume(),)
-            elif kernel.name == "shade":
-                inputs = sample.sample_gbuffer(frame)
-            else:
-                inputs = (_sample_volume_frame(frame) >> 2,)
+            inputs = functools.partial(_sample_inputs, kernel.name, frame)
         else:
             loaded = (
                 scene
@@ -735,7 +452,8 @@ class Artist:
             )
             kernel_id = options.kernel or default_kernel(loaded.kind)
             kernel = get_kernel(kernel_id)
-            inputs = _to_kernel_input(loaded, kernel_id)
+            converted = _to_kernel_input(loaded, kernel_id)  # now: a wrong scene fails early
+            inputs = functools.partial(tuple, converted)
             summary = loaded.summary()
             if kernel.name == "volume":
                 frame = options.frame or DEFAULT_FRAME
@@ -876,19 +594,20 @@ class Artist:
 
         started = time.perf_counter()
         progress(ENCRYPT, 0, prepared.tile_count)
+        plain = prepared.inputs()
         with self._fhe_lock:
             client = self._kernel_client(prepared.kernel)
             if kernel.name == "volume":
                 encrypted = encrypt_volume_job(
                     client,
-                    prepared.inputs[0],
+                    plain[0],
                     prepared.params,
                     prepared.frame,
                     margin_tiles=prepared.canaries,
                 )
             else:
                 encrypted = encrypt_frame_job(
-                    client, prepared.inputs, prepared.params, canaries=prepared.canaries
+                    client, plain, prepared.params, canaries=prepared.canaries
                 )
         progress(ENCRYPT, prepared.tile_count, prepared.tile_count)
         timings["encrypt"] = time.perf_counter() - started
@@ -1741,6 +1460,29 @@ def _default_params(kernel_name: str) -> dict[str, Any]:
     return dict(sample.SAMPLE_FILTER)
 
 
+@functools.cache
+def _sample_volume() -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The sample knot for volume@1, computed once per process (it takes seconds)."""
+    from blindframe.fhe_core import sample
+
+    volume = sample.sample_volume()
+    volume.flags.writeable = False
+    return volume
+
+
+def _sample_inputs(
+    kernel_name: str, frame: tuple[int, int]
+) -> tuple[np.ndarray[Any, np.dtype[np.int64]], ...]:
+    """The sample scene as ``kernel_name``'s plaintext input for a ``frame`` (height, width)."""
+    from blindframe.fhe_core import sample
+
+    if kernel_name == "volume":
+        return (_sample_volume(),)
+    if kernel_name == "shade":
+        return sample.sample_gbuffer(frame)
+    return (_sample_volume_frame(frame) >> 2,)
+
+
 def _sample_volume_frame(frame: tuple[int, int]) -> np.ndarray[Any, np.dtype[np.int64]]:
     """The sample knot rendered plainly by volume@1's twin: the sample scene of ``post``."""
     from blindframe.fhe_core import sample
@@ -1757,7 +1499,7 @@ def _sample_volume_frame(frame: tuple[int, int]) -> np.ndarray[Any, np.dtype[np.
         [Task(i, i, False) for i in range(grid.count)],
         padded,
         (0, 0),
-        volume=sample.sample_volume(),
+        volume=_sample_volume(),
     )
     out: np.ndarray[Any, np.dtype[np.int64]] = plain_frame(public, secrets)[: frame[0], : frame[1]]
     return out

@@ -135,7 +135,7 @@ def test_a_job_through_its_states_to_the_decrypted_frame(
     assert code == 0, err
     assert out.splitlines() == [
         f"job {ref.job_id}: claimed 4/4 committed 4/4 revealed 4/4 verified 4/4 settled 4/4 "
-        f"(complete, paid 0.004 ETH, last event LeaseSettled)",
+        f"(complete, paid 0.004 ETH, last event Credited)",
         f"job {ref.job_id}: complete",
     ]
     code, out, err = run_cli(

@@ -1,0 +1,99 @@
+"""What a render job asks for: kernel, frame, canaries, public parameters and market terms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from blindframe.client.errors import JobOptionsError
+from blindframe.client.scene import DEFAULT_RESOLUTION, UpAxis
+from blindframe.client.units import format_duration
+
+__all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_FRAME",
+    "DEFAULT_LEASE_LENGTH",
+    "DEFAULT_REWARD_WEI",
+    "MAX_CANARIES",
+    "JobOptions",
+]
+
+DEFAULT_FRAME = (64, 64)
+DEFAULT_REWARD_WEI = 10**14
+DEFAULT_LEASE_LENGTH = 600
+DEFAULT_DEADLINE = 3600
+MAX_CANARIES = 1024
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How to render: kernel, frame, market terms. Durations in seconds, amounts in wei.
+
+    ``kernel``: ``volume@1`` / ``shade@1`` / ``post@1``; None picks the one the scene's kind
+    needs (``volume@1`` for the sample). ``frame``: (height, width) pixels, a multiple of 8 for
+    ``volume``; G-buffer and frame scenes bring their own size (None, or equal to it). The tile
+    count follows from frame and canaries. ``canaries``: for ``volume``, tiles of margin around the
+    frame (0..16, default 1) whose known answers catch lazy workers; for ``shade``/``post``, extra
+    tasks that re-encrypt random tiles (default one per 8 tiles). ``params``: the kernel's public
+    parameters (volume: ``{"yaw", "pitch", "zoom"}``; shade: ``{"light": [x, y, z]}``; post:
+    ``{"filter": name}``), default the sample's. ``deadline``: seconds from now until the job's
+    deadline (claims must fit before it; refunds after it).
+    """
+
+    kernel: str | None = None
+    frame: tuple[int, int] | None = None
+    replication: int = 1
+    reward_wei: int = DEFAULT_REWARD_WEI
+    lease_length: int = DEFAULT_LEASE_LENGTH
+    deadline: int = DEFAULT_DEADLINE
+    priority: int = 0
+    canaries: int | None = None
+    params: Mapping[str, Any] | None = None
+    resolution: int = DEFAULT_RESOLUTION
+    up: UpAxis = "y"
+
+    def check(self) -> None:
+        """Refuse values no job can have (the chain's own limits are checked by ``post``)."""
+        if self.kernel is not None:
+            from blindframe.fhe_core.kernels import parse_kernel_id
+
+            parse_kernel_id(self.kernel)
+        if self.frame is not None:
+            h, w = self.frame
+            if not (0 < h <= 4096 and 0 < w <= 4096):
+                raise JobOptionsError(f"the frame must be 1..4096 pixels a side (not {w}x{h})")
+        if not 1 <= self.replication <= 8:
+            raise JobOptionsError(f"replication must be 1..8 (not {self.replication})")
+        if self.reward_wei <= 0 or self.reward_wei >= 1 << 96:
+            raise JobOptionsError(
+                f"the reward per tile-replica must be more than 0 (not {self.reward_wei} wei)"
+            )
+        if not 0 < self.lease_length < 1 << 32:
+            raise JobOptionsError(f"the lease length must be positive (not {self.lease_length} s)")
+        if self.deadline < self.lease_length:
+            raise JobOptionsError(
+                f"the deadline (in {format_duration(self.deadline)}) leaves no room for one "
+                f"lease of {format_duration(self.lease_length)}",
+                hint="give a later --deadline or a shorter --lease-length",
+            )
+        if not 0 <= self.priority <= 255:
+            raise JobOptionsError(f"priority must be 0..255 (not {self.priority})")
+        if self.canaries is not None and not 0 <= self.canaries <= MAX_CANARIES:
+            raise JobOptionsError(f"canaries must be 0..{MAX_CANARIES} (not {self.canaries})")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form (kept in job.json)."""
+        return {
+            "kernel": self.kernel,
+            "frame": list(self.frame) if self.frame else None,
+            "replication": self.replication,
+            "rewardPerTileReplica": str(self.reward_wei),
+            "leaseLength": self.lease_length,
+            "deadlineIn": self.deadline,
+            "priority": self.priority,
+            "canaries": self.canaries,
+            "params": dict(self.params) if self.params is not None else None,
+            "resolution": self.resolution,
+            "up": self.up,
+        }

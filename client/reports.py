@@ -1,0 +1,238 @@
+"""What the artist library returns: JSON-ready records of posts, verdicts, payments, frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blindframe.client.jobdir import JobRef, LeaseVerdict, Verdicts
+from blindframe.client.snapshot import JobSnapshot
+
+__all__ = [
+    "DecryptResult",
+    "DisputeRecord",
+    "JobSummary",
+    "PostedJob",
+    "RefundReport",
+    "RenderResult",
+    "SettleReport",
+    "StepReport",
+    "VerifyReport",
+]
+
+
+@dataclass(frozen=True)
+class PostedJob:
+    """A job ``post`` put on chain."""
+
+    ref: JobRef
+    directory: Path
+    kernel: str
+    frame: tuple[int, int]
+    tile_count: int
+    replication: int
+    reward_wei: int
+    escrow_wei: int
+    deadline: int
+    manifest_cid: str
+    evaluation_keys_cid: str
+    uploaded_bytes: int
+    keys_created: bool
+    seconds: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            **self.ref.to_json(),
+            "key": self.ref.key,
+            "directory": str(self.directory),
+            "kernel": self.kernel,
+            "frame": list(self.frame),
+            "tileCount": self.tile_count,
+            "replication": self.replication,
+            "rewardPerTileReplica": str(self.reward_wei),
+            "escrow": str(self.escrow_wei),
+            "deadline": self.deadline,
+            "manifestCid": self.manifest_cid,
+            "evaluationKeysCid": self.evaluation_keys_cid,
+            "uploadedBytes": self.uploaded_bytes,
+            "keysCreated": self.keys_created,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+        }
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What one ``verify`` call checked, and every verdict known after it."""
+
+    ref: JobRef
+    checked: tuple[LeaseVerdict, ...]
+    verdicts: Verdicts
+    downloaded_bytes: int
+
+    @property
+    def wrong_tiles(self) -> list[int]:
+        """Tiles whose result decrypted to something else than the twin."""
+        return sorted(
+            {t for v in self.verdicts.leases.values() for t, s in v.tiles.items() if s == "wrong"}
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "job": self.ref.key,
+            "checked": [v.to_json() for v in self.checked],
+            "leases": [v.to_json() for _, v in sorted(self.verdicts.leases.items())],
+            "wrongTiles": self.wrong_tiles,
+            "downloadedBytes": self.downloaded_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class SettleReport:
+    """Leases settled now, and why the others wait."""
+
+    ref: JobRef
+    settled: tuple[int, ...]
+    paid_wei: int
+    waiting: tuple[dict[str, Any], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "job": self.ref.key,
+            "settled": list(self.settled),
+            "paid": str(self.paid_wei),
+            "waiting": list(self.waiting),
+        }
+
+
+@dataclass(frozen=True)
+class DisputeRecord:
+    """A dispute the client opened on chain."""
+
+    tile: int
+    lease_id: int
+    contest_id: int
+    bond_wei: int
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "tile": self.tile,
+            "leaseId": self.lease_id,
+            "contestId": self.contest_id,
+            "bond": str(self.bond_wei),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class RefundReport:
+    """What ``refund`` credited and withdrew."""
+
+    ref: JobRef
+    refunded_wei: int
+    withdrawn_wei: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "job": self.ref.key,
+            "refunded": str(self.refunded_wei),
+            "withdrawn": str(self.withdrawn_wei),
+        }
+
+
+@dataclass(frozen=True)
+class DecryptResult:
+    """The decrypted frame (integers 0..out_max), where its PNG is, and the twin's when asked."""
+
+    ref: JobRef
+    frame: np.ndarray[Any, np.dtype[np.int64]]
+    png: Path
+    array: Path
+    twin_png: Path | None
+    matches_twin: bool | None
+    leases: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "job": self.ref.key,
+            "png": str(self.png),
+            "array": str(self.array),
+            "twinPng": str(self.twin_png) if self.twin_png else None,
+            "matchesTwin": self.matches_twin,
+            "shape": list(self.frame.shape),
+            "leases": list(self.leases),
+        }
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One round of the client's duties on a job (what ``render`` repeats)."""
+
+    verify: VerifyReport
+    disputes: tuple[DisputeRecord, ...]
+    settle: SettleReport
+    resolved: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What ``render`` did: the job, the frame, the final snapshot, wall time."""
+
+    posted: PostedJob
+    decrypted: DecryptResult
+    snapshot: JobSnapshot
+    seconds: float
+    disputes: tuple[DisputeRecord, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "job": self.posted.to_json(),
+            "frame": self.decrypted.to_json(),
+            "payments": self.snapshot.payments,
+            "disputes": [d.to_json() for d in self.disputes],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One job directory of this home, with its chain state when it could be read."""
+
+    key: str
+    directory: Path
+    pending: bool
+    state: dict[str, Any]
+    phase: str | None = None
+    tile_states: dict[str, int] = field(default_factory=dict)
+    decrypted: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "key": self.key,
+            "directory": str(self.directory),
+            "pending": self.pending,
+            "jobId": self.state.get("jobId"),
+            "chainId": self.state.get("chainId"),
+            "market": self.state.get("market"),
+            "kernel": self.state.get("kernel"),
+            "frame": self.state.get("frame"),
+            "tileCount": self.state.get("tileCount"),
+            "replication": self.state.get("replication"),
+            "rewardPerTileReplica": self.state.get("rewardPerTileReplica"),
+            "manifestCid": self.state.get("manifestCid"),
+            "createdAt": self.state.get("createdAt"),
+            "phase": self.phase,
+            "tileStates": self.tile_states,
+            "decrypted": self.decrypted,
+        }

@@ -1081,26 +1081,54 @@ class Artist:
         verify: bool = True,
         progress: Progress = _no_progress,
     ) -> list[DisputeRecord]:
-        """Dispute tiles whose result failed the twin check (every such tile not contested yet),
-        or the given ``tile`` (of ``lease``, else of the replica lease holding it), posting the
-        market's dispute bond each. A fresh tie-breaker replica then decides on chain."""
+        """Dispute tiles whose results failed verification, posting the market's dispute bond
+        each; a fresh tie-breaker replica then decides on chain, and its result (verified like
+        any other) stands in for the disputed one.
+
+        Without ``tile``: every tile not contested yet whose result decrypted wrong, and every
+        tile of a tampered lease (bytes that do not give the revealed root, or do not decrypt)
+        that no other replica delivered correctly; leases whose dispute window closed are left.
+        With ``tile``: that tile (of ``lease``, else of the replica lease holding it)."""
         directory = self.job_dir(job)
         ref = directory.ref
         if verify:
             self.verify(ref, progress=progress)
-        snap = self.snapshot(ref)
         verdicts = directory.verdicts()
+        if tile is None and not any(
+            v.status in ("wrong", "tampered") for v in verdicts.leases.values()
+        ):
+            return []
+        snap = self.snapshot(ref)
         contested = {c.tile for c in snap.contests}
         by_id = {s.lease_id: s for s in snap.leases}
+        market = self._signing_market()
+        window = int(market.params.get("acceptanceWindow", 0))
+        now = self.chain_now()
         targets: list[tuple[int, int, str]] = []
         if tile is None:
+            delivered = {
+                t for v in verdicts.leases.values() for t, state in v.tiles.items() if state == "ok"
+            }
             for lease_state in snap.leases:
                 verdict = verdicts.leases.get(lease_state.lease_id)
                 if lease_state.tie_breaker or verdict is None or lease_state.status != "revealed":
                     continue
-                for t, state in sorted(verdict.tiles.items()):
-                    if state == "wrong" and t not in contested and t not in verdicts.disputes:
-                        targets.append((t, lease_state.lease_id, verdict.reasons.get(t, "wrong")))
+                if lease_state.verified_at and now > lease_state.verified_at + window:
+                    continue  # too late: the chain takes no dispute of it any more
+                if verdict.status == "wrong":
+                    wrong = [t for t, state in sorted(verdict.tiles.items()) if state == "wrong"]
+                    reasons = {t: verdict.reasons.get(t, "wrong") for t in wrong}
+                elif verdict.status == "tampered":
+                    wrong = [
+                        t for t in range(verdict.first_tile, verdict.first_tile + verdict.count)
+                    ]
+                    wrong = [t for t in wrong if t not in delivered]
+                    reasons = dict.fromkeys(wrong, verdict.reason)
+                else:
+                    continue
+                for t in wrong:
+                    if t not in contested and t not in verdicts.disputes:
+                        targets.append((t, lease_state.lease_id, reasons[t]))
         else:
             if not 0 <= tile < snap.tile_count:
                 raise JobOptionsError(f"job {ref.job_id} has tiles 0..{snap.tile_count - 1}")
@@ -1131,10 +1159,7 @@ class Artist:
             targets.append((tile, chosen.lease_id, reason or "disputed by the client"))
         if not targets:
             return []
-        market = self._signing_market()
         bond = int(market.params["disputeBond"])
-        window = int(market.params.get("acceptanceWindow", 0))
-        now = self.chain_now()
         records = []
         for t, lease_id, reason in targets:
             holder = by_id[lease_id]
@@ -1376,6 +1401,16 @@ class Artist:
                     f"tiles {failed} of job {ref.job_id} failed verification",
                     hint=f"dispute them: `blindframe client dispute {ref.job_id}`",
                 )
+            stuck = _stuck_tiles(
+                snap, self.chain_now(), int(self.market().params.get("acceptanceWindow", 0))
+            )
+            if stuck:
+                raise JobStateError(
+                    f"tiles {stuck} of job {ref.job_id} failed verification and have no way left "
+                    "to a correct result (their dispute was decided, or its window closed)",
+                    hint=f"after the deadline, `blindframe client refund {ref.job_id}` returns "
+                    "the escrow of unfinished tiles; post the frame again",
+                )
             if _finished(snap):
                 refund = None
                 with contextlib.suppress(JobStateError):
@@ -1410,6 +1445,34 @@ def _finished(snap: JobSnapshot) -> bool:
         lease.status in ("claimed", "committed") for lease in snap.leases if not lease.tie_breaker
     )
     return snap.expired and not in_flight and not any(c.open for c in snap.contests)
+
+
+def _stuck_tiles(snap: JobSnapshot, now: int, acceptance_window: int) -> list[int]:
+    """Failed tiles nothing more can fix: their contest was decided without giving a verified
+    result, or no contest was opened and every failed replica's dispute window has closed."""
+    contests = {c.tile: c for c in snap.contests}
+    leases = {lease.lease_id: lease for lease in snap.leases}
+    stuck = []
+    for tile in snap.tiles:
+        if tile.state != "failed":
+            continue
+        contest = contests.get(tile.tile)
+        if contest is not None:
+            if not contest.open:
+                stuck.append(tile.tile)
+            continue
+        failed = [leases[s.lease_id] for s in tile.slots if s.state == "failed" and s.lease_id]
+        in_progress = any(s.state not in ("failed", "open") for s in tile.slots)
+        if (
+            failed
+            and not in_progress
+            and all(
+                lease.verified_at and now > lease.verified_at + acceptance_window
+                for lease in failed
+            )
+        ):
+            stuck.append(tile.tile)
+    return stuck
 
 
 def _settle_blocker(lease: Any, verdicts: Verdicts, now: int) -> str | None:

@@ -234,8 +234,8 @@ class JobSnapshot:
 
     @property
     def complete(self) -> bool:
-        """Every tile has a settled, verified result."""
-        return all(t.state == "settled" for t in self.tiles)
+        """Every tile has a settled result, and one the client verified."""
+        return all(t.state == "settled" for t in self.tiles) and self.decryptable
 
     @property
     def decryptable(self) -> bool:

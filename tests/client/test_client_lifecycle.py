@@ -17,7 +17,8 @@ from PIL import Image
 
 from blindframe.client.artist import JobOptions
 from blindframe.client.jobdir import JobDir
-from blindframe.coordinator.market import ContestView, LeaseStatus, Market
+from blindframe.coordinator.market import ContestOutcome, ContestView, LeaseStatus, Market
+from blindframe.coordinator.results import disagreement_openings
 from blindframe.coordinator.store import IpfsStore
 from blindframe.fhe_core.jobs import plain_frame
 
@@ -224,6 +225,44 @@ def test_tampered_and_wrong_results_are_refused_and_the_wrong_tile_disputed(
     code, _out, err = run_cli(["client", "dispute", str(ref.job_id), "--tile", "2"], home.env)
     assert "already contested" in one_line_error(code, err)
     assert market.counts()[2] == 5
+
+    # A fresh node breaks the tie on tile 2 and proves the disputed side far from its result;
+    # once the window passes the client resolves the contest, verifies the tie-breaker's result,
+    # settles what is left of lease 2 (tile 3), and tile 2 counts as delivered.
+    contest_2 = market.contest(records[2]["contestId"])
+    breaker = RenderNode(chain, worker_store)
+    tie_lease = breaker.claim(ref.job_id, 2, 1, lane=contest_2.lane)
+    tie_result, tie_salt = breaker.commit(
+        ref.job_id, tie_lease, 2, [breaker.compute(ref.job_id, [2])[2]]
+    )
+    breaker.reveal(tie_lease, tie_result, tie_salt)
+    openings = disagreement_openings(
+        result_2,
+        tie_result,
+        2,
+        tolerance=chain.deployment.parameters["tolerance"],
+        far_count=chain.deployment.parameters["farCount"],
+    )
+    assert openings is not None
+    breaker.market.prove_far(records[2]["contestId"], 0, openings)
+    step = artist.step(ref)
+    assert [v.lease_id for v in step.verify.checked] == [tie_lease]
+    assert step.verify.checked[0].status == "ok"
+    assert step.resolved == ()  # the challenge window after the tie-breaker's reveal runs
+    chain.warp(10)
+    assert artist.resolve_contests(ref) == [records[2]["contestId"]]
+    assert market.contest(records[2]["contestId"]).outcome == ContestOutcome.A_FAR
+    settled = artist.settle(ref)
+    assert settled.settled == (second,)
+    assert settled.paid_wei == REWARD  # tile 3 only: tile 2 was forfeited
+    snap = artist.snapshot(ref)
+    assert _tile_states(snap)[2:4] == ["settled", "settled"]
+    (tile_2,) = [t for t in snap.tiles if t.tile == 2]
+    assert [(s.state, s.tie_breaker, s.verdict) for s in tile_2.slots] == [
+        ("failed", False, "wrong"),
+        ("settled", True, "ok"),
+    ]
+    assert snap.payments["bondsReturned"] == str(bond)
 
 
 def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., Home]) -> None:

@@ -97,7 +97,8 @@ def test_post_uploads_and_posts_a_job_matching_its_manifest(
     public = PublicJob.from_json(manifest.job)
     secrets = JobSecrets.load(directory / "secrets.npz")
     assert public.tasks == len(secrets.tasks) == 4
-    assert "tasks" not in json.dumps(manifest.job["params"])
+    assert set(manifest.job) == {"kernel", "params", "frame", "tasks", "shared_input"}
+    assert set(manifest.job["params"]) == {"yaw", "pitch", "zoom"}
     assert secrets.volume is not None
 
     # A directory left pending (a crash after postJob, before the rename) is adopted from the

@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from blindframe.coordinator.cli_support import emit, settings
 from blindframe.worker.errors import NodeOptionError, NotStakedError, WorkerError
 from blindframe.worker.logs import eth, when
+
+if TYPE_CHECKING:
+    from blindframe.coordinator.config import Settings
+    from blindframe.worker.logs import NodeLog
+    from blindframe.worker.options import NodeOptions
 
 __all__ = ["worker"]
 
@@ -499,13 +504,8 @@ def run_cmd(ctx: click.Context, /, verbose: bool, **kwargs: Any) -> None:
     second Ctrl-C abandons them, saying which and what collateral is at stake. Every option
     also reads BLINDFRAME_WORKER_<OPTION> or the [worker] table of the config file.
     """
-    from pathlib import Path
-
-    from blindframe.coordinator.store import IpfsStore
-    from blindframe.worker import faults
-    from blindframe.worker.context import default_data_dir, node_paths, open_market, unlock_account
     from blindframe.worker.logs import NodeLog
-    from blindframe.worker.node import EXIT_ABANDONED, Node
+    from blindframe.worker.node import EXIT_ABANDONED
     from blindframe.worker.options import resolve_options
 
     node_keys = (
@@ -516,6 +516,25 @@ def run_cmd(ctx: click.Context, /, verbose: bool, **kwargs: Any) -> None:
     cfg = _cfg(ctx, **kwargs)
     options = resolve_options(given, cfg.sections.get("worker"))
     log = NodeLog(json_mode=options.json_log, debug=verbose)
+    with log.library_logs():
+        code = _run_node(cfg, options, log)
+    if code == EXIT_ABANDONED:
+        # Abandoned: a download or child still running must not hold the exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    ctx.exit(code)
+
+
+def _run_node(cfg: Settings, options: NodeOptions, log: NodeLog) -> int:
+    """Open the account, chain, IPFS node and data directory; run the node; its exit status."""
+    from pathlib import Path
+
+    from blindframe.coordinator.store import IpfsStore
+    from blindframe.worker import faults
+    from blindframe.worker.context import default_data_dir, node_paths, open_market, unlock_account
+    from blindframe.worker.node import Node
+
     account = unlock_account(cfg)
     market = open_market(cfg, account)
     faults.check_fault_allowed(options.fault, market.deployment.chain_id)
@@ -533,10 +552,4 @@ def run_cmd(ctx: click.Context, /, verbose: bool, **kwargs: Any) -> None:
         endpoint=cfg.rpc_url,
         confirmations=cfg.confirmations,
     )
-    code = node.run()
-    if code == EXIT_ABANDONED:
-        # Abandoned: a download or child still running must not hold the exit.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    ctx.exit(code)
+    return node.run()

@@ -7,7 +7,9 @@ to the main loop as a finished future whose callback the loop calls (:meth:`Node
 
 from __future__ import annotations
 
+import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +21,10 @@ from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 
 from blindframe.coordinator.chain import with_retries
+from blindframe.coordinator.errors import RpcUnreachableError
 from blindframe.coordinator.results import LeaseResult, open_lease_result
+from blindframe.coordinator.store import StoreConnectionError
+from blindframe.errors import BlindframeError
 from blindframe.fhe_core.kernels import expected_outputs
 
 if TYPE_CHECKING:
@@ -99,6 +104,7 @@ class NodeCore:
     stopping: bool = False
     tasks: dict[tuple[Any, ...], _Task] = field(default_factory=dict)
     _results: OrderedDict[int, LeaseResult] = field(default_factory=OrderedDict)
+    _results_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def params(self) -> dict[str, int]:
@@ -126,19 +132,36 @@ class NodeCore:
         return sum(1 for key in self.tasks if key[0] == kind)
 
     def reap(self) -> None:
-        """Hand every finished task to its callback (on the calling, main, thread)."""
+        """Hand every finished task to its callback (on the calling, main, thread).
+
+        A callback that fails is logged and the node goes on: one lease or comparison must not
+        take the node down.
+        """
         for key in [k for k, t in self.tasks.items() if t.future.done()]:
             task = self.tasks.pop(key)
-            task.on_done(task.future)
+            try:
+                task.on_done(task.future)
+            except (RpcUnreachableError, StoreConnectionError):
+                raise  # the main loop reports outages once and retries
+            except BlindframeError as exc:
+                self.log.warning("task_failed", f"{key[0]} {key[1:]}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - an internal error must not stop the node
+                self.log.error(
+                    "internal_error",
+                    f"internal error in {key[0]} {key[1:]}: {type(exc).__name__}: {exc} "
+                    "(the node goes on; please report it)",
+                )
+                self.log.debug("traceback", "".join(traceback.format_exception(exc)))
 
     # -- lease results ---------------------------------------------------------------------------
 
     def remember_result(self, lease_id: int, result: LeaseResult) -> None:
-        """Keep a lease's parsed result (with its trees) for later openings."""
-        self._results[lease_id] = result
-        self._results.move_to_end(lease_id)
-        while len(self._results) > _RESULT_CACHE:
-            self._results.popitem(last=False)
+        """Keep a lease's parsed result (with its trees) for later openings (thread-safe)."""
+        with self._results_lock:
+            self._results[lease_id] = result
+            self._results.move_to_end(lease_id)
+            while len(self._results) > _RESULT_CACHE:
+                self._results.popitem(last=False)
 
     def lease_result(
         self,
@@ -152,11 +175,13 @@ class NodeCore:
         path: Path | None = None,
     ) -> LeaseResult:
         """A lease's result checked against its revealed root: from memory, the node's own file,
-        or IPFS. Raises LeaseResultError (bytes that do not give the root) or StoreError."""
-        cached = self._results.get(lease_id)
-        if cached is not None and cached.root == root:
-            self._results.move_to_end(lease_id)
-            return cached
+        or IPFS. Raises LeaseResultError (bytes that do not give the root) or StoreError.
+        Thread-safe: it reads no state database."""
+        with self._results_lock:
+            cached = self._results.get(lease_id)
+            if cached is not None and cached.root == root:
+                self._results.move_to_end(lease_id)
+                return cached
         data: bytes | None = None
         if path is not None and path.is_file():
             data = path.read_bytes()

@@ -7,10 +7,13 @@ machine (a test, the demo, a log shipper) can follow the node without parsing se
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -66,6 +69,30 @@ class NodeLog:
         """Details (retries, waits), shown with --verbose or always in JSON mode."""
         if self.show_debug or self.json_mode:
             self._write("debug", event, message, fields)
+
+    @contextlib.contextmanager
+    def library_logs(self) -> Iterator[None]:
+        """While inside, the ``blindframe.*`` loggers (the IPFS client's retries, say) write into
+        this log as debug lines instead of Python's bare last-resort lines on stderr."""
+        target = logging.getLogger("blindframe")
+        handler = _Forward(self)
+        level = target.level
+        target.addHandler(handler)
+        target.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            target.removeHandler(handler)
+            target.setLevel(level)
+
+
+class _Forward(logging.Handler):
+    def __init__(self, log: NodeLog) -> None:
+        super().__init__(logging.INFO)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.debug("library", record.getMessage(), logger=record.name)
 
 
 def eth(wei: int) -> str:

@@ -1095,9 +1095,11 @@ class Node:
         )
 
     def _busy(self) -> bool:
+        """Work in flight: a lease before its payment (or, failed, before its reclaim), a job
+        being checked, a comparison or contest of ours. --once waits only up to the reveals."""
         if self.core.tasks or self._in_flight():
             return True
-        if self.state.own_leases(("revealed",)) and not self.options.once:
+        if not self.options.once and self.state.own_leases(("revealed", "failed", "abandoned")):
             return True
         if self.state.jobs(("new",)):
             return True

@@ -44,6 +44,18 @@ _RETRY = 2.0
 
 
 @dataclass(frozen=True)
+class _Ref:
+    """Where a lease's result can be read (resolved on the main thread, read on the io one)."""
+
+    lease_id: int
+    first_tile: int
+    count: int
+    root: bytes
+    cid: str | None
+    path: Path | None
+
+
+@dataclass(frozen=True)
 class _Comparison:
     """Our result against another replica's, tile by tile."""
 
@@ -108,6 +120,8 @@ class Referee:
 
     def drive(self) -> None:
         """Advance comparisons and contests (called every tick from the main loop)."""
+        if self.core.options.fault is not None:
+            return  # a dishonest test node neither polices nor defends
         self._drive_checks()
         self._drive_contests()
 
@@ -141,7 +155,7 @@ class Referee:
             core.spawn(
                 key,
                 core.io_pool,
-                functools.partial(self._compare, job, own, other),
+                functools.partial(self._compare, job, self._own_ref(own), self._chain_ref(other)),
                 functools.partial(self._compared, job=job, own=own, other=other),
             )
 
@@ -153,36 +167,58 @@ class Referee:
             self._deadlines[key] = revealed + int(self.core.params["challengeWindow"])
         return self._deadlines[key]
 
-    def _own_result(self, job: JobRow, own: OwnLease) -> LeaseResult:
-        assert own.root is not None
-        return self.core.lease_result(
-            job=job,
-            lease_id=own.lease_id,
-            first_tile=own.first_tile,
-            count=own.count,
-            root=bytes.fromhex(own.root),
-            cid=own.result_cid,
-            path=None if own.result_path is None else Path(own.result_path),
+    def _own_ref(self, own: OwnLease) -> _Ref:
+        if own.root is None:
+            raise LeaseResultError(f"our lease {own.lease_id} has no result yet")
+        return _Ref(
+            own.lease_id,
+            own.first_tile,
+            own.count,
+            bytes.fromhex(own.root),
+            own.result_cid,
+            None if own.result_path is None else Path(own.result_path),
         )
 
-    def _chain_result(self, job: JobRow, lease: ChainLease) -> LeaseResult:
+    def _chain_ref(self, lease: ChainLease) -> _Ref:
         if lease.root is None or lease.result_cid is None:
             raise LeaseResultError(f"lease {lease.lease_id} has not revealed a result")
-        return self.core.lease_result(
-            job=job,
-            lease_id=lease.lease_id,
-            first_tile=lease.first_tile,
-            count=lease.count,
-            root=bytes.fromhex(lease.root.removeprefix("0x")),
-            cid=lease.result_cid,
+        return _Ref(
+            lease.lease_id,
+            lease.first_tile,
+            lease.count,
+            bytes.fromhex(lease.root.removeprefix("0x")),
+            lease.result_cid,
+            None,
         )
 
-    def _compare(self, job: JobRow, own: OwnLease, other: ChainLease) -> _Comparison:
+    def _ref(self, lease_id: int) -> _Ref:
+        """(main thread) Where a lease's result is: our own file, or its revealed CID."""
+        own = self.core.state.own(lease_id)
+        if own is not None and own.root is not None:
+            return self._own_ref(own)
+        lease = self.core.state.lease(lease_id)
+        if lease is None:
+            raise LeaseResultError(f"lease {lease_id} is not indexed yet")
+        return self._chain_ref(lease)
+
+    def _load(self, job: JobRow, ref: _Ref) -> LeaseResult:
+        """(io thread) A lease's result, checked against its root."""
+        return self.core.lease_result(
+            job=job,
+            lease_id=ref.lease_id,
+            first_tile=ref.first_tile,
+            count=ref.count,
+            root=ref.root,
+            cid=ref.cid,
+            path=ref.path,
+        )
+
+    def _compare(self, job: JobRow, mine_ref: _Ref, other_ref: _Ref) -> _Comparison:
         """(io thread) Both results, then the agreement rule on every shared tile."""
-        mine = self._own_result(job, own)
-        theirs = self._chain_result(job, other)
+        mine = self._load(job, mine_ref)
+        theirs = self._load(job, other_ref)
         params = self.core.params
-        shared = [t for t in own.tiles if t in other.tiles]
+        shared = [t for t in mine.tiles if t in theirs.tiles]
         openings = {
             tile: disagreement_openings(
                 mine,
@@ -311,6 +347,9 @@ class Referee:
                 continue
             try:
                 self._drive_contest(contest, job, involved)
+            except LeaseResultError as exc:  # a lease of the contest is not indexed yet
+                core.log.debug("contest_wait", f"contest {contest.contest_id}: {exc.message}")
+                core.state.update_contest(contest.contest_id, retry_at=now_wall + _RETRY)
             except ContractRevertError as exc:
                 core.log.debug(
                     "contest_wait",
@@ -379,10 +418,18 @@ class Referee:
                 and not (contest.looked >> side) & 1
             ]
             if todo:
+                refs: list[tuple[int, _Ref | str]] = []
+                for side, lease in todo:
+                    try:
+                        refs.append((side, self._ref(lease)))
+                    except LeaseResultError as exc:
+                        refs.append((side, exc.message))
                 core.spawn(
                     ("contest", contest.contest_id),
                     core.io_pool,
-                    functools.partial(self._compare_sides, job, contest.tile, view.leaseT, todo),
+                    functools.partial(
+                        self._compare_sides, job, contest.tile, self._ref(view.leaseT), refs
+                    ),
                     functools.partial(
                         self._sides_compared, contest=contest, job=job, window_end=window_end
                     ),
@@ -404,36 +451,29 @@ class Referee:
         return count == 1 and first == contest.tile
 
     def _compare_sides(
-        self, job: JobRow, tile: int, tie_lease: int, sides: list[tuple[int, int]]
+        self, job: JobRow, tile: int, tie: _Ref, sides: list[tuple[int, _Ref | str]]
     ) -> dict[int, list[Opening] | None | str]:
         """(io thread) Each contested side against the tie-breaker's result on ``tile``."""
-        core = self.core
-        tie = self._lease_result(job, tie_lease)
-        params = core.params
+        params = self.core.params
+        tie_result = self._load(job, tie)
         out: dict[int, list[Opening] | None | str] = {}
-        for side, lease_id in sides:
+        for side, ref in sides:
+            if isinstance(ref, str):
+                out[side] = ref
+                continue
             try:
-                result = self._lease_result(job, lease_id)
+                result = self._load(job, ref)
             except LeaseResultError as exc:
                 out[side] = exc.message
                 continue
             out[side] = disagreement_openings(
                 result,
-                tie,
+                tie_result,
                 tile,
                 tolerance=int(params["tolerance"]),
                 far_count=int(params["farCount"]),
             )
         return out
-
-    def _lease_result(self, job: JobRow, lease_id: int) -> LeaseResult:
-        own = self.core.state.own(lease_id)
-        if own is not None and own.root is not None:
-            return self._own_result(job, own)
-        lease = self.core.state.lease(lease_id)
-        if lease is None:
-            raise LeaseResultError(f"lease {lease_id} is not indexed yet")
-        return self._chain_result(job, lease)
 
     def _sides_compared(
         self,

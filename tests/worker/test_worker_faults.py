@@ -1,0 +1,174 @@
+"""Render nodes when things go wrong: a lazy replica (proven far on chain, tie-breaker, contest
+resolved), a node killed mid-lease (resumes from SQLite and the chain), Ctrl-C (finishes its
+leases; a second Ctrl-C abandons them, saying so)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import TYPE_CHECKING
+
+import psutil
+from worker_helpers import KERNEL, stake
+
+from blindframe.coordinator.market import ContestOutcome, LeaseStatus
+from blindframe.worker.state import NodeState
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from worker_helpers import Assets, Client, Home, NodeProcess
+
+    from tests.conftest import Chain
+
+PRIOR = ("--tile-seconds", f"{KERNEL}=3")
+
+
+def _logs(chain: Chain, name: str) -> list[dict[str, object]]:
+    event = chain.market.events[name]()
+    return [dict(log["args"]) for log in event.get_logs(from_block=0)]
+
+
+def test_lazy_replica_is_proven_far_and_loses_its_tile(
+    fresh_chain: Chain,
+    home: Home,
+    client: Client,
+    assets: Assets,
+    run_node: Callable[..., NodeProcess],
+) -> None:
+    honest_address = stake(home, fresh_chain, "honest")
+    lazy_address = stake(home, fresh_chain, "lazy")
+    tie_address = stake(home, fresh_chain, "tie")
+    job = client.post(assets.manifest1, 1, replication=2, lease_length=300)
+    honest = run_node("honest", *PRIOR, ipfs_index=0)
+    lazy = run_node("lazy", *PRIOR, "--fault", "lazy", ipfs_index=1)
+    assert lazy.wait_for("fault_injection")["fault"] == "lazy"
+    honest_lease = honest.wait_for("claimed")["lease"]
+    lazy_lease = lazy.wait_for("claimed")["lease"]
+    # The third node starts once both replica lanes are taken: it is fresh for the tile.
+    tie = run_node("tie", *PRIOR, ipfs_index=2)
+
+    proven = honest.wait_for("disagreement_proven", timeout=180)
+    (event,) = _logs(fresh_chain, "DisagreementProven")
+    assert event["challenger"] == honest_address
+    assert (event["jobId"], event["tile"]) == (job, 0)
+    assert (event["leaseA"], event["leaseB"]) == (honest_lease, lazy_lease)
+    assert event["far"] >= fresh_chain.deployment.parameters["farCount"]
+    contest = proven["contest"]
+
+    tie_claim = tie.wait_for("claimed", timeout=120)
+    assert tie_claim["lane"] == 2  # the job's first tie-breaker lane (replication 2)
+    deadline = time.monotonic() + 180
+    while client.market.contest(contest).outcome == ContestOutcome.PENDING:
+        assert time.monotonic() < deadline, tie.tail() + honest.tail()
+        time.sleep(0.5)
+    view = client.market.contest(contest)
+    assert view.leaseT == tie_claim["lease"]
+    far = {e["leaseId"] for e in _logs(fresh_chain, "FarProven")}
+    assert lazy_lease in far
+    # Honest replicas agree bit for bit when their FFT plans match (fhe_core/AGREEMENT.md):
+    # then only the lazy side is far; otherwise both are.
+    outcome = ContestOutcome(view.outcome)
+    if honest_lease in far:
+        assert outcome == ContestOutcome.BOTH_FAR
+    else:
+        assert outcome == ContestOutcome.B_FAR
+        assert client.market.lease(lazy_lease).forfeitedCount == 1
+        slashed = [e for e in _logs(fresh_chain, "Slashed") if e["worker"] == lazy_address]
+        assert slashed
+        assert slashed[0]["reason"] == 2  # FarFromTieBreaker
+        paid = [e for e in _logs(fresh_chain, "TieBreakerSettled") if e["worker"] == tie_address]
+        assert paid
+        assert paid[0]["amount"] > 0
+    assert lazy.events("fault_injected")
+    for node in (honest, lazy, tie):
+        node.signal(signal.SIGINT)
+    for node in (honest, lazy, tie):
+        assert node.wait() == 0
+
+
+def test_killed_node_resumes_its_lease_from_its_state(
+    fresh_chain: Chain,
+    home: Home,
+    client: Client,
+    assets: Assets,
+    run_node: Callable[..., NodeProcess],
+    tmp_path: Path,
+) -> None:
+    stake(home, fresh_chain, "node-r")
+    # Replication 2 with one node: its lease must wait for its commit window to close before it
+    # may reveal, which leaves time to kill it once committed.
+    job = client.post(assets.manifest1, 1, replication=2, lease_length=120)
+    data = tmp_path / "data-r"
+    first = run_node("node-r", *PRIOR, data_dir=data)
+    lease = first.wait_for("computing")["lease"]
+    first.kill()  # mid-computation, sandbox child included
+
+    second = run_node("node-r", *PRIOR, data_dir=data)
+    resumed = second.wait_for("resumed")
+    assert resumed["lease"] == lease
+    assert "recomputing" in resumed["message"]
+    second.wait_for("committed")
+    second.wait_for("reveal_wait")
+    second.kill()  # committed, not revealed
+    committed = client.market.lease(lease)
+    assert committed.state == LeaseStatus.COMMITTED
+
+    third = run_node("node-r", *PRIOR, data_dir=data)
+    resumed = third.wait_for("resumed")
+    assert "revealing" in resumed["message"]
+    fresh_chain.warp(committed.commitDeadline - fresh_chain.now() + 1)
+    revealed = third.wait_for("revealed", timeout=60)
+    assert revealed["lease"] == lease
+    assert client.market.lease(lease).state == LeaseStatus.REVEALED
+    assert client.market.counts()[1] == 1  # one lease in all: nothing was claimed twice
+    third.signal(signal.SIGINT)
+    assert third.wait() == 0
+    assert job == 1
+
+
+def test_ctrl_c_finishes_leases_in_flight_and_a_second_one_abandons(
+    fresh_chain: Chain,
+    home: Home,
+    client: Client,
+    assets: Assets,
+    run_node: Callable[..., NodeProcess],
+    tmp_path: Path,
+) -> None:
+    address = stake(home, fresh_chain, "node-c")
+    first_job = client.post(assets.manifest1, 1)
+    data = tmp_path / "data-c"
+    node = run_node("node-c", *PRIOR, data_dir=data)
+    lease = node.wait_for("computing")["lease"]
+    second_job = client.post(assets.manifest1, 1)
+    node.signal(signal.SIGINT)
+    stopping = node.wait_for("stopping")
+    assert stopping["leases"] == [lease]
+    assert node.wait(timeout=120) == 0
+    assert client.market.lease(lease).state == LeaseStatus.REVEALED
+    assert [e["job"] for e in node.events("claimed")] == [first_job]
+    assert client.market.free_range(second_job, 0, address, 0, 1) == (0, 1)
+
+    again = run_node("node-c", *PRIOR, data_dir=data)
+    claimed = again.wait_for("claimed")
+    assert claimed["job"] == second_job
+    again.wait_for("computing")
+    children = psutil.Process(again.process.pid).children(recursive=True)
+    again.signal(signal.SIGINT)
+    again.wait_for("stopping")
+    again.signal(signal.SIGINT)
+    abandoned = again.wait_for("abandoned")
+    assert abandoned["lease"] == claimed["lease"]
+    assert "collateral" in abandoned["message"]
+    assert "reclaim" in abandoned["message"]
+    assert again.wait() == 130
+    for child in children:
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    state = NodeState(next((data / "state").glob("*.sqlite")), readonly=True)
+    try:
+        lease_state = state.own(claimed["lease"])
+        assert lease_state is not None
+        assert lease_state.state == "abandoned"
+    finally:
+        state.close()

@@ -82,6 +82,16 @@ def test_lazy_replica_is_proven_far_and_loses_its_tile(
         assert paid
         assert paid[0]["amount"] > 0
     assert lazy.events("fault_injected")
+
+    # The client never settles: past the acceptance window the honest node finalizes its lease.
+    verified = client.market.verified_at(honest_lease)
+    accept = int(fresh_chain.deployment.parameters["acceptanceWindow"])
+    fresh_chain.warp(max(verified + accept - fresh_chain.now() + 1, 1))
+    finalized = honest.wait_for("finalized", timeout=60)
+    assert finalized["leases"] == [honest_lease]
+    paid = honest.wait_for("paid")
+    assert paid["lease"] == honest_lease
+    assert client.market.lease(honest_lease).state == LeaseStatus.SETTLED
     for node in (honest, lazy, tie):
         node.signal(signal.SIGINT)
     for node in (honest, lazy, tie):
@@ -101,7 +111,10 @@ def test_killed_node_resumes_its_lease_from_its_state(
     # may reveal, which leaves time to kill it once committed.
     job = client.post(assets.manifest1, 1, replication=2, lease_length=120)
     data = tmp_path / "data-r"
-    first = run_node("node-r", *PRIOR, data_dir=data)
+    first = run_node("node-r", data_dir=data)  # no prior: it measures on a single tile first
+    claimed = first.wait_for("claimed")
+    assert "to measure volume@1" in claimed["message"]
+    assert claimed["count"] == 1
     lease = first.wait_for("computing")["lease"]
     first.kill()  # mid-computation, sandbox child included
 
@@ -172,3 +185,16 @@ def test_ctrl_c_finishes_leases_in_flight_and_a_second_one_abandons(
         assert lease_state.state == "abandoned"
     finally:
         state.close()
+
+    # Past its commit deadline another node reclaims the abandoned lease for the bounty (it is
+    # told to take no work itself: its price floor is above any job's pay).
+    stake(home, fresh_chain, "keeper")
+    expired = client.market.lease(claimed["lease"])
+    fresh_chain.warp(expired.commitDeadline - fresh_chain.now() + 5)
+    keeper = run_node("keeper", *PRIOR, "--min-price", str(10**30))
+    reclaimed = keeper.wait_for("reclaimed")
+    assert reclaimed["lease"] == claimed["lease"]
+    assert client.market.lease(claimed["lease"]).state == LeaseStatus.RECLAIMED
+    assert client.market.free_range(second_job, 0, address, 0, 1) == (0, 1)
+    keeper.signal(signal.SIGINT)
+    assert keeper.wait() == 0

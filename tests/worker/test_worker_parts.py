@@ -1,0 +1,132 @@
+"""The node's parts on their own: the fault injector's results, the state database's identity
+checks, a reset chain's state set aside, the sandbox child target on real bundles."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+from blindframe.coordinator.results import disagreement_openings, pack_lease_result
+from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERANCE
+from blindframe.fhe_core.merkle import coefficient_stream, leaf_depth
+from blindframe.fhe_core.wire import BundleKind, read_bundle
+from blindframe.worker import faults
+from blindframe.worker._compute import run_lease
+from blindframe.worker.context import node_paths
+from blindframe.worker.errors import NodeStateError
+from blindframe.worker.logs import NodeLog
+from blindframe.worker.node import open_state
+from blindframe.worker.state import NodeState
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.conftest import VolumeJob
+
+KERNEL = "volume@1"
+
+
+def test_lazy_outputs_are_valid_bundles_far_from_the_honest_result(volume_job: VolumeJob) -> None:
+    honest = volume_job.outputs[1]
+    (lazy,) = faults.lazy_outputs(KERNEL, volume_job.outputs[0], [1])
+    assert len(lazy) == len(honest)
+    assert read_bundle(lazy, kind=BundleKind.OUTPUT, kernel_id=KERNEL, spec_hash=_spec(),
+                       expected=_expected()).tile_index == 1  # fmt: skip
+    assert len(coefficient_stream(KERNEL, lazy)) == len(coefficient_stream(KERNEL, honest))
+    depth = leaf_depth(KERNEL)
+    mine = pack_lease_result(
+        kernel=KERNEL, job_id=1, lease_id=1, first_tile=1, leaf_depth=depth, outputs=[honest]
+    )
+    theirs = pack_lease_result(
+        kernel=KERNEL, job_id=1, lease_id=2, first_tile=1, leaf_depth=depth, outputs=[lazy]
+    )
+    openings = disagreement_openings(
+        mine, theirs, 1, tolerance=AGREEMENT_TOLERANCE, far_count=AGREEMENT_FAR_COUNT
+    )
+    assert openings is not None
+    assert len(openings) <= 4
+    # wrong-root: the revealed root is not the uploaded result's.
+    assert faults.wrong_root(mine, depth) not in (mine.root, theirs.root)
+
+
+def test_the_child_target_computes_tiles_like_the_server(
+    volume_job: VolumeJob, tmp_path: Path
+) -> None:
+    from blindframe.fhe_core.keys import evaluation_keys_path
+
+    inputs = tmp_path / "input.bundle"
+    inputs.write_bytes(volume_job.input_bundle)
+    answer = run_lease(
+        {
+            "kernel": KERNEL,
+            "job": volume_job.public.to_json(),
+            "tiles": [1],
+            "inputs": [str(inputs)],
+            "eval_keys": str(evaluation_keys_path(KERNEL, volume_job.key_dir)),
+            "out_dir": str(tmp_path),
+        }
+    )
+    (tile,) = answer["tiles"]
+    assert tile["tile"] == 1
+    output = (tmp_path / "tile-1.bundle").read_bytes()
+    assert len(output) == tile["bytes"]
+    # Same process as the fixture's run: the same FFT plans, so the same bits.
+    assert output == volume_job.outputs[1]
+    with pytest.raises(ValueError, match="1 tiles but 2 input paths"):
+        run_lease({**_payload(volume_job, tmp_path, inputs), "inputs": [str(inputs)] * 2})
+
+
+def test_state_belongs_to_one_account_and_one_chain(tmp_path: Path) -> None:
+    paths = node_paths(tmp_path, 31337, "0xMarket")
+    log = NodeLog(json_mode=True, stream=io.StringIO())
+    identity = {"chain_id": "31337", "market": "0xM", "worker": "0xA", "deploy_block_hash": "0x1"}
+    state = open_state(paths, identity, log)
+    state.add_own(
+        lease_id=7, job_id=1, lane=0, first_tile=0, count=4, kind="replica", commit_deadline=9
+    )
+    state.close()
+    with pytest.raises(NodeStateError, match="belongs to worker 0xA, not 0xB"):
+        NodeState(paths.state_db).bind({**identity, "worker": "0xB"})
+    # Same chain again: the lease is still there.
+    state = open_state(paths, identity, log)
+    assert state.own(7) is not None
+    state.close()
+    # The chain was reset (its deploy block has another hash): a fresh state, the old one kept.
+    stream = io.StringIO()
+    state = open_state(
+        paths, {**identity, "deploy_block_hash": "0x2"}, NodeLog(json_mode=True, stream=stream)
+    )
+    assert state.own(7) is None
+    state.close()
+    assert json.loads(stream.getvalue())["event"] == "chain_reset"
+    assert list(paths.state_db.parent.glob("*.stale-*.sqlite"))
+    with pytest.raises(NodeStateError, match="has not run for this deployment yet"):
+        NodeState(tmp_path / "missing.sqlite", readonly=True)
+
+
+def _spec() -> str:
+    from blindframe.fhe_core.kernels import client_spec_hash
+
+    return client_spec_hash(KERNEL)
+
+
+def _expected() -> list[tuple[str, tuple[int, ...], int]]:
+    from blindframe.fhe_core.kernels import expected_outputs
+
+    return expected_outputs(KERNEL)
+
+
+def _payload(volume_job: VolumeJob, tmp_path: Path, inputs: Path) -> dict[str, object]:
+    from blindframe.fhe_core.keys import evaluation_keys_path
+
+    return {
+        "kernel": KERNEL,
+        "job": volume_job.public.to_json(),
+        "tiles": [1],
+        "inputs": [str(inputs)],
+        "eval_keys": str(evaluation_keys_path(KERNEL, volume_job.key_dir)),
+        "out_dir": str(tmp_path),
+    }

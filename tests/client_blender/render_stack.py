@@ -1,0 +1,187 @@
+"""A real local render stack for the artist-tool suites (the Blender add-on and the dashboard):
+Anvil and IPFS started by ``deploy.stack.stack_up`` in a temporary home, the artist's funded
+keystore and volume@1 keys, and staked render nodes run as real ``blindframe worker run``
+processes, each with its own IPFS node."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from blindframe.client.artist import Artist
+from blindframe.coordinator.accounts import create_account, read_password_file, unlock
+from blindframe.coordinator.chain import connect
+from blindframe.coordinator.config import Settings
+from blindframe.coordinator.deployment import Deployment
+from blindframe.coordinator.market import Market
+from blindframe.coordinator.tx import TxSender
+from blindframe.deploy.processes import free_port
+from blindframe.deploy.stack import StackInfo, fund, local_password_file, stack_down, stack_up
+
+KERNEL = "volume@1"
+ARTIST = "artist"
+
+
+@dataclass
+class WorkerProcess:
+    """`blindframe worker run --json-log` in its own process; its log lines as dicts."""
+
+    name: str
+    address: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every JSON log line so far."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        out = []
+        for line in text.splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
+
+    def tail(self, n: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-n:])
+
+    def kill(self) -> None:
+        """SIGKILL the node and its sandbox children (own sessions: they would outlive it)."""
+        children: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=30)
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+
+
+@dataclass
+class RenderStack:
+    """The running stack: the artist's home and settings, render nodes, and how to stop it all."""
+
+    home: Path
+    info: StackInfo
+    settings: Settings
+    password_file: Path
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The BLINDFRAME_* environment of a command run as the artist."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDFRAME_")}
+        env.update(
+            BLINDFRAME_HOME=str(self.home),
+            BLINDFRAME_RPC_URL=self.info.rpc_url,
+            BLINDFRAME_IPFS_API=self.info.ipfs["client"],
+            BLINDFRAME_ACCOUNT=ARTIST,
+            BLINDFRAME_PASSWORD_FILE=str(self.password_file),
+        )
+        return env
+
+    def artist(self) -> Artist:
+        """The client library on the artist's home (unlocks the keystore when it signs)."""
+        return Artist(self.settings)
+
+    def worker_logs(self) -> str:
+        """The last lines of every node's log (for assertion messages)."""
+        return "\n".join(f"--- {w.name}\n{w.tail()}" for w in self.workers)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        stack_down(self.home)
+
+
+def start_render_stack(
+    root: Path, *, nodes: int = 2, capacity: int = 2, tile_seconds: float = 4.0
+) -> RenderStack:
+    """Start everything under ``root`` (a fresh folder); the caller must ``close()`` it."""
+    home = root / "home"
+    keystores = home / "keystores"
+    names = tuple(f"node-{i}" for i in range(nodes))
+    info = stack_up(home, keystores, rpc_port=free_port(), ipfs_port=free_port(), extra_ipfs=names)
+    stack = RenderStack(home, info, Settings(), local_password_file(home))
+    try:
+        password = read_password_file(stack.password_file)
+        artist = create_account(keystores, ARTIST, password)
+        fund(info.rpc_url, artist.address, 50 * 10**18)
+        stack.settings = Settings(
+            home=home,
+            rpc_url=info.rpc_url,
+            ipfs_api=info.ipfs["client"],
+            deployment=Path(info.deployment),
+            keystore_dir=keystores,
+            account=ARTIST,
+            password_file=stack.password_file,
+        )
+        deployment = Deployment.load(Path(info.deployment))
+        w3 = connect(info.rpc_url, expected_chain_id=deployment.chain_id)
+        min_stake = int(deployment.parameters["minStake"])
+        for name in names:
+            entry = create_account(keystores, name, password)
+            fund(info.rpc_url, entry.address, 10 * 10**18)
+            account = unlock(entry.path, password)
+            sender = TxSender(w3, account, endpoint=info.rpc_url, lock_dir=home / "nonces")
+            Market(w3, deployment, sender=sender).stake(capacity, min_stake)
+            stack.workers.append(_start_worker(stack, name, entry.address, tile_seconds))
+        return stack
+    except BaseException:
+        stack.close()
+        raise
+
+
+def _start_worker(
+    stack: RenderStack, name: str, address: str, tile_seconds: float
+) -> WorkerProcess:
+    data = stack.home.parent / f"worker-{name}"
+    data.mkdir()
+    log_path = data.parent / f"{name}.log"
+    argv = [
+        sys.executable, "-m", "blindframe", "worker", "run",
+        "--account", name,
+        "--password-file", str(stack.password_file),
+        "--keystore-dir", str(stack.settings.keystores),
+        "--rpc", stack.info.rpc_url,
+        "--deployment", stack.info.deployment,
+        "--ipfs-api", stack.info.ipfs[name],
+        "--kernels", KERNEL,
+        "--tile-seconds", f"{KERNEL}={tile_seconds}",
+        "--data-dir", str(data),
+        "--poll", "0.3",
+        "--json-log",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDFRAME_")}
+    env["BLINDFRAME_HOME"] = str(stack.home)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, env=env, cwd=data, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    return WorkerProcess(name, address, process, log_path)
+
+
+def wait_for_log(worker: WorkerProcess, event: str, timeout: float = 120.0) -> dict[str, Any]:
+    """The first log line of ``event`` from ``worker``, waiting for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for line in worker.lines():
+            if line.get("event") == event:
+                return line
+        if worker.process.poll() is not None:
+            raise AssertionError(f"{worker.name} exited before {event!r}:\n{worker.tail()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{worker.name}: no {event!r} in {timeout} s:\n{worker.tail()}")
+        time.sleep(0.2)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from blindframe.client.dashboard._cli import dashboard
 from blindframe.client.errors import ClientError, JobOptionsError
 from blindframe.client.importer import KERNEL_CHOICES, import_scene
 from blindframe.client.units import (
@@ -62,6 +63,7 @@ def client() -> None:
 
 
 client.add_command(import_scene)
+client.add_command(dashboard)
 
 
 # --------------------------------------------------------------------------------- options

@@ -697,7 +697,12 @@ class Node:
                 ("compute", lease.lease_id),
                 self.compute_pool,
                 functools.partial(self.computer.compute, task),
-                functools.partial(self._computed, lease=lease, job=job),
+                functools.partial(
+                    self._computed,
+                    lease=lease,
+                    job=job,
+                    deadline=time.monotonic() + task.timeout_s,
+                ),
             )
 
     def _estimate(self, kernel: str, count: int) -> float | None:
@@ -706,7 +711,9 @@ class Node:
             return None
         return count * per_tile + float(statistics.median(self._overheads))
 
-    def _computed(self, future: Future[LeaseOutput], lease: OwnLease, job: JobRow) -> None:
+    def _computed(
+        self, future: Future[LeaseOutput], lease: OwnLease, job: JobRow, deadline: float
+    ) -> None:
         log = self.log
         if self._abandon or self.state.own(lease.lease_id) is None:
             return
@@ -730,7 +737,20 @@ class Node:
             self._fail(lease, exc.message)
             self._refuse(job.job_id, f"its data is bad: {exc.message}")
             return
-        except (SandboxError, BadJobDataError, LeaseResultError, FheCoreError) as exc:
+        except SandboxError as exc:
+            self._fail(lease, exc.message)
+            if time.monotonic() >= deadline - 1:
+                # Killed at the time limit: this node was too slow, the job is not to blame.
+                self.log.warning(
+                    "too_slow",
+                    f"lease {lease.lease_id} ran out of its time: this node computes {job.kernel} "
+                    "slower than it planned (see --tile-seconds and --safety)",
+                    lease=lease.lease_id,
+                )
+                return
+            self._refuse(job.job_id, f"its lease {lease.lease_id} failed: {exc.message}")
+            return
+        except (BadJobDataError, LeaseResultError, FheCoreError) as exc:
             self._fail(lease, exc.message)
             self._refuse(job.job_id, f"its lease {lease.lease_id} failed: {exc.message}")
             return

@@ -161,10 +161,7 @@ def test_bad_input_gets_one_clean_line(
     assert "cannot reach the Ethereum RPC" in cli.error(
         "account", *cli.common("staked"), "--rpc", dead_rpc
     )
-    dead_ipfs = f"http://127.0.0.1:{free_port()}"
-    assert "cannot reach the IPFS RPC API" in cli.error(
-        "run", "--ipfs-api", dead_ipfs, *cli.common("staked"), *pw
-    )
+    dead_ipfs = f"http://127.0.0.1:{free_port()}"  # checked as a real process below
     assert "a render node needs at least" in cli.error(*run, *cli.common("unstaked"), *pw)
     assert "unknown kernel 'volum@1'" in cli.error(
         "run", "--kernels", "volum@1", *cli.common("staked"), *pw

@@ -1,5 +1,5 @@
 """The node's parts on their own: the fault injector's results, the state database's identity
-checks, a reset chain's state set aside, the sandbox child target on real bundles."""
+checks, a reset chain's state set aside."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERAN
 from blindframe.fhe_core.merkle import coefficient_stream, leaf_depth
 from blindframe.fhe_core.wire import BundleKind, read_bundle
 from blindframe.worker import faults
-from blindframe.worker._compute import run_lease
 from blindframe.worker.context import node_paths
 from blindframe.worker.errors import NodeStateError
 from blindframe.worker.logs import NodeLog
@@ -50,33 +49,6 @@ def test_lazy_outputs_are_valid_bundles_far_from_the_honest_result(volume_job: V
     assert len(openings) <= 4
     # wrong-root: the revealed root is not the uploaded result's.
     assert faults.wrong_root(mine, depth) not in (mine.root, theirs.root)
-
-
-def test_the_child_target_computes_tiles_like_the_server(
-    volume_job: VolumeJob, tmp_path: Path
-) -> None:
-    from blindframe.fhe_core.keys import evaluation_keys_path
-
-    inputs = tmp_path / "input.bundle"
-    inputs.write_bytes(volume_job.input_bundle)
-    answer = run_lease(
-        {
-            "kernel": KERNEL,
-            "job": volume_job.public.to_json(),
-            "tiles": [1],
-            "inputs": [str(inputs)],
-            "eval_keys": str(evaluation_keys_path(KERNEL, volume_job.key_dir)),
-            "out_dir": str(tmp_path),
-        }
-    )
-    (tile,) = answer["tiles"]
-    assert tile["tile"] == 1
-    output = (tmp_path / "tile-1.bundle").read_bytes()
-    assert len(output) == tile["bytes"]
-    # Same process as the fixture's run: the same FFT plans, so the same bits.
-    assert output == volume_job.outputs[1]
-    with pytest.raises(ValueError, match="1 tiles but 2 input paths"):
-        run_lease({**_payload(volume_job, tmp_path, inputs), "inputs": [str(inputs)] * 2})
 
 
 def test_state_belongs_to_one_account_and_one_chain(tmp_path: Path) -> None:
@@ -117,16 +89,3 @@ def _expected() -> list[tuple[str, tuple[int, ...], int]]:
     from blindframe.fhe_core.kernels import expected_outputs
 
     return expected_outputs(KERNEL)
-
-
-def _payload(volume_job: VolumeJob, tmp_path: Path, inputs: Path) -> dict[str, object]:
-    from blindframe.fhe_core.keys import evaluation_keys_path
-
-    return {
-        "kernel": KERNEL,
-        "job": volume_job.public.to_json(),
-        "tiles": [1],
-        "inputs": [str(inputs)],
-        "eval_keys": str(evaluation_keys_path(KERNEL, volume_job.key_dir)),
-        "out_dir": str(tmp_path),
-    }

@@ -21,6 +21,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "account": ("blindframe.coordinator._cli", "account", "Encrypted account keystores."),
     "worker": ("blindframe.worker._cli", "worker", "Run and manage a render node."),
     "client": ("blindframe.client._cli", "client", "Encrypt, post, watch, verify, decrypt."),
+    "demo": ("blindframe._demo", "demo", "The whole product locally: stack, nodes, a render."),
 }
 
 

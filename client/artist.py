@@ -1056,6 +1056,9 @@ class Artist:
         paid = 0
         if ready:
             market = self._signing_market()
+            # The snapshot comes from indexed events, which can lag the chain by a block: read
+            # each lease's status now, so a lease settled a moment ago is not settled twice.
+            ready = [i for i in ready if market.lease(i).state is LeaseStatus.REVEALED]
             for start in range(0, len(ready), 128):
                 batch = ready[start : start + 128]
                 try:

@@ -25,8 +25,10 @@ LOCAL_OVERRIDES: dict[str, int] = {
     "unbondingDelay": 60,
     "maxLeaseLength": 3600,
     "revealWindow": 120,
-    "challengeWindow": 8,
-    "acceptanceWindow": 30,
+    # Long enough for a node to fetch a replica's result, rebuild its trees and prove a
+    # disagreement (about 0.3 s per tile), and for a client to verify before finalization.
+    "challengeWindow": 60,
+    "acceptanceWindow": 120,
     "tieBreakWindow": 120,
 }
 

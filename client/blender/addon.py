@@ -50,6 +50,7 @@ __all__ = [
     "ADDON_API",
     "CLASSES",
     "artist_for",
+    "draw_status_bar",
     "job_options",
     "pump",
     "register",
@@ -741,7 +742,8 @@ def _guard(layout: Any) -> Iterator[None]:
         layout.label(text=_describe(exc), icon="ERROR")
 
 
-def _draw_status_bar(self: Any, context: Any) -> None:
+def draw_status_bar(self: Any, context: Any) -> None:
+    """Blender's status bar (appended to ``STATUSBAR_HT_header``): the running task's progress."""
     status: Status | None = runner.last_status
     if not runner.busy:
         return
@@ -768,7 +770,7 @@ def register(package: str | None = None) -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.blindframe = bpy.props.PointerProperty(type=BlindframeSettings)
-    bpy.types.STATUSBAR_HT_header.append(_draw_status_bar)
+    bpy.types.STATUSBAR_HT_header.append(draw_status_bar)
 
 
 def unregister() -> None:
@@ -787,7 +789,7 @@ def unregister() -> None:
     _artists.clear()
     _config_cache.clear()
     with contextlib.suppress(RuntimeError, ValueError):
-        bpy.types.STATUSBAR_HT_header.remove(_draw_status_bar)
+        bpy.types.STATUSBAR_HT_header.remove(draw_status_bar)
     del bpy.types.Scene.blindframe
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

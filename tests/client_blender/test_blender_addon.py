@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import webbrowser
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 import bpy
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -300,6 +302,12 @@ def test_submit_then_fetch_renders_the_selected_mesh(
     assert bpy.ops.blindframe.submit() == {"FINISHED"}
     assert addon.runner.busy
     assert bpy.app.timers.is_registered(addon.pump)
+    # While it runs, the status bar shows its progress.
+    log: list[tuple[str, str]] = []
+    addon.draw_status_bar(type("Bar", (), {"layout": _Layout(log)})(), bpy.context)
+    ((kind, text),) = log
+    assert kind == "progress"
+    assert text.startswith("blindframe: ")
     statuses = _pump_until_idle(addon, 180, stack)
     assert any(s.startswith("Encrypting") for s in statuses[:-1]), statuses
     assert any(s.startswith("Uploading") for s in statuses[:-1]), statuses
@@ -352,3 +360,24 @@ def test_submit_then_fetch_renders_the_selected_mesh(
     assert snap.payments["paidToWorkers"] == str(4 * 10**15)
     assert snap.payments["earnings"] == {stack.workers[0].address: str(4 * 10**15)}
     artist.close()
+
+    # The Dashboard button serves this home's jobs on loopback and opens the browser on it.
+    opened = stack.home.parent / "opened-url"
+    opener = f"import sys, pathlib; pathlib.Path({str(opened)!r}).write_text(sys.argv[1])"
+    webbrowser.register(
+        "blindframe-test",
+        None,
+        webbrowser.GenericBrowser([sys.executable, "-c", opener, "%s"]),
+        preferred=True,
+    )
+    assert bpy.ops.blindframe.dashboard() == {"FINISHED"}
+    deadline = time.monotonic() + 30
+    while not opened.exists():
+        assert time.monotonic() < deadline, "the browser was not opened"
+        time.sleep(0.1)
+    url = opened.read_text()
+    assert url.startswith("http://127.0.0.1:")
+    jobs = httpx.get(url + "api/jobs", timeout=30).json()["jobs"]
+    assert [(j["jobId"], j["phase"], j["decrypted"]) for j in jobs] == [(1, "complete", True)]
+    png = httpx.get(url + jobs[0]["frameUrl"], timeout=30)
+    assert png.content == (job.path / "frame.png").read_bytes()

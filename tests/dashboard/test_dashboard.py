@@ -5,6 +5,7 @@ the node holding each, payments and chain events appear, and the decrypted frame
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -121,6 +122,16 @@ def _outside_addresses() -> list[str]:
     return found
 
 
+def _raw_status(port: int, path: str) -> int:
+    """The status of GET ``path`` sent verbatim (an HTTP client library would resolve '..')."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
 def test_the_command_serves_loopback_only_behind_its_token(served: Served) -> None:
     port = int(served.origin.rsplit(":", 1)[1])
     listening = [
@@ -149,8 +160,10 @@ def test_the_command_serves_loopback_only_behind_its_token(served: Served) -> No
             response = http.get(served.url + asset)
             assert response.status_code == 200, asset
             assert response.headers["content-security-policy"] == CSP
-            assert "https://" not in response.text
-            assert "http://" not in response.text
+            # (the SVG namespace is a name, never fetched)
+            text = response.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+            assert "https://" not in text
+            assert "http://" not in text
         jobs = http.get(served.url + "api/jobs")
         assert jobs.status_code == 200
         assert jobs.json()["jobs"] == []
@@ -177,7 +190,7 @@ def test_the_command_serves_loopback_only_behind_its_token(served: Served) -> No
         for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
             assert http.request(method, served.url + "api/jobs").status_code == 405
         assert http.head(served.url).status_code == 200
-        # Only the known routes: no file of the home can be named.
+        # Only the known routes: no file of the home can be named (paths sent as they are).
         for path in (
             "static/../../etc/passwd",
             "static/%2e%2e/%2e%2e/etc/passwd",
@@ -186,7 +199,7 @@ def test_the_command_serves_loopback_only_behind_its_token(served: Served) -> No
             "jobs/..%2F..%2Fkeys/frame.png",
             "api/jobs/../../keys",
         ):
-            assert http.get(served.url + path).status_code == 404, path
+            assert _raw_status(port, f"/{served.token}/{path}") == 404, path
         assert http.get(served.url.rstrip("/"), follow_redirects=False).status_code == 301
 
     served.process.send_signal(signal.SIGINT)

@@ -154,6 +154,7 @@ class Node:
         self._claimed_last_round = False
         self._ticks = 0
         self._rpc_down_since: float | None = None
+        self._errors_logged: dict[str, float] = {}
 
     # -- start -----------------------------------------------------------------------------------
 
@@ -331,6 +332,9 @@ class Node:
                 "tick_error", f"{exc}; trying again next round", error=type(exc).__name__
             )
             return
+        except Exception as exc:  # noqa: BLE001 - a daemon logs its own bugs and goes on
+            self._internal_error(exc)
+            return
         if self._rpc_down_since is not None:
             self.log.info(
                 "rpc_back",
@@ -338,6 +342,20 @@ class Node:
                 f"(down {time.monotonic() - self._rpc_down_since:.0f} s)",
             )
             self._rpc_down_since = None
+
+    def _internal_error(self, exc: Exception) -> None:
+        """Log an unexpected error (once a minute for the same one) with its traceback."""
+        key = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if self._errors_logged.get(key, 0.0) > now:
+            return
+        self._errors_logged[key] = now + 60
+        self.log.error(
+            "internal_error",
+            f"internal error: {key} (the node goes on; please report it)",
+            error=type(exc).__name__,
+        )
+        self.log.debug("traceback", "".join(traceback.format_exception(exc)))
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -420,10 +438,11 @@ class Node:
                 retry_at=time.time() + _VALIDATE_RETRY,
                 attempt=True,
             )
-            log.warning(
+            report = log.warning if job.attempts == 0 else log.debug
+            report(
                 "manifest_unavailable",
                 f"cannot fetch job {job.job_id}'s manifest {job.manifest_cid} yet: {exc.message}; "
-                f"trying again in {_VALIDATE_RETRY:.0f} s",
+                f"trying again every {_VALIDATE_RETRY:.0f} s until its deadline",
                 job=job.job_id,
             )
             return

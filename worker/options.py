@@ -157,7 +157,11 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "fault": _fault,
 }
 # Names in the [worker] table: the option names with dashes or underscores.
-_TABLE_NAMES = {name.replace("_", "-"): name for name in _PARSERS} | {n: n for n in _PARSERS}
+_TABLE_NAMES = (
+    {name.replace("_", "-"): name for name in _PARSERS}
+    | {n: n for n in _PARSERS}
+    | {"memory-limit": "memory_limit_mb", "memory_limit": "memory_limit_mb"}
+)
 
 
 def resolve_options(

@@ -371,9 +371,16 @@ def tile_summary(scene: Any) -> str:
     return f"{rows * cols} tiles of {tw}x{th}, {extra} canary tasks"
 
 
-def _progress_reporter(context: TaskContext, prefix: str = "") -> Progress:
+def _progress_reporter(
+    context: TaskContext, prefix: str = "", *, cancellable: bool = True
+) -> Progress:
+    """The library's progress callback, as status lines. ``cancellable``: Cancel interrupts the
+    step from inside (posting: nothing is on chain before postJob, uploads are unpinned);
+    otherwise Cancel waits for the step's end (verification saves its verdicts per lease)."""
+
     def report(step: str, done: int, total: int | None) -> None:
-        context.check()
+        if cancellable:
+            context.check()
         label = _STEP_LABELS.get(step, step.capitalize())
         if step in ("upload", "download"):
             amount = f"{done / 2**20:.1f}" + (f" of {total / 2**20:.1f} MiB" if total else " MiB")
@@ -567,7 +574,7 @@ class BLINDFRAME_OT_fetch(bpy.types.Operator):  # type: ignore[misc]  # noqa: N8
 
         def work(task: TaskContext) -> Any:
             started = time.monotonic()
-            progress = _progress_reporter(task, f"Job {ref.job_id}: ")
+            progress = _progress_reporter(task, f"Job {ref.job_id}: ", cancellable=False)
             while True:
                 task.check()
                 artist.step(ref, progress=progress)

@@ -29,6 +29,9 @@ from blindframe.deploy.stack import StackInfo, fund, local_password_file, stack_
 
 KERNEL = "volume@1"
 ARTIST = "artist"
+# Replication 1 has no replica to compare: a short challenge window keeps each render short
+# (the local stack's 60 s leave nodes time to prove disagreements at replication 2 and more).
+WINDOWS = {"challengeWindow": 10, "acceptanceWindow": 60}
 
 
 @dataclass
@@ -113,7 +116,15 @@ def start_render_stack(
     home = root / "home"
     keystores = home / "keystores"
     names = tuple(f"node-{i}" for i in range(nodes))
-    info = stack_up(home, keystores, rpc_port=free_port(), ipfs_port=free_port(), extra_ipfs=names)
+    info = stack_up(
+        home,
+        keystores,
+        rpc_port=free_port(),
+        ipfs_port=free_port(),
+        extra_ipfs=names,
+        parameters=WINDOWS,
+    )
+
     stack = RenderStack(home, info, Settings(), local_password_file(home))
     try:
         password = read_password_file(stack.password_file)

@@ -381,3 +381,16 @@ def test_submit_then_fetch_renders_the_selected_mesh(
     assert [(j["jobId"], j["phase"], j["decrypted"]) for j in jobs] == [(1, "complete", True)]
     png = httpx.get(url + jobs[0]["frameUrl"], timeout=30)
     assert png.content == (job.path / "frame.png").read_bytes()
+
+
+def test_cancel_stops_a_submit_before_anything_is_posted(
+    addon: ModuleType, render_stack: RenderStack
+) -> None:
+    before = [d.path.name for d in list_jobs(render_stack.home)]
+    assert bpy.ops.blindframe.submit() == {"FINISHED"}
+    assert bpy.ops.blindframe.cancel() == {"FINISHED"}
+    statuses = _pump_until_idle(addon, 120, render_stack)
+    assert statuses[-1] == "Submit failed: cancelled", statuses
+    assert [d.path.name for d in list_jobs(render_stack.home)] == before
+    with pytest.raises(RuntimeError, match="poll"):
+        bpy.ops.blindframe.cancel()  # nothing runs any more

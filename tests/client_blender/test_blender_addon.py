@@ -85,6 +85,57 @@ def test_site_packages_of_an_environment(tmp_path: Path) -> None:
         bootstrap.site_packages(str(tmp_path / "nowhere"))
 
 
+def test_without_blindframe_the_panel_says_what_to_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zip naming an environment without blindframe: the Render properties show the setup
+    panel; pointing the preference at the right environment loads the add-on at once."""
+    import addon_utils
+
+    monkeypatch.delenv("BLINDFRAME_PYTHON_ENV", raising=False)
+    empty = tmp_path / "empty-env"
+    empty.mkdir()
+    built = tmp_path / "elsewhere.zip"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "blindframe.client.blender.package"),
+            *(str(built), "--python-env", str(empty)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    repos = bpy.context.preferences.extensions.repos
+    repo = repos.new(
+        name="bf_fallback", module="bf_fallback", custom_directory=str(tmp_path / "repo"),
+        source="USER",
+    )  # fmt: skip
+    module = "bl_ext.bf_fallback.blindframe"
+    try:
+        result = bpy.ops.extensions.package_install_files(
+            filepath=str(built), repo="bf_fallback", enable_on_install=True
+        )
+        assert result == {"FINISHED"}
+        assert addon_utils.check(module) == (True, True)
+        assert hasattr(bpy.types, "RENDER_PT_blindframe_setup")
+        assert not hasattr(bpy.types, "RENDER_PT_blindframe")
+        entry = sys.modules[module]
+        assert entry._state["error"] == (
+            f"blindframe cannot be imported from {empty}: no site-packages folder under {empty}"
+        )
+        prefs = bpy.context.preferences.addons[module].preferences
+        prefs.python_env = sys.prefix  # the preference's update loads it
+        assert entry._state["error"] == ""
+        assert hasattr(bpy.types, "RENDER_PT_blindframe")
+        assert not hasattr(bpy.types, "RENDER_PT_blindframe_setup")
+    finally:
+        addon_utils.disable(module)
+        repos.remove(repo)
+    assert not hasattr(bpy.types, "RENDER_PT_blindframe")
+    assert not hasattr(bpy.types, "RENDER_PT_blindframe_setup")
+
+
 @pytest.fixture(scope="module")
 def addon(
     addon_zip: Path, render_stack: RenderStack, tmp_path_factory: pytest.TempPathFactory

@@ -1,11 +1,24 @@
-"""Merkle commitments over a tile's output ciphertexts, exactly as the RenderMarket contract checks.
+"""Merkle commitments over a tile's output, exactly as the RenderMarket contract checks them.
 
-Coefficient stream of a tile: the uint64 torus coefficients of its OUTPUT bundle's single value,
-as Concrete serializes them: output values in row-major pixel order (channel first for ``shade``),
-each an LWE ciphertext of ``n + 1`` words, the mask ``a_0 .. a_{n-1}`` then the body ``b``. The
-stream is zero-padded to ``4 * 2**leafDepth`` coefficients, ``leafDepth = ceil(log2(ceil(N/4)))``.
+Stream of a tile (:func:`coefficient_stream`, what the tile root commits to), from its OUTPUT
+bundle:
 
-- leaf (32 bytes) = 4 consecutive coefficients, each uint64 little-endian;
+1. the uint64 torus coefficients of the bundle's single value, as Concrete serializes them
+   (:func:`ciphertext_coefficients`): output values in row-major pixel order (channel first for
+   ``shade``), each an LWE ciphertext of ``n + 1`` words, the mask ``a_0 .. a_{n-1}`` then the
+   body ``b``; zero-padded to a multiple of 4 words;
+2. then one *digest leaf*: the 32 bytes of ``sha256(OUTPUT bundle)`` (:func:`wire.bundle_hash`)
+   read as 4 uint64 little-endian words.
+
+The coefficients make single leaves openable on chain (the agreement rule compares them); the
+digest leaf binds every other byte of the bundle the client decrypts (header, Cap'n Proto framing,
+type information), so no byte of an output can change without changing the root. Two
+bit-identical honest outputs give the same stream, digest included.
+
+The stream is zero-padded to ``4 * 2**leafDepth`` words, ``leafDepth = ceil(log2(L / 4))`` with
+``L`` the stream's length (:func:`stream_length`).
+
+- leaf (32 bytes) = 4 consecutive words, each uint64 little-endian;
 - ``leafHash = keccak256(0x00 || leaf)``, ``node(l, r) = keccak256(0x01 || l || r)``;
 - tile root = complete binary tree of depth leafDepth over the leaf hashes;
 - lease root = complete tree of depth ``ceil(log2(count))`` (0 when one tile: lease root = tile
@@ -38,10 +51,13 @@ from blindframe.fhe_core.kernels import (
 )
 
 __all__ = [
+    "DIGEST_WORDS",
     "ZERO32",
     "TileTree",
     "U64Array",
+    "ciphertext_coefficients",
     "coefficient_stream",
+    "digest_leaf",
     "far_count",
     "keccak256",
     "leaf_depth",
@@ -52,6 +68,7 @@ __all__ = [
     "lease_root",
     "leaves_of",
     "node_hash",
+    "stream_length",
     "tile_tree",
     "torus_distance",
     "verify_proof",
@@ -59,6 +76,8 @@ __all__ = [
 
 U64Array = npt.NDArray[np.uint64]
 ZERO32 = bytes(32)
+# The digest leaf: sha256 of the whole OUTPUT bundle as 4 uint64 words.
+DIGEST_WORDS = 4
 
 
 def keccak256(data: bytes) -> bytes:
@@ -86,14 +105,27 @@ def leaf_depth_for(coefficients: int) -> int:
     return max(0, math.ceil(math.log2(leaves)))
 
 
+def stream_length(kernel_id: str) -> int:
+    """Words in one tile's stream: its coefficients rounded up to whole leaves, then the digest
+    leaf."""
+    kernel = get_kernel(kernel_id)
+    coefficients = int(np.prod(kernel.out_shape)) * output_words(kernel_id)
+    return -(-coefficients // 4) * 4 + DIGEST_WORDS
+
+
+def digest_leaf(kernel_id: str) -> int:
+    """Index of the leaf that holds the OUTPUT bundle's sha256 (the last non-padding leaf)."""
+    return stream_length(kernel_id) // 4 - 1
+
+
 def leaf_depth(kernel_id: str) -> int:
     """The leafDepth of one tile's output for ``kernel_id`` (what the contract is told)."""
-    kernel = get_kernel(kernel_id)
-    return leaf_depth_for(int(np.prod(kernel.out_shape)) * output_words(kernel_id))
+    return leaf_depth_for(stream_length(kernel_id))
 
 
-def coefficient_stream(kernel_id: str, output_bundle: bytes | memoryview) -> U64Array:
-    """The tile's torus coefficients (unpadded), from a validated OUTPUT bundle."""
+def ciphertext_coefficients(kernel_id: str, output_bundle: bytes | memoryview) -> U64Array:
+    """The torus coefficients of a validated OUTPUT bundle's ciphertexts (no padding, no
+    digest): what the agreement rule compares."""
     kernel = get_kernel(kernel_id)
     bundle = wire.read_bundle(
         output_bundle,
@@ -104,6 +136,16 @@ def coefficient_stream(kernel_id: str, output_bundle: bytes | memoryview) -> U64
     )
     payload = wire.value_payload(bundle.values[0].data, kernel.out_shape, output_words(kernel_id))
     return np.frombuffer(payload, dtype="<u8").astype(np.uint64)
+
+
+def coefficient_stream(kernel_id: str, output_bundle: bytes | memoryview) -> U64Array:
+    """The tile's stream (unpadded): its coefficients, zero-padded to whole leaves, then the
+    digest leaf, ``sha256(output_bundle)`` as 4 little-endian words. The tile root over it binds
+    every byte of the bundle."""
+    coefficients = ciphertext_coefficients(kernel_id, output_bundle)
+    digest = np.frombuffer(bytes.fromhex(wire.bundle_hash(output_bundle)), dtype="<u8")
+    pad = np.zeros((-len(coefficients)) % 4, dtype=np.uint64)
+    return np.concatenate([coefficients, pad, digest.astype(np.uint64)])
 
 
 def leaves_of(stream: U64Array, depth: int) -> npt.NDArray[np.uint8]:

@@ -12,8 +12,10 @@ from eth_hash.auto import keccak as eth_keccak
 
 from blindframe.fhe_core.errors import ParameterError
 from blindframe.fhe_core.merkle import (
+    DIGEST_WORDS,
     ZERO32,
     TileTree,
+    digest_leaf,
     far_count,
     keccak256,
     leaf_depth,
@@ -24,6 +26,7 @@ from blindframe.fhe_core.merkle import (
     lease_root,
     leaves_of,
     node_hash,
+    stream_length,
     torus_distance,
     verify_proof,
 )
@@ -52,7 +55,10 @@ def test_leaf_depth() -> None:
     assert leaf_depth_for(4) == 0
     assert leaf_depth_for(5) == 1
     assert leaf_depth_for(131136) == 16
-    assert leaf_depth("volume@1") == 16  # 64 pixels x 2049 words
+    assert leaf_depth("volume@1") == 16  # 64 pixels x 2049 words, then the digest leaf
+    assert stream_length("volume@1") == 64 * 2049 + DIGEST_WORDS
+    assert stream_length("post@1") == 64 * 4097 + DIGEST_WORDS
+    assert digest_leaf("post@1") == (64 * 4097) // 4
 
 
 def test_leaves_are_little_endian_and_padded() -> None:

@@ -1,16 +1,25 @@
-"""Entry point of the sandbox child: ``python -m blindframe.fhe_core._child JOB.json``."""
+"""Entry point of the sandbox child: ``python -m blindframe.fhe_core._child JOB.json`` runs one
+call; ``python -m blindframe.fhe_core._child --serve JOB.json`` pins its FFT plans once, then
+serves calls read from stdin, each in a fork of itself (``sandbox.PinnedChild`` drives it)."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import resource
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "run_tile_job"]
+__all__ = ["main", "run_tile_job", "serve"]
+
+CHILD_ERROR_EXIT = 3
+CHILD_MEMORY_EXIT = 4
+# How often a serving child looks at the call it forked (seconds).
+_POLL_S = 0.01
 
 
 def run_tile_job(payload: dict[str, Any]) -> dict[str, Any]:
@@ -32,24 +41,134 @@ def run_tile_job(payload: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "bytes": len(out)}
 
 
-def main(argv: list[str]) -> int:
-    """Set limits, call the job's target, write its answer (or its error)."""
-    job = json.loads(Path(argv[0]).read_text())
+def _limits(job: dict[str, Any], *, cpu: bool = True) -> None:
     memory = int(job["memory_bytes"])
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (int(job["cpu_seconds"]), int(job["cpu_seconds"])))
+    if cpu:
+        seconds = int(job["cpu_seconds"])
+        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    answer = Path(job["answer"])
-    module_name, func_name = str(job["target"]).split(":")
+
+
+def _error(exc: BaseException) -> dict[str, str]:
+    from blindframe.errors import BlindframeError
+
+    info = {"error": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, BlindframeError):
+        info.update(message=exc.message, hint=exc.hint or "")
+    return info
+
+
+def _pin(job: dict[str, Any]) -> dict[str, Any]:
+    """Fork until this process holds the job's FFT plans (``plans.pin_plans``); say how."""
+    from blindframe.fhe_core.plans import parse_plan, pin_plans
+
+    report = pin_plans(parse_plan(job["fft_plan"]), attempts=int(job["plan_attempts"]))
+    return {"plan": report.plan, "attempts": report.total_attempts, "seconds": report.seconds}
+
+
+def _call(target: str, payload: dict[str, Any], answer: Path) -> int:
+    """Call ``target`` on ``payload``; write its answer or its error; return the exit status."""
+    from blindframe.fhe_core.plans import PLAN_UNREACHABLE_EXIT, PlanUnreachableError
+
+    module_name, func_name = target.split(":")
     try:
         func = getattr(importlib.import_module(module_name), func_name)
-        result = func(job["payload"])
+        result = func(payload)
     except MemoryError:
-        return 4
+        return CHILD_MEMORY_EXIT
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it clearly
-        answer.write_text(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-        return 3
+        answer.write_text(json.dumps(_error(exc)))
+        return PLAN_UNREACHABLE_EXIT if isinstance(exc, PlanUnreachableError) else CHILD_ERROR_EXIT
     answer.write_text(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Set limits, pin the FFT plans if asked, call the job's target, write its answer (or its
+    error)."""
+    if argv and argv[0] == "--serve":
+        return serve(argv[1:])
+    job = json.loads(Path(argv[0]).read_text())
+    _limits(job)
+    answer = Path(job["answer"])
+    if job.get("fft_plan"):
+        from blindframe.fhe_core.plans import PLAN_UNREACHABLE_EXIT, PlanUnreachableError
+
+        try:
+            report = _pin(job)
+        except PlanUnreachableError as exc:
+            answer.write_text(json.dumps(_error(exc)))
+            return PLAN_UNREACHABLE_EXIT
+        Path(job["plan_report"]).write_text(json.dumps(report))
+    return _call(str(job["target"]), job["payload"], answer)
+
+
+def _reply(out: Any, message: dict[str, Any]) -> None:
+    out.write(json.dumps(message) + "\n")
+    out.flush()
+
+
+def _serve_one(request: dict[str, Any]) -> dict[str, Any]:
+    """Fork a process for one call (it inherits the pinned plans); wait for it, within the
+    call's time limit; describe how it ended."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the call's own process
+        code = CHILD_ERROR_EXIT
+        try:
+            seconds = int(request["cpu_seconds"])
+            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)  # the protocol pipe is the server's alone
+            err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(err, 2)
+            code = _call(str(request["target"]), request["payload"], Path(request["answer"]))
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+    deadline = start + float(request["timeout_s"])
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return {"timeout": True, "seconds": time.monotonic() - start}
+        time.sleep(_POLL_S)
+    code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return {"status": code, "seconds": time.monotonic() - start}
+
+
+def serve(argv: list[str]) -> int:
+    """Pin the job's FFT plans, compile its kernel, say ``ready``; then serve one JSON call per
+    stdin line until stdin closes, each answered by one JSON line on stdout."""
+    job = json.loads(Path(argv[0]).read_text())
+    _limits(job, cpu=False)  # each call limits its own CPU time
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing but the protocol reaches the real stdout
+    from blindframe.fhe_core.plans import PLAN_UNREACHABLE_EXIT, PlanUnreachableError
+
+    try:
+        report = _pin(job)
+        if job.get("kernel_id"):
+            from blindframe.fhe_core.kernels import compile_kernel
+
+            compile_kernel(str(job["kernel_id"]))  # once, here, not in every call
+    except PlanUnreachableError as exc:
+        _reply(out, _error(exc))
+        return PLAN_UNREACHABLE_EXIT
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it clearly
+        _reply(out, _error(exc))
+        return CHILD_ERROR_EXIT
+    _reply(out, {"ready": True, **report})
+    for line in sys.stdin:
+        if line.strip():
+            _reply(out, _serve_one(json.loads(line)))
     return 0
 
 

@@ -1,11 +1,12 @@
-"""Replica agreement: the noise-tolerant rule the contract applies, and the script that measured it.
+"""Replica agreement: the rule the contract applies, and the script that measured replicas.
 
-Honest replicas of a tile never produce the same bytes (Concrete's FFT picks its algorithm by
-timing at start-up), but their torus coefficients stay close. Two results *disagree* when at least
-``AGREEMENT_FAR_COUNT`` coefficient pairs of the opened leaves are farther apart than
-``AGREEMENT_TOLERANCE`` on the torus. Both numbers go to the contract at deployment; the
-measurement behind them is in ``AGREEMENT.md`` (``python -m blindframe.fhe_core.agreement``
-reproduces it).
+Honest replicas pinned to the same FFT plan (:mod:`blindframe.fhe_core.plans`) are bit-identical;
+a result that skipped the computation is unrelated to them, far on the torus in ~97 % of its
+coefficients. Two results *disagree* when at least ``AGREEMENT_FAR_COUNT`` coefficient pairs of
+the opened leaves are farther apart than ``AGREEMENT_TOLERANCE``. Both numbers go to the contract
+at deployment; the measurement behind them is in ``AGREEMENT.md``
+(``python -m blindframe.fhe_core.agreement`` reproduces it: unpinned runs, the plan each used,
+pinned runs, lazy results).
 """
 
 from __future__ import annotations
@@ -125,11 +126,98 @@ def _tile_inputs(kernel_id: str) -> tuple[tuple[Any, ...], Any, Any, int]:
     return (split_tiles(grid, vol_frame)[27],), clear, clear, 27
 
 
-def measure(kernel_id: str, runs: int, threads: Sequence[int], workdir: Path) -> dict[str, Any]:
-    """Run one tile ``runs`` times in separate processes (cycling ``threads``); compare streams."""
+def _tile_and_plan(payload: dict[str, Any]) -> dict[str, Any]:
+    """Sandbox target: run one tile (``_child.run_tile_job``), then report the FFT plan the
+    process computed it with (its plans are fixed by then: the fingerprint reads them)."""
+    from blindframe.fhe_core._child import run_tile_job
+    from blindframe.fhe_core.plans import plan_fingerprint
+
+    out = run_tile_job(payload)
+    out["plan"] = plan_fingerprint(str(payload["kernel_id"]))
+    return out
+
+
+def _run(
+    kernel_id: str,
+    inp: Path,
+    keys: Path,
+    clear: Any,
+    tile: int,
+    out: Path,
+    *,
+    threads: int,
+    fft_plan: str | None = None,
+) -> dict[str, Any]:
+    """One tile in a fresh sandbox child; the plan it ran with and what pinning cost."""
+    import numpy as np
+
+    from blindframe.fhe_core.sandbox import run_in_child
+
+    clear_path = out.with_suffix(".npy")
+    np.save(clear_path, np.asarray(clear, dtype=np.int64), allow_pickle=False)
+    res = run_in_child(
+        "blindframe.fhe_core.agreement:_tile_and_plan",
+        {
+            "kernel_id": kernel_id,
+            "input_path": str(inp),
+            "eval_keys_path": str(keys),
+            "clear_path": str(clear_path),
+            "tile_index": tile,
+            "out_path": str(out),
+        },
+        threads=threads,
+        timeout_s=900,
+        fft_plan=fft_plan,
+    )
+    return {
+        "plan": res.answer["plan"],
+        "seconds": res.seconds,
+        "tile_seconds": float(res.answer["seconds"]),
+        "attempts": res.plan_attempts,
+        "pin_seconds": res.pin_seconds,
+    }
+
+
+class _Hog:
+    """A busy-looping process: CPU contention while FFT plans are measured and used."""
+
+    def __init__(self) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def _pair_stats(streams: list[U64Array]) -> dict[str, Any]:
+    pairs = list(itertools.combinations(range(len(streams)), 2))
+    identical = sum(1 for i, j in pairs if np.array_equal(streams[i], streams[j]))
+    flagged = sum(1 for i, j in pairs if disagree(streams[i], streams[j]))
+    far = [
+        float(np.mean(torus_distance(streams[i], streams[j]) > np.uint64(AGREEMENT_TOLERANCE)))
+        for i, j in pairs
+        if not np.array_equal(streams[i], streams[j])
+    ]
+    return {
+        "pairs": len(pairs),
+        "identical_pairs": identical,
+        "pairs_flagged_by_rule": flagged,
+        "far_fraction_of_other_pairs": [round(min(far), 4), round(max(far), 4)] if far else [],
+    }
+
+
+def measure(
+    kernel_id: str, runs: int, threads: Sequence[int], workdir: Path, *, contention: bool = True
+) -> dict[str, Any]:
+    """Run one tile ``runs`` times unpinned, then ``runs`` times pinned to the plan
+    :func:`plans.choose_plan` picks, each in a separate process (cycling ``threads``; the second
+    half of each phase beside a busy-looping process when ``contention``); compare outputs."""
     from blindframe.fhe_core.client import KernelClient
     from blindframe.fhe_core.keys import evaluation_keys_path, generate_keys
-    from blindframe.fhe_core.merkle import coefficient_stream
+    from blindframe.fhe_core.merkle import ciphertext_coefficients
+    from blindframe.fhe_core.plans import survey_kernel
     from blindframe.fhe_core.sandbox import run_tile_sandboxed
 
     keys, other = workdir / "keys", workdir / "other-keys"
@@ -141,37 +229,49 @@ def measure(kernel_id: str, runs: int, threads: Sequence[int], workdir: Path) ->
     bundle = client.encrypt(*plain, tile_index=0xFFFFFFFF if shared else tile)
     inp = workdir / "input.bundle"
     inp.write_bytes(bundle)
-    streams, seconds = [], []
-    for run in range(runs):
-        out = workdir / f"out-{run}.bundle"
-        res = run_tile_sandboxed(
-            kernel_id,
-            inp,
-            evaluation_keys_path(kernel_id, keys),
-            clear,
-            tile,
-            out,
-            threads=threads[run % len(threads)],
-        )
-        seconds.append(res.seconds)
-        data = out.read_bytes()
-        streams.append(coefficient_stream(kernel_id, data))
-        got = client.decrypt(data, tile_index=tile)
-        assert np.array_equal(got, client.kernel.twin(tuple(plain), clear)), "honest run wrong"
+    eval_path = evaluation_keys_path(kernel_id, keys)
+    phases: dict[str, list[dict[str, Any]]] = {"unpinned": [], "pinned": []}
+    outputs: dict[str, list[bytes]] = {"unpinned": [], "pinned": []}
+    survey_seconds = time.perf_counter()
+    survey = survey_kernel(kernel_id)
+    survey_seconds = time.perf_counter() - survey_seconds
+    target = str(survey.mode())
+    for phase in ("unpinned", "pinned"):
+        hog = None
+        for run in range(runs):
+            if contention and run == runs // 2:
+                hog = _Hog()
+            out = workdir / f"{phase}-{run}.bundle"
+            row = _run(
+                kernel_id,
+                inp,
+                eval_path,
+                clear,
+                tile,
+                out,
+                threads=threads[run % len(threads)],
+                fft_plan=target if phase == "pinned" else None,
+            )
+            row["contention"] = hog is not None
+            data = out.read_bytes()
+            row["output"] = hashlib.sha256(data).hexdigest()[:12]
+            got = client.decrypt(data, tile_index=tile)
+            assert np.array_equal(got, client.kernel.twin(tuple(plain), clear)), "honest run wrong"
+            phases[phase].append(row)
+            outputs[phase].append(data)
+            print(json.dumps({"kernel": kernel_id, "phase": phase, **row}), flush=True)
+        if hog is not None:
+            hog.stop()
     # A second tile (same keys) and the same tile under another key set, for the lazy cases.
     other_tile_out = workdir / "other-tile.bundle"
     if shared:
-        run_tile_sandboxed(
-            kernel_id, inp, evaluation_keys_path(kernel_id, keys), clear_b, tile + 1, other_tile_out
-        )
+        run_tile_sandboxed(kernel_id, inp, eval_path, clear_b, tile + 1, other_tile_out)
     else:
         rng = np.random.default_rng(7)
         shuffled = tuple(rng.permutation(p.reshape(-1)).reshape(p.shape) for p in plain)
         inp_b = workdir / "input-b.bundle"
         inp_b.write_bytes(client.encrypt(*shuffled, tile_index=tile))
-        run_tile_sandboxed(
-            kernel_id, inp_b, evaluation_keys_path(kernel_id, keys), clear, tile, other_tile_out
-        )
+        run_tile_sandboxed(kernel_id, inp_b, eval_path, clear, tile, other_tile_out)
     other_client = KernelClient(kernel_id, other)
     inp_o = workdir / "input-other.bundle"
     inp_o.write_bytes(other_client.encrypt(*plain, tile_index=0xFFFFFFFF if shared else tile))
@@ -179,55 +279,64 @@ def measure(kernel_id: str, runs: int, threads: Sequence[int], workdir: Path) ->
     run_tile_sandboxed(
         kernel_id, inp_o, evaluation_keys_path(kernel_id, other), clear, tile, other_key_out
     )
-    distinct = len({s.tobytes() for s in streams})
-    pairs = list(itertools.combinations(range(runs), 2))
-    exceed = {k: [] for k in range(40, 64)}  # type: dict[int, list[int]]
-    all_d = []
-    for i, j in pairs:
-        d = torus_distance(streams[i], streams[j])
-        all_d.append(d)
-        for k in exceed:
-            exceed[k].append(int(np.count_nonzero(d > np.uint64(1 << k))))
-    dist = np.concatenate(all_d)
-    nonzero = dist[dist > 0]
-    log2 = np.log2(nonzero.astype(np.float64)) if len(nonzero) else np.zeros(1)
-    rng = np.random.default_rng(11)
+    streams = {k: [ciphertext_coefficients(kernel_id, o) for o in v] for k, v in outputs.items()}
+    reference = streams["pinned"][0]
     lazy = _lazy_streams(
         kernel_id,
-        streams[0],
+        reference,
         bundle,
-        coefficient_stream(kernel_id, other_tile_out.read_bytes()),
-        coefficient_stream(kernel_id, other_key_out.read_bytes()),
-        rng,
+        ciphertext_coefficients(kernel_id, other_tile_out.read_bytes()),
+        ciphertext_coefficients(kernel_id, other_key_out.read_bytes()),
+        np.random.default_rng(11),
     )
-    lazy_report = {}
-    for name, stream in lazy.items():
-        d = torus_distance(streams[0], stream)
-        lazy_report[name] = {
-            "far_fraction": float(np.mean(d > np.uint64(AGREEMENT_TOLERANCE))),
-            "leaves_to_prove": leaves_to_prove(streams[0], stream),
+    lazy_report = {
+        name: {
+            "far_fraction": float(
+                np.mean(torus_distance(reference, s) > np.uint64(AGREEMENT_TOLERANCE))
+            ),
+            "leaves_to_prove": leaves_to_prove(reference, s),
         }
-    honest_far = [exceed[58][n] for n in range(len(pairs))]
-    identical_pairs = sum(1 for i, j in pairs if np.array_equal(streams[i], streams[j]))
-    rule_flags = sum(1 for i, j in pairs if disagree(streams[i], streams[j]))
+        for name, s in lazy.items()
+    }
+    plan_outputs: dict[str, set[str]] = {}
+    output_plans: dict[str, set[str]] = {}
+    for row in phases["unpinned"] + phases["pinned"]:
+        plan_outputs.setdefault(row["plan"], set()).add(row["output"])
+        output_plans.setdefault(row["output"], set()).add(row["plan"])
+    attempts = [row["attempts"] for row in phases["pinned"]]
     return {
         "kernel": kernel_id,
-        "runs": runs,
+        "runs_per_phase": runs,
         "threads": list(threads),
-        "coefficients_per_tile": len(streams[0]),
-        "distinct_outputs": distinct,
-        "pairs": len(pairs),
-        "seconds_per_run": [round(s, 2) for s in seconds],
-        "identical_fraction": float(np.mean(dist == 0)),
-        "log2_distance_quantiles": {
-            q: round(float(np.quantile(log2, q / 100)), 2) for q in (50, 90, 99, 99.9, 99.99, 100)
+        "contention": contention,
+        "coefficients_per_tile": len(reference),
+        "survey": survey.to_json(),
+        "survey_wall_seconds": round(survey_seconds, 2),
+        "target_plan": target,
+        "target_share_in_survey": round(survey.share(survey.mode()), 3),
+        "unpinned": {
+            "distinct_outputs": len({r["output"] for r in phases["unpinned"]}),
+            "distinct_plans": len({r["plan"] for r in phases["unpinned"]}),
+            "runs_on_target_plan": sum(1 for r in phases["unpinned"] if r["plan"] == target),
+            "seconds": [round(r["seconds"], 2) for r in phases["unpinned"]],
+            **_pair_stats(streams["unpinned"]),
         },
-        "max_per_pair_exceeding_2^k": {k: max(v) for k, v in exceed.items()},
-        "mean_per_pair_exceeding_2^k": {k: round(float(np.mean(v)), 2) for k, v in exceed.items()},
-        "honest_max_far_at_tolerance": max(honest_far),
-        "identical_pairs": identical_pairs,
-        "honest_pairs_flagged_by_rule": rule_flags,
-        "output_hashes": [hashlib.sha256(s.tobytes()).hexdigest()[:12] for s in streams],
+        "pinned": {
+            "distinct_outputs": len({r["output"] for r in phases["pinned"]}),
+            "bit_identical_bundles": len(set(outputs["pinned"])) == 1,
+            "attempts": attempts,
+            "attempts_mean": round(float(np.mean(attempts)), 2),
+            "attempts_max": max(attempts),
+            "pin_seconds": [round(r["pin_seconds"], 2) for r in phases["pinned"]],
+            "seconds_per_attempt": round(
+                sum(r["pin_seconds"] for r in phases["pinned"]) / max(1, sum(attempts)), 3
+            ),
+            "seconds": [round(r["seconds"], 2) for r in phases["pinned"]],
+            **_pair_stats(streams["pinned"]),
+        },
+        "plans_with_several_outputs": sum(1 for v in plan_outputs.values() if len(v) > 1),
+        "outputs_with_several_plans": sum(1 for v in output_plans.values() if len(v) > 1),
+        "plan_to_output": {p: sorted(v) for p, v in plan_outputs.items()},
         "lazy": lazy_report,
     }
 
@@ -236,8 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m blindframe.fhe_core.agreement [--runs 20] [--kernels ...] [--out FILE]``."""
     parser = argparse.ArgumentParser(prog="python -m blindframe.fhe_core.agreement")
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--threads", default="1,2,1,2,2")
     parser.add_argument("--kernels", default="volume@1,shade@1,post@1")
+    parser.add_argument("--no-contention", action="store_true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
@@ -245,7 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kernel_id in args.kernels.split(","):
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="bf-agreement-") as tmp:
-            result = measure(kernel_id, args.runs, threads, Path(tmp))
+            result = measure(
+                kernel_id, args.runs, threads, Path(tmp), contention=not args.no_contention
+            )
         result["wall_seconds"] = round(time.perf_counter() - start, 1)
         print(json.dumps(result, indent=1), flush=True)
         results.append(result)

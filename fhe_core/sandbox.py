@@ -5,12 +5,19 @@ its own ``RLIMIT_AS`` and ``RLIMIT_CPU`` before importing Concrete, reads its in
 writes its result to a file, and reports a Python-level failure as JSON. The parent survives
 whatever native code does in the child (segfault, abort, OOM, endless loop) and raises
 :class:`SandboxError` saying which, with the limit that was hit.
+
+With ``fft_plan`` (a job's FFT plan, :mod:`blindframe.fhe_core.plans`) the child first forks
+candidates until one holds that plan, and the target runs there: its output is then
+bit-identical to any other replica's pinned to the same plan. A plan the machine does not reach
+within ``plan_attempts`` candidates per polynomial size raises :class:`PlanUnreachableError`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -23,12 +30,23 @@ from typing import Any
 
 import numpy as np
 
+from blindframe.fhe_core._child import CHILD_ERROR_EXIT, CHILD_MEMORY_EXIT
 from blindframe.fhe_core._kernel import IntArray
 from blindframe.fhe_core.errors import SandboxError
+from blindframe.fhe_core.plans import (
+    DEFAULT_PLAN_ATTEMPTS,
+    PLAN_UNREACHABLE_EXIT,
+    PlanUnreachableError,
+    isa_level,
+    parse_plan,
+)
 
 __all__ = [
     "DEFAULT_MEMORY_BYTES",
+    "DEFAULT_PLAN_ATTEMPTS",
     "DEFAULT_TIMEOUT_S",
+    "PinnedChild",
+    "PlanUnreachableError",
     "SandboxResult",
     "run_in_child",
     "run_tile_sandboxed",
@@ -36,17 +54,18 @@ __all__ = [
 
 DEFAULT_MEMORY_BYTES = 8 << 30
 DEFAULT_TIMEOUT_S = 600.0
-# Exit status the child uses for "a Python exception, described in the error file".
-CHILD_ERROR_EXIT = 3
-CHILD_MEMORY_EXIT = 4
 
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """What a child returned: its JSON answer and how long it ran."""
+    """What a child returned: its JSON answer and how long it ran; when pinned, the FFT plan it
+    ran with, the candidate processes that took, and the seconds spent on them."""
 
     answer: dict[str, Any]
     seconds: float
+    fft_plan: str | None = None
+    plan_attempts: int = 0
+    pin_seconds: float = 0.0
 
 
 def run_in_child(
@@ -57,12 +76,20 @@ def run_in_child(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     threads: int | None = None,
     extra_env: Mapping[str, str] | None = None,
+    fft_plan: str | None = None,
+    plan_attempts: int = DEFAULT_PLAN_ATTEMPTS,
 ) -> SandboxResult:
     """Call ``target`` (``"package.module:function"``, taking and returning a JSON dict) in a
-    limited child process. The parent, not the job, chooses ``target``."""
+    limited child process. The parent, not the job, chooses ``target``.
+
+    ``fft_plan``: run the target in a process pinned to this FFT plan (validated here; a plan of
+    another SIMD code path fails at once with PlanUnreachableError, without a child)."""
+    if fft_plan is not None:
+        _check_reachable(fft_plan)
     with tempfile.TemporaryDirectory(prefix="bf-sandbox-") as tmp:
         job = Path(tmp) / "job.json"
         answer = Path(tmp) / "answer.json"
+        report = Path(tmp) / "plan.json"
         job.write_text(
             json.dumps(
                 {
@@ -71,6 +98,9 @@ def run_in_child(
                     "answer": str(answer),
                     "memory_bytes": int(memory_bytes),
                     "cpu_seconds": int(timeout_s * 2) + 5,
+                    "fft_plan": fft_plan,
+                    "plan_attempts": int(plan_attempts),
+                    "plan_report": str(report),
                 }
             )
         )
@@ -98,33 +128,250 @@ def run_in_child(
         seconds = time.monotonic() - start
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         code = proc.returncode
-        if code == 0 and answer.is_file():
-            return SandboxResult(json.loads(answer.read_text()), seconds)
-        if code == CHILD_ERROR_EXIT and answer.is_file():
-            info = json.loads(answer.read_text())
-            raise SandboxError(f"{target} failed in the child: {info['error']}: {info['message']}")
-        if code == CHILD_MEMORY_EXIT or (
-            code == -signal.SIGABRT and any("bad_alloc" in line for line in tail)
-        ):
-            raise SandboxError(
-                f"{target} ran out of memory (limit {memory_bytes >> 20} MiB)",
-                hint="the bundle may be malformed, or raise the memory limit",
-            )
-        if code == -signal.SIGXCPU:
-            raise SandboxError(
-                f"{target} ran out of CPU time (limit {2 * timeout_s + 5:.0f} s)",
-                hint="raise the time limit or give the worker more cores",
-            )
-        if code < 0:
-            name = signal.Signals(-code).name
-            raise SandboxError(
-                f"{target} crashed in native code ({name}); the worker is unharmed"
-                + (f": {' | '.join(tail)}" if tail else ""),
-                hint="the input bundle is probably malformed: reject the task",
-            )
-        raise SandboxError(
-            f"{target} exited with status {code}" + (f": {' | '.join(tail)}" if tail else "")
+        result = _outcome(target, code, tail, answer, memory_bytes, timeout_s)
+        pinned = json.loads(report.read_text()) if report.is_file() else {}
+        return SandboxResult(
+            result,
+            seconds,
+            fft_plan=pinned.get("plan"),
+            plan_attempts=int(pinned.get("attempts", 0)),
+            pin_seconds=float(pinned.get("seconds", 0.0)),
         )
+
+
+def _outcome(
+    target: str, code: int, tail: list[str], answer: Path, memory_bytes: int, timeout_s: float
+) -> dict[str, Any]:
+    """The answer of a call that ended with status ``code`` (a negative signal number, as
+    ``Popen.returncode``), or the SandboxError that says how it failed."""
+    if code == 0 and answer.is_file():
+        result: dict[str, Any] = json.loads(answer.read_text())
+        return result
+    if code == PLAN_UNREACHABLE_EXIT and answer.is_file():
+        info = json.loads(answer.read_text())
+        raise PlanUnreachableError(info["message"], hint=info.get("hint") or None)
+    if code == CHILD_ERROR_EXIT and answer.is_file():
+        info = json.loads(answer.read_text())
+        raise SandboxError(f"{target} failed in the child: {info['error']}: {info['message']}")
+    if code == CHILD_MEMORY_EXIT or (
+        code == -signal.SIGABRT and any("bad_alloc" in line for line in tail)
+    ):
+        raise SandboxError(
+            f"{target} ran out of memory (limit {memory_bytes >> 20} MiB)",
+            hint="the bundle may be malformed, or raise the memory limit",
+        )
+    if code == -signal.SIGXCPU:
+        raise SandboxError(
+            f"{target} ran out of CPU time (limit {2 * timeout_s + 5:.0f} s)",
+            hint="raise the time limit or give the worker more cores",
+        )
+    if code < 0:
+        name = signal.Signals(-code).name
+        raise SandboxError(
+            f"{target} crashed in native code ({name}); the worker is unharmed"
+            + (f": {' | '.join(tail)}" if tail else ""),
+            hint="the input bundle is probably malformed: reject the task",
+        )
+    raise SandboxError(
+        f"{target} exited with status {code}" + (f": {' | '.join(tail)}" if tail else "")
+    )
+
+
+def _check_reachable(fft_plan: str) -> None:
+    """Validate a plan; refuse at once one measured on another SIMD code path."""
+    plan = parse_plan(fft_plan)
+    if plan.isa != isa_level():
+        raise PlanUnreachableError(
+            f"could not reach FFT plan {plan} after 0 attempts: it was measured on the "
+            f"{plan.isa} code path, this machine runs {isa_level()}",
+            hint="leave this job to workers whose CPU takes the same SIMD code path",
+        )
+
+
+class PinnedChild:
+    """A long-lived sandbox child pinned to one FFT plan, serving many calls.
+
+    It pins once (forking candidates like :func:`run_in_child` does), compiles ``kernel_id`` if
+    given, then runs each call of :meth:`run` in a fork of itself: the call inherits the plans,
+    the imports and the compiled kernel, and a native crash, a memory or CPU overrun or a
+    timeout costs that call only (:class:`SandboxError`, as from :func:`run_in_child`). If the
+    pinned process itself dies, the next call starts (and pins) a new one; ``restarts`` counts
+    them. Use one per (kernel, plan) and close it (or use ``with``). Not thread-safe: one call
+    at a time.
+    """
+
+    def __init__(
+        self,
+        fft_plan: str,
+        *,
+        kernel_id: str | None = None,
+        memory_bytes: int = DEFAULT_MEMORY_BYTES,
+        threads: int | None = None,
+        plan_attempts: int = DEFAULT_PLAN_ATTEMPTS,
+        extra_env: Mapping[str, str] | None = None,
+        start_timeout_s: float = 600.0,
+    ) -> None:
+        if kernel_id is not None:
+            parse_plan(fft_plan, kernel_id)
+        _check_reachable(fft_plan)
+        self.fft_plan = fft_plan
+        self.kernel_id = kernel_id
+        self.memory_bytes = memory_bytes
+        self.threads = threads
+        self.plan_attempts = plan_attempts
+        self.extra_env = dict(extra_env or {})
+        self.start_timeout_s = start_timeout_s
+        self.restarts = -1  # the first start is not a restart
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._buffer = b""
+        self._pin: dict[str, Any] = {}
+
+    def __enter__(self) -> PinnedChild:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the pinned process is running."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> dict[str, Any]:
+        """Start (or restart) the pinned process; return how pinning went (plan, attempts,
+        seconds). Raises PlanUnreachableError or SandboxError."""
+        self.close()
+        self._tmp = tempfile.TemporaryDirectory(prefix="bf-pinned-")
+        tmp = Path(self._tmp.name)
+        job = tmp / "job.json"
+        job.write_text(
+            json.dumps(
+                {
+                    "memory_bytes": int(self.memory_bytes),
+                    "fft_plan": self.fft_plan,
+                    "plan_attempts": int(self.plan_attempts),
+                    "kernel_id": self.kernel_id,
+                }
+            )
+        )
+        env = dict(os.environ)
+        if self.threads is not None:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        env.update(self.extra_env)
+        with (tmp / "server.err").open("wb") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "blindframe.fhe_core._child", "--serve", str(job)],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                start_new_session=True,
+            )
+        self.restarts += 1
+        self._buffer = b""
+        first = self._read_line(self.start_timeout_s, "pinning its FFT plan")
+        if first.get("ready"):
+            self._pin = {k: first[k] for k in ("plan", "attempts", "seconds")}
+            return dict(self._pin)
+        self.close()
+        if first.get("error") == "PlanUnreachableError":
+            raise PlanUnreachableError(first["message"], hint=first.get("hint") or None)
+        raise SandboxError(
+            f"the pinned compute process failed to start: {first.get('error')}: "
+            f"{first.get('message')}"
+        )
+
+    def run(
+        self, target: str, payload: Mapping[str, Any], *, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> SandboxResult:
+        """Call ``target`` on ``payload`` in a fork of the pinned process, with the memory limit
+        and a CPU limit of ``2 * timeout_s + 5`` seconds; like :func:`run_in_child`."""
+        pin = self.start() if not self.alive else {}
+        proc, tmp = self._proc, self._tmp
+        if proc is None or proc.stdin is None or tmp is None:
+            raise SandboxError("the pinned compute process is not running")
+        with tempfile.TemporaryDirectory(prefix="call-", dir=tmp.name) as call:
+            answer, err = Path(call) / "answer.json", Path(call) / "stderr.txt"
+            request = {
+                "target": target,
+                "payload": dict(payload),
+                "answer": str(answer),
+                "stderr": str(err),
+                "cpu_seconds": int(timeout_s * 2) + 5,
+                "timeout_s": float(timeout_s),
+            }
+            try:
+                proc.stdin.write((json.dumps(request) + "\n").encode())
+                proc.stdin.flush()
+            except (BrokenPipeError, OSError):
+                self.close()
+                raise SandboxError(
+                    "the pinned compute process died before the call; the next call restarts it"
+                ) from None
+            reply = self._read_line(timeout_s + 60.0, f"running {target}")
+            if reply.get("timeout"):
+                raise SandboxError(
+                    f"{target} ran out of time: killed after {timeout_s:.0f} s",
+                    hint="raise the time limit or give the worker more cores",
+                )
+            tail = (
+                err.read_text(errors="replace").strip().splitlines()[-3:] if err.is_file() else []
+            )
+            result = _outcome(
+                target, int(reply["status"]), tail, answer, self.memory_bytes, timeout_s
+            )
+        return SandboxResult(
+            result,
+            float(reply["seconds"]),
+            fft_plan=self.fft_plan,
+            plan_attempts=int(pin.get("attempts", 0)),
+            pin_seconds=float(pin.get("seconds", 0.0)),
+        )
+
+    def _read_line(self, timeout_s: float, doing: str) -> dict[str, Any]:
+        """The next JSON line from the pinned process; it is killed if none comes in time."""
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            raise SandboxError("the pinned compute process is not running")
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready = select.select([fd], [], [], max(0.0, left))[0] if left > 0 else []
+            if not ready:
+                self.close()
+                raise SandboxError(
+                    f"the pinned compute process did not answer within {timeout_s:.0f} s while "
+                    f"{doing}: killed; the next call restarts it"
+                )
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                code = proc.wait()
+                self.close()
+                raise SandboxError(
+                    f"the pinned compute process died (status {code}) while {doing}; "
+                    "the next call restarts it"
+                )
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def close(self) -> None:
+        """Stop the pinned process and everything it started."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
 
 
 def run_tile_sandboxed(
@@ -138,12 +385,17 @@ def run_tile_sandboxed(
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     threads: int | None = None,
+    fft_plan: str | None = None,
+    plan_attempts: int = DEFAULT_PLAN_ATTEMPTS,
 ) -> SandboxResult:
     """Run one tile in a child; its OUTPUT bundle lands in ``out_path``.
 
     ``clear`` is the tile's clear argument (:func:`server.tile_clear_args`), computed by the
-    worker from the job's public parameters.
+    worker from the job's public parameters. ``fft_plan``: pin the child to the job's FFT plan
+    (checked to cover the kernel's polynomial sizes).
     """
+    if fft_plan is not None:
+        parse_plan(fft_plan, kernel_id)
     out_path = Path(out_path)
     with tempfile.NamedTemporaryFile(suffix=".npy", delete=False) as fh:
         np.save(fh, np.asarray(clear, dtype=np.int64), allow_pickle=False)
@@ -162,6 +414,8 @@ def run_tile_sandboxed(
             memory_bytes=memory_bytes,
             timeout_s=timeout_s,
             threads=threads,
+            fft_plan=fft_plan,
+            plan_attempts=plan_attempts,
         )
     finally:
         clear_path.unlink(missing_ok=True)

@@ -33,3 +33,40 @@ def fail(payload: dict[str, Any]) -> dict[str, Any]:
 def echo(payload: dict[str, Any]) -> dict[str, Any]:
     """Return the payload."""
     return payload
+
+
+def pin_scripted(payload: dict[str, Any]) -> dict[str, Any]:
+    """Pin to ``payload['target']`` through the real fork-and-retry loop, with a scripted
+    measurement instead of the FFT timing lottery: the k-th candidate forked for a size gets
+    ``payload['script'][size][k]`` (each candidate logs its call to a file, so the k-th call is
+    known across forks). Then report, from the pinned process, what it took; or crash there
+    when ``payload['crash']``."""
+    from pathlib import Path
+
+    from blindframe.fhe_core.plans import parse_plan, pin_plans
+
+    log = Path(payload["log"])
+    script = {int(n): list(seq) for n, seq in payload["script"].items()}
+
+    def measure(size: int) -> str:
+        with log.open("a") as out:
+            out.write(f"{size}\n")
+        calls = [int(line) for line in log.read_text().split()]
+        return str(script[size][calls.count(size) - 1])
+
+    report = pin_plans(
+        parse_plan(payload["target"]), attempts=int(payload["attempts"]), measure=measure
+    )
+    if payload.get("crash"):
+        ctypes.string_at(0)
+    return {"attempts": {str(n): a for n, a in report.attempts.items()}, "plan": report.plan}
+
+
+def kill_parent(payload: dict[str, Any]) -> dict[str, Any]:
+    """Kill the process that forked this call (a pinned child's server), then linger."""
+    import os
+    import signal
+
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(float(payload["seconds"]))
+    return {}

@@ -1,5 +1,6 @@
-"""Replica agreement on parsed coefficients: what honest replicas do, and that lazy results and
-a one-pixel change are caught (see fhe_core/AGREEMENT.md for the measurement)."""
+"""Replica agreement: pinned honest replicas are bit-identical, the FFT plan predicts an
+unpinned output, the root binds every byte, and lazy results and a one-pixel change are caught
+(see fhe_core/AGREEMENT.md for the many-process measurement)."""
 
 from __future__ import annotations
 
@@ -16,21 +17,25 @@ from blindframe.fhe_core.agreement import (
     leaves_to_prove,
 )
 from blindframe.fhe_core.client import KernelClient, check_against_twin
-from blindframe.fhe_core.errors import TwinMismatchError
+from blindframe.fhe_core.errors import FheCoreError, TwinMismatchError
 from blindframe.fhe_core.kernels import client_spec_hash, output_words
 from blindframe.fhe_core.keys import evaluation_keys_path, generate_keys
 from blindframe.fhe_core.merkle import (
     TileTree,
+    ciphertext_coefficients,
     coefficient_stream,
+    digest_leaf,
     far_count,
     leaf_depth,
     tile_tree,
     verify_proof,
 )
-from blindframe.fhe_core.sandbox import run_tile_sandboxed
+from blindframe.fhe_core.plans import choose_plan
+from blindframe.fhe_core.sandbox import PinnedChild, run_in_child, run_tile_sandboxed
 from blindframe.fhe_core.server import run_tile, tile_clear_args
 
 KID = "post@1"
+TILE_JOB = "blindframe.fhe_core._child:run_tile_job"
 PLAIN = np.random.default_rng(21).integers(0, 8, (10, 10))
 
 
@@ -38,47 +43,92 @@ PLAIN = np.random.default_rng(21).integers(0, 8, (10, 10))
 def honest(
     tmp_path_factory: pytest.TempPathFactory, key_dir: Path, clients: dict[str, KernelClient]
 ) -> dict[str, object]:
-    """The same input bundle run in three separate processes with 1, 2 and 1 threads."""
+    """The same input bundle computed in separate processes pinned to the FFT plan a client here
+    chooses: two fresh sandbox children (1 and 2 threads) and a long-lived pinned child; then
+    once unpinned, reporting the plan that process happened to measure."""
     tmp = tmp_path_factory.mktemp("agreement")
     bundle = clients[KID].encrypt(PLAIN, tile_index=4)
     (tmp / "in").write_bytes(bundle)
     clear = tile_clear_args(KID, {"filter": "sharpen"}, (8, 8), 0)
-    outs = []
-    for run, threads in enumerate((1, 2, 1)):
-        out = tmp / f"out{run}"
-        run_tile_sandboxed(
+    np.save(tmp / "clear.npy", clear)
+    target = choose_plan(KID, samples=8)
+    outs, results = [], []
+    for run, threads in enumerate((1, 2)):
+        res = run_tile_sandboxed(
             KID,
             tmp / "in",
             evaluation_keys_path(KID, key_dir),
             clear,
             4,
-            out,
+            tmp / f"out{run}",
             threads=threads,
             timeout_s=300,
+            fft_plan=target,
         )
-        outs.append(out.read_bytes())
-    return {"bundle": bundle, "clear": clear, "outs": outs}
+        results.append(res)
+        outs.append((tmp / f"out{run}").read_bytes())
+    payload = {
+        "kernel_id": KID,
+        "input_path": str(tmp / "in"),
+        "eval_keys_path": str(evaluation_keys_path(KID, key_dir)),
+        "clear_path": str(tmp / "clear.npy"),
+        "tile_index": 4,
+    }
+    with PinnedChild(target, kernel_id=KID, threads=1) as child:
+        results.append(
+            child.run(TILE_JOB, {**payload, "out_path": str(tmp / "out2")}, timeout_s=300)
+        )
+    outs.append((tmp / "out2").read_bytes())
+    free = run_in_child(
+        "blindframe.fhe_core.agreement:_tile_and_plan",
+        {**payload, "out_path": str(tmp / "free")},
+        timeout_s=300,
+    )
+    return {
+        "bundle": bundle,
+        "clear": clear,
+        "target": target,
+        "outs": outs,
+        "results": results,
+        "free_plan": free.answer["plan"],
+        "free_out": (tmp / "free").read_bytes(),
+    }
 
 
 def test_honest_replicas_decrypt_to_the_twin(
     honest: dict[str, object], clients: dict[str, KernelClient]
 ) -> None:
     client = clients[KID]
-    for out in honest["outs"]:  # type: ignore[attr-defined]
+    for out in [*honest["outs"], honest["free_out"]]:  # type: ignore[misc]
         got = client.decrypt(out, tile_index=4)
         check_against_twin(client.kernel, got, (PLAIN,), honest["clear"], "honest replica")  # type: ignore[arg-type]
 
 
-def test_honest_replicas_are_identical_or_uncorrelated(honest: dict[str, object]) -> None:
-    """What AGREEMENT.md measured: a replica is bit-identical to another that picked the same FFT
-    plan at start-up, and otherwise its coefficients are uncorrelated (far almost everywhere)."""
-    streams = [coefficient_stream(KID, o) for o in honest["outs"]]  # type: ignore[attr-defined]
-    for i in range(len(streams)):
-        for j in range(i + 1, len(streams)):
-            same = np.array_equal(streams[i], streams[j])
-            far = far_count(streams[i], streams[j], AGREEMENT_TOLERANCE) / len(streams[i])
-            assert same or far > 0.9
-            assert disagree(streams[i], streams[j]) == (not same)
+def test_pinned_replicas_are_bit_identical(honest: dict[str, object]) -> None:
+    """Separate processes (fresh children with 1 and 2 threads, a long-lived pinned child) pinned
+    to one FFT plan give the same bytes: the same roots, and the rule sees no disagreement."""
+    outs: list[bytes] = honest["outs"]  # type: ignore[assignment]
+    assert outs[0] == outs[1] == outs[2]
+    for res in honest["results"]:  # type: ignore[attr-defined]
+        assert res.fft_plan == honest["target"]
+    assert honest["results"][0].plan_attempts >= 1  # type: ignore[index]
+    assert len({tile_tree(KID, o).root for o in outs}) == 1
+    streams = [coefficient_stream(KID, o) for o in outs]
+    assert not disagree(streams[0], streams[1])
+
+
+def test_the_plan_predicts_the_output(honest: dict[str, object]) -> None:
+    """An unpinned process's output equals the pinned ones exactly when the plan it happened to
+    measure is the target; otherwise it is unrelated (far almost everywhere), as AGREEMENT.md
+    measured over many processes."""
+    free: bytes = honest["free_out"]  # type: ignore[assignment]
+    pinned: bytes = honest["outs"][0]  # type: ignore[index]
+    same_plan = honest["free_plan"] == honest["target"]
+    assert (free == pinned) == same_plan
+    if not same_plan:
+        a, b = ciphertext_coefficients(KID, free), ciphertext_coefficients(KID, pinned)
+        assert far_count(a, b, AGREEMENT_TOLERANCE) / len(a) > 0.9
+        assert disagree(a, b)
 
 
 def test_tile_tree_of_an_output(honest: dict[str, object]) -> None:
@@ -88,6 +138,39 @@ def test_tile_tree_of_an_output(honest: dict[str, object]) -> None:
     assert tree.root == TileTree.build(coefficient_stream(KID, out), tree.depth).root
     index = 1234
     assert verify_proof(tree.leaf(index), index, 0, tree.proof(index), tree.root, tree.depth)
+    # the digest leaf is the bundle's content hash, after the coefficients
+    digest = digest_leaf(KID)
+    assert digest == 64 * 4097 // 4 == len(coefficient_stream(KID, out)) // 4 - 1
+    assert tree.leaf(digest) == bytes.fromhex(wire.bundle_hash(out))
+    assert verify_proof(tree.leaf(digest), digest, 0, tree.proof(digest), tree.root, tree.depth)
+
+
+def test_the_root_binds_every_byte_of_the_output(honest: dict[str, object]) -> None:
+    """Flipping any byte of the header or the Cap'n Proto framing, or a sampled payload byte,
+    either makes the bundle invalid or changes the committed stream (hence the root)."""
+    out = honest["outs"][0]  # type: ignore[index]
+    ref = coefficient_stream(KID, out)
+    payload = ciphertext_coefficients(KID, out).astype("<u8").tobytes()
+    start = out.find(payload)
+    assert start > 0
+    framing = [*range(start), *range(start + len(payload), len(out))]
+    sampled = np.random.default_rng(3).integers(start, start + len(payload), 64).tolist()
+    bound = refused = 0
+    for position in framing + sampled:
+        flipped = bytearray(out)
+        flipped[position] ^= 0x01
+        try:
+            stream = coefficient_stream(KID, bytes(flipped))
+        except FheCoreError:
+            refused += 1
+            continue
+        assert not np.array_equal(stream, ref), position
+        bound += 1
+    assert bound > 64  # framing bytes that still parse are bound too, not only refused
+    assert refused > 0
+    tampered = bytearray(out)
+    tampered[-100] ^= 0x01  # inside the framing after the payload
+    assert tile_tree(KID, bytes(tampered)).root != tile_tree(KID, out).root
 
 
 def test_runs_in_one_process_are_bit_identical(
@@ -102,7 +185,7 @@ def test_runs_in_one_process_are_bit_identical(
 def _splice(out: bytes, new_stream: np.ndarray) -> bytes:
     """Replace an output bundle's coefficients in place (same length, same framing)."""
     data = bytearray(out)
-    old = coefficient_stream(KID, out).astype("<u8").tobytes()
+    old = ciphertext_coefficients(KID, out).astype("<u8").tobytes()
     at = bytes(data).find(old)
     assert at > 0
     data[at : at + len(old)] = new_stream.astype("<u8").tobytes()
@@ -117,7 +200,7 @@ def test_lazy_results_never_agree(
     rng: np.random.Generator,
 ) -> None:
     out = honest["outs"][0]  # type: ignore[index]
-    ref = coefficient_stream(KID, out)
+    ref = ciphertext_coefficients(KID, out)
     inp = wire.read_bundle(
         honest["bundle"],
         kind=wire.BundleKind.INPUT,
@@ -142,8 +225,8 @@ def test_lazy_results_never_agree(
     lazy = {
         "random bytes": rng.integers(0, 1 << 64, len(ref), dtype=np.uint64),
         "input copied": copied.astype(np.uint64),
-        "another tile's output": coefficient_stream(KID, other_tile),
-        "another key set's output": coefficient_stream(KID, other_keys_out),
+        "another tile's output": ciphertext_coefficients(KID, other_tile),
+        "another key set's output": ciphertext_coefficients(KID, other_keys_out),
         "zeros": np.zeros(len(ref), dtype=np.uint64),
     }
     for name, stream in lazy.items():
@@ -152,7 +235,9 @@ def test_lazy_results_never_agree(
         assert needed is not None, name
         assert needed <= 3, (name, needed)
         forged = _splice(out, stream)
-        assert coefficient_stream(KID, forged).tolist() == stream.tolist()
+        assert ciphertext_coefficients(KID, forged).tolist() == stream.tolist()
+        # the committed stream (digest leaf included) disagrees too
+        assert disagree(coefficient_stream(KID, out), coefficient_stream(KID, forged)), name
     assert AGREEMENT_FAR_COUNT >= 1
     assert AGREEMENT_TOLERANCE < 1 << 63
 
@@ -171,8 +256,8 @@ def test_one_changed_pixel_is_caught_by_the_client(
     pixel = int(np.argmax((want != alt).reshape(-1)))
     assert want.reshape(-1)[pixel] != alt.reshape(-1)[pixel]
     words = output_words(KID)
-    a = coefficient_stream(KID, out).copy()
-    b = coefficient_stream(KID, other)
+    a = ciphertext_coefficients(KID, out).copy()
+    b = ciphertext_coefficients(KID, other)
     a[pixel * words : (pixel + 1) * words] = b[pixel * words : (pixel + 1) * words]
     tampered = _splice(out, a)
     got = client.decrypt(tampered, tile_index=4)

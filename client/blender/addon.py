@@ -29,6 +29,7 @@ password file. Passwords are never stored in the .blend file.
 
 import contextlib
 import time
+import traceback
 import webbrowser
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,13 +50,22 @@ from blindframe.errors import BlindframeError
 __all__ = [
     "ADDON_API",
     "CLASSES",
+    "BlindframeSettings",
     "artist_for",
+    "base_settings",
+    "config_path",
     "draw_status_bar",
+    "extract_scene",
+    "frame_size",
     "job_options",
     "pump",
     "register",
     "runner",
     "scene_settings",
+    "settings_for",
+    "show_image",
+    "snapshot_line",
+    "tile_summary",
     "unregister",
 ]
 
@@ -316,11 +326,14 @@ def job_options(scene: Any) -> JobOptions:
     width, height = frame_size(scene)
     params: dict[str, Any]
     if family == "volume":
+        from blindframe.fhe_core.kernels import get_kernel
+
         params = {"yaw": float(props.yaw), "pitch": float(props.pitch), "zoom": float(props.zoom)}
-        if width % 8 or height % 8:
+        th, tw = get_kernel(kernel).tile_hw
+        if width % tw or height % th:
             raise JobOptionsError(
-                f"volume frames are whole 8x8 tiles: the output size {width}x{height} is not",
-                hint="set Output Properties > Resolution to multiples of 8 (e.g. 64x64)",
+                f"volume frames are whole {tw}x{th} tiles: the output size {width}x{height} is not",
+                hint=f"set Output Properties > Resolution to multiples of {tw} (e.g. 64x64)",
             )
     elif family == "shade":
         params = {"light": [float(v) for v in props.light]}
@@ -437,11 +450,13 @@ def _redraw() -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    """One line for the panel; an unexpected error's traceback also goes to Blender's console."""
     if isinstance(exc, Cancelled):
         return "cancelled"
     if isinstance(exc, BlindframeError):
         return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-    return f"{type(exc).__name__}: {exc}"
+    traceback.print_exception(exc)
+    return f"{type(exc).__name__}: {exc} (see the system console)"
 
 
 def pump() -> float | None:

@@ -1,0 +1,159 @@
+"""Manifests and lease results: validation of everything a worker or client downloads."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from blindframe.coordinator.errors import LeaseResultError, ManifestError
+from blindframe.coordinator.manifest import ContentRef, Manifest
+from blindframe.coordinator.results import (
+    disagreement_openings,
+    open_lease_result,
+    pack_lease_result,
+)
+from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERANCE
+from blindframe.fhe_core.kernels import client_spec_hash
+from blindframe.fhe_core.merkle import leaf_depth, verify_proof
+
+if TYPE_CHECKING:
+    from tests.conftest import VolumeJob
+
+CID = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN"
+
+
+def manifest(volume_job: VolumeJob) -> Manifest:
+    return Manifest.create(
+        kernel="volume@1",
+        client_spec_hash=client_spec_hash("volume@1"),
+        leaf_depth=leaf_depth("volume@1"),
+        job=volume_job.public.to_json(),
+        evaluation_keys=ContentRef(CID, 1000),
+        inputs=[ContentRef(CID, 99)],
+    )
+
+
+def test_manifest_round_trip_and_chain_check(volume_job: VolumeJob) -> None:
+    original = manifest(volume_job)
+    parsed = Manifest.parse(original.to_bytes())
+    assert parsed == original
+    assert parsed.tile_count == 4
+    assert parsed.input_for(3) == ContentRef(CID, 99)
+    parsed.check_against_chain(kernel="volume@1", tile_count=4, leaf_depth=leaf_depth("volume@1"))
+    with pytest.raises(ManifestError, match="the chain says 5 tiles"):
+        parsed.check_against_chain(
+            kernel="volume@1", tile_count=5, leaf_depth=leaf_depth("volume@1")
+        )
+    with pytest.raises(ManifestError, match="kernel 'shade@1'"):
+        parsed.check_against_chain(
+            kernel="shade@1", tile_count=4, leaf_depth=leaf_depth("volume@1")
+        )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("inputs"), "missing"),
+        (lambda d: d.update(extra=1), "unknown"),
+        (lambda d: d.update(format="other/1"), "not a blindframe-manifest/1"),
+        (lambda d: d.update(kernel="volume@9"), "is for volume@1, not volume@9"),
+        (lambda d: d.update(clientSpecHash="0x12"), "64 lowercase hex"),
+        (lambda d: d.update(leafDepth=99), "leafDepth must be 0..24"),
+        (lambda d: d["job"].update(tasks=5), "job description is invalid"),
+        (lambda d: d["job"].update(kernel="teapot@1"), "job description is invalid"),
+        (lambda d: d.update(inputs=[{"cid": CID, "size": 1}] * 2), "needs 1 input"),
+        (lambda d: d.update(inputs=[{"cid": "Qmnope", "size": 1}]), "invalid CID"),
+        (lambda d: d.update(inputs=[{"cid": CID, "size": -1}]), "size must be"),
+        (lambda d: d.update(evaluationKeys={"cid": CID}), "exactly 'cid' and 'size'"),
+    ],
+)
+def test_bad_manifests_are_refused(volume_job: VolumeJob, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    document = manifest(volume_job).to_json()
+    change(document)
+    with pytest.raises(ManifestError, match=message):
+        Manifest.parse(json.dumps(document).encode())
+
+
+def test_garbage_manifests(volume_job: VolumeJob) -> None:
+    with pytest.raises(ManifestError, match="not JSON"):
+        Manifest.parse(b"\xff\x00garbage")
+    with pytest.raises(ManifestError, match="at most"):
+        Manifest.parse(b" " * (2 << 20))
+
+
+def test_lease_result_gives_its_root_and_nothing_else(volume_job: VolumeJob) -> None:
+    depth = leaf_depth("volume@1")
+    outputs = [volume_job.outputs[0], volume_job.outputs[1]]
+    packed = pack_lease_result(
+        kernel="volume@1", job_id=7, lease_id=3, first_tile=0, leaf_depth=depth, outputs=outputs
+    )
+    data = packed.to_bytes()
+    common = {
+        "kernel": "volume@1",
+        "job_id": 7,
+        "lease_id": 3,
+        "first_tile": 0,
+        "count": 2,
+        "leaf_depth": depth,
+    }
+    opened = open_lease_result(data, root=packed.root, **common)
+    assert opened.outputs == outputs
+    leaf = 5
+    assert verify_proof(
+        opened.trees[1].leaf(leaf), leaf, 1, opened.proof(1, leaf), packed.root, depth
+    )
+
+    with pytest.raises(LeaseResultError, match="do not pay"):
+        open_lease_result(data, root=bytes(32), **common)
+    tampered = bytearray(data)
+    tampered[-100] ^= 0x01
+    with pytest.raises(LeaseResultError, match="gives root|give root"):
+        open_lease_result(bytes(tampered), root=packed.root, **common)
+    with pytest.raises(LeaseResultError, match="lease 4"):
+        open_lease_result(data, root=packed.root, **{**common, "lease_id": 4})
+    with pytest.raises(LeaseResultError, match="covers 3 tiles"):
+        open_lease_result(data, root=packed.root, **{**common, "count": 3})
+    with pytest.raises(LeaseResultError, match="bytes"):
+        open_lease_result(data[:-1], root=packed.root, **common)
+    with pytest.raises(LeaseResultError, match="not a blindframe lease result"):
+        open_lease_result(b"X" * 64, root=packed.root, **common)
+
+
+def test_openings_prove_a_lazy_result_far(volume_job: VolumeJob) -> None:
+    depth = leaf_depth("volume@1")
+    honest = pack_lease_result(
+        kernel="volume@1",
+        job_id=1,
+        lease_id=1,
+        first_tile=1,
+        leaf_depth=depth,
+        outputs=[volume_job.outputs[1]],
+    )
+    # Another tile's output passed off as this tile's: a lazy result.
+    lazy = pack_lease_result(
+        kernel="volume@1",
+        job_id=1,
+        lease_id=2,
+        first_tile=1,
+        leaf_depth=depth,
+        outputs=[volume_job.outputs[0]],
+    )
+    openings = disagreement_openings(
+        honest, lazy, 1, tolerance=AGREEMENT_TOLERANCE, far_count=AGREEMENT_FAR_COUNT
+    )
+    assert openings is not None
+    assert 1 <= len(openings) <= 4
+    assert [o.leaf for o in openings] == sorted(o.leaf for o in openings)
+    for o in openings:
+        assert verify_proof(o.leafA, o.leaf, 0, o.proofA, honest.root, depth)
+        assert verify_proof(o.leafB, o.leaf, 0, o.proofB, lazy.root, depth)
+    assert (
+        disagreement_openings(
+            honest, honest, 1, tolerance=AGREEMENT_TOLERANCE, far_count=AGREEMENT_FAR_COUNT
+        )
+        is None
+    )
+    assert np.array_equal(honest.streams[0], honest.streams[0])

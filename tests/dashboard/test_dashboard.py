@@ -299,6 +299,9 @@ def test_a_live_render_in_the_browser(
         # The frame on the page is the PNG decrypted into the job's directory.
         (job,) = [d for d in list_jobs(stack.home) if not d.pending]
         assert result["frame"]["png"] == str(job.path / "frame.png")
+        posted = page.inner_text("#events tr[data-event=JobPosted]")
+        assert f"manifestCid={job.state()['manifestCid']}" in posted
+        assert "escrow=0.004 ETH" in posted
         assert page.evaluate("document.getElementById('frame-img').naturalWidth") == 16
         src = page.get_attribute("#frame-img", "src")
         assert src is not None

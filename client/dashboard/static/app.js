@@ -334,10 +334,28 @@ function renderFrame(frame) {
   }
 }
 
+const AMOUNTS = new Set(["amount", "escrow", "rewardPerTileReplica", "bond", "stake"]);
+
+function cidText(value) {
+  // CIDs travel on chain as the bytes of their text: show the text.
+  const hex = String(value).replace(/^0x/, "");
+  if (!/^([0-9a-f]{2})+$/i.test(hex)) return null;
+  let text = "";
+  for (let i = 0; i < hex.length; i += 2) text += String.fromCharCode(parseInt(hex.slice(i, i + 2), 16));
+  return /^[A-Za-z0-9]+$/.test(text) ? text : null;
+}
+
+function describeArg(key, value) {
+  if (Array.isArray(value)) return `[${value.map(short).join(",")}]`;
+  if (AMOUNTS.has(key)) return eth(value);
+  if (/Cid$/.test(key)) return short(cidText(value) || value);
+  return short(value);
+}
+
 function describeArgs(args) {
   return Object.entries(args || {})
     .filter(([k]) => k !== "jobId")
-    .map(([k, v]) => `${k}=${Array.isArray(v) ? `[${v.map(short).join(",")}]` : short(v)}`)
+    .map(([k, v]) => `${k}=${describeArg(k, v)}`)
     .join(" ");
 }
 

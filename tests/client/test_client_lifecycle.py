@@ -85,7 +85,7 @@ def test_a_job_through_its_states_to_the_decrypted_frame(
     early = artist.settle(ref)
     assert early.settled == ()
     assert "challenge window" in early.waiting[0]["reason"]
-    chain.warp(10)
+    chain.warp(int(chain.deployment.parameters["challengeWindow"]) + 1)
     paid = artist.settle(ref)
     assert paid.settled == (lease,)
     assert paid.paid_wei == 4 * REWARD
@@ -184,7 +184,7 @@ def test_tampered_and_wrong_results_are_refused_and_the_wrong_tile_disputed(
 
     snap = artist.snapshot(ref)
     assert _tile_states(snap) == ["failed", "failed", "failed", "verified", "failed", "failed"]
-    chain.warp(10)
+    chain.warp(int(chain.deployment.parameters["challengeWindow"]) + 1)
     refused = artist.settle(ref)
     assert refused.settled == ()
     reasons = {row["leaseId"]: row["reason"] for row in refused.waiting}
@@ -249,7 +249,7 @@ def test_tampered_and_wrong_results_are_refused_and_the_wrong_tile_disputed(
     assert [v.lease_id for v in step.verify.checked] == [tie_lease]
     assert step.verify.checked[0].status == "ok"
     assert step.resolved == ()  # the challenge window after the tie-breaker's reveal runs
-    chain.warp(10)
+    chain.warp(int(chain.deployment.parameters["challengeWindow"]) + 1)
     assert artist.resolve_contests(ref) == [records[2]["contestId"]]
     assert market.contest(records[2]["contestId"]).outcome == ContestOutcome.A_FAR
     settled = artist.settle(ref)

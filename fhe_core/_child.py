@@ -14,12 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main", "run_tile_job", "serve"]
+__all__ = ["main", "ping", "run_tile_job", "serve"]
 
 CHILD_ERROR_EXIT = 3
 CHILD_MEMORY_EXIT = 4
 # How often a serving child looks at the call it forked (seconds).
 _POLL_S = 0.01
+
+
+def ping(payload: dict[str, Any]) -> dict[str, Any]:
+    """A call that does nothing: what the sandbox itself costs (benchmarks, health checks)."""
+    return dict(payload)
 
 
 def run_tile_job(payload: dict[str, Any]) -> dict[str, Any]:

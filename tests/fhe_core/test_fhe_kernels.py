@@ -19,10 +19,19 @@ PARAMS = {
 
 
 def _edge_cases(kernel_id: str, rng: np.random.Generator) -> list[tuple[np.ndarray, ...]]:
+    """Random inputs, then the extremes: ``volume`` all voxels full (the widest ray sums; all
+    empty is a sum of 0, which random grids hold too); ``shade`` (pixels independent, 5
+    bootstraps each) every pixel at an extreme, lowest and highest in a checkerboard, in one
+    tile; ``post`` (cheap) highest, then lowest."""
     kernel = get_kernel(kernel_id)
     lo = tuple(np.broadcast_to(s.lo, s.shape).copy() for s in kernel.enc)
     hi = tuple(np.broadcast_to(s.hi, s.shape).copy() for s in kernel.enc)
     rand = tuple(rng.integers(s.lo, s.hi + 1) for s in kernel.enc)
+    if kernel_id == "volume@1":
+        return [rand, hi]
+    if kernel_id == "shade@1":
+        board = (np.indices(kernel.tile_hw).sum(axis=0) % 2).astype(bool)
+        return [rand, tuple(np.where(board, h, low) for h, low in zip(hi, lo, strict=True))]
     return [rand, hi, lo]
 
 

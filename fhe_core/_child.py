@@ -105,6 +105,9 @@ def main(argv: list[str]) -> int:
         except PlanUnreachableError as exc:
             answer.write_text(json.dumps(_error(exc)))
             return PLAN_UNREACHABLE_EXIT
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it clearly
+            answer.write_text(json.dumps(_error(exc)))
+            return CHILD_ERROR_EXIT
         Path(job["plan_report"]).write_text(json.dumps(report))
     return _call(str(job["target"]), job["payload"], answer)
 

@@ -110,7 +110,7 @@ def test_lease_result_gives_its_root_and_nothing_else(volume_job: VolumeJob) -> 
         open_lease_result(data, root=bytes(32), **common)
     tampered = bytearray(data)
     tampered[-100] ^= 0x01
-    with pytest.raises(LeaseResultError, match="gives root|give root"):
+    with pytest.raises(LeaseResultError, match=r"gives root|give root"):
         open_lease_result(bytes(tampered), root=packed.root, **common)
     with pytest.raises(LeaseResultError, match="lease 4"):
         open_lease_result(data, root=packed.root, **{**common, "lease_id": 4})

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from .render_stack import KERNEL, RenderStack, start_render_stack
+from support.render_stack import KERNEL, RenderStack, start_render_stack
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from support.render_stack import KERNEL, RenderStack
 
 from blindframe.client._frames import frame_rgb
 from blindframe.client.blender import bootstrap
@@ -31,8 +32,6 @@ from blindframe.client.scene import to_kernel_input
 from blindframe.coordinator.market import LeaseStatus
 from blindframe.fhe_core.jobs import plain_frame
 from blindframe.fhe_core.kernels import get_kernel
-
-from .render_stack import KERNEL, RenderStack
 
 REPO = "bf_test_repo"
 MODULE = f"bl_ext.{REPO}.blindframe"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from client_blender.render_stack import KERNEL, RenderStack, start_render_stack
 from playwright.sync_api import Browser, Playwright, sync_playwright
+from support.render_stack import KERNEL, RenderStack, start_render_stack
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

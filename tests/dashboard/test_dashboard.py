@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from client_blender.render_stack import RenderStack
 from playwright.sync_api import Browser
+from support.render_stack import RenderStack
 
 from blindframe.client.artist import Artist
 from blindframe.client.dashboard.server import CSP, DashboardError, DashboardServer, check_loopback

@@ -103,6 +103,32 @@ class RenderStack:
         """The last lines of every node's log (for assertion messages)."""
         return "\n".join(f"--- {w.name}\n{w.tail()}" for w in self.workers)
 
+    def add_node(
+        self,
+        name: str,
+        *,
+        capacity: int = 2,
+        tile_seconds: float = 4.0,
+        fault: str | None = None,
+        ipfs_name: str | None = None,
+    ) -> WorkerProcess:
+        """A funded, staked render node running as `blindframe worker run` (``fault``: the
+        hidden test-only misbehaviour, e.g. ``lazy``). Its IPFS node is ``ipfs_name`` (default:
+        the stack's node of the same name)."""
+        password = read_password_file(self.password_file)
+        entry = create_account(self.settings.keystores, name, password)
+        fund(self.info.rpc_url, entry.address, 10 * 10**18)
+        deployment = Deployment.load(Path(self.info.deployment))
+        w3 = connect(self.info.rpc_url, expected_chain_id=deployment.chain_id)
+        account = unlock(entry.path, password)
+        sender = TxSender(w3, account, endpoint=self.info.rpc_url, lock_dir=self.home / "nonces")
+        Market(w3, deployment, sender=sender).stake(
+            capacity, int(deployment.parameters["minStake"])
+        )
+        worker = _start_worker(self, name, entry.address, tile_seconds, fault, ipfs_name or name)
+        self.workers.append(worker)
+        return worker
+
     def close(self) -> None:
         for worker in self.workers:
             worker.kill()
@@ -110,7 +136,13 @@ class RenderStack:
 
 
 def start_render_stack(
-    root: Path, *, nodes: int = 2, capacity: int = 2, tile_seconds: float = 4.0
+    root: Path,
+    *,
+    nodes: int = 2,
+    capacity: int = 2,
+    tile_seconds: float = 4.0,
+    ipfs_nodes: tuple[str, ...] = (),
+    windows: dict[str, int] | None = None,
 ) -> RenderStack:
     """Start everything under ``root`` (a fresh folder); the caller must ``close()`` it."""
     home = root / "home"
@@ -121,8 +153,8 @@ def start_render_stack(
         keystores,
         rpc_port=free_port(),
         ipfs_port=free_port(),
-        extra_ipfs=names,
-        parameters=WINDOWS,
+        extra_ipfs=(*names, *ipfs_nodes),
+        parameters={**WINDOWS, **(windows or {})},
     )
 
     stack = RenderStack(home, info, Settings(), local_password_file(home))
@@ -139,16 +171,8 @@ def start_render_stack(
             account=ARTIST,
             password_file=stack.password_file,
         )
-        deployment = Deployment.load(Path(info.deployment))
-        w3 = connect(info.rpc_url, expected_chain_id=deployment.chain_id)
-        min_stake = int(deployment.parameters["minStake"])
         for name in names:
-            entry = create_account(keystores, name, password)
-            fund(info.rpc_url, entry.address, 10 * 10**18)
-            account = unlock(entry.path, password)
-            sender = TxSender(w3, account, endpoint=info.rpc_url, lock_dir=home / "nonces")
-            Market(w3, deployment, sender=sender).stake(capacity, min_stake)
-            stack.workers.append(_start_worker(stack, name, entry.address, tile_seconds))
+            stack.add_node(name, capacity=capacity, tile_seconds=tile_seconds)
         return stack
     except BaseException:
         stack.close()
@@ -156,7 +180,12 @@ def start_render_stack(
 
 
 def _start_worker(
-    stack: RenderStack, name: str, address: str, tile_seconds: float
+    stack: RenderStack,
+    name: str,
+    address: str,
+    tile_seconds: float,
+    fault: str | None,
+    ipfs_name: str,
 ) -> WorkerProcess:
     data = stack.home.parent / f"worker-{name}"
     data.mkdir()
@@ -168,12 +197,13 @@ def _start_worker(
         "--keystore-dir", str(stack.settings.keystores),
         "--rpc", stack.info.rpc_url,
         "--deployment", stack.info.deployment,
-        "--ipfs-api", stack.info.ipfs[name],
+        "--ipfs-api", stack.info.ipfs[ipfs_name],
         "--kernels", KERNEL,
         "--tile-seconds", f"{KERNEL}={tile_seconds}",
         "--data-dir", str(data),
         "--poll", "0.3",
         "--json-log",
+        *(["--fault", fault] if fault else []),
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDFRAME_")}
     env["BLINDFRAME_HOME"] = str(stack.home)

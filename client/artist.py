@@ -1124,6 +1124,11 @@ class Artist:
                     continue  # too late: the chain takes no dispute of it any more
                 if verdict.status == "wrong":
                     wrong = [t for t, state in sorted(verdict.tiles.items()) if state == "wrong"]
+                    if not (lease_state.verified_at and now > lease_state.verified_at):
+                        # Another replica delivered these tiles right: during the challenge
+                        # window the render nodes prove the disagreement for free (and earn the
+                        # bounty); the client posts a bond only if none of them did.
+                        wrong = [t for t in wrong if t not in delivered]
                     reasons = {t: verdict.reasons.get(t, "wrong") for t in wrong}
                 elif verdict.status == "tampered":
                     wrong = [

@@ -11,7 +11,7 @@ import {TileMerkle} from "./libraries/TileMerkle.sol";
 
 /// @title MarketFaults
 /// @notice The unhappy paths of RenderMarket: reclaims of expired leases, disagreement and far
-/// proofs, tie-breaker resolution, client disputes, refunds. RenderMarket creates it and reaches it by delegatecall, so
+/// proofs, tie-breaker resolution, client disputes, refunds and cancels. RenderMarket creates it and reaches it by delegatecall, so
 /// every function here runs on RenderMarket's storage and balance and emits from its address;
 /// the errors and events are IRenderMarket's. Called directly, it sees an empty market (every
 /// id is unknown) and holds nothing.
@@ -164,21 +164,45 @@ contract MarketFaults is MarketBase {
     /// @notice See IRenderMarket.refund.
     function refund(uint256 jobId) external returns (uint256 amount) {
         IRenderMarket.Job storage job = _job(jobId);
-        if (block.timestamp <= job.deadline) revert IRenderMarket.MarketJobNotExpired(jobId, job.deadline, block.timestamp);
-        amount = _refundable(job);
+        // A cancelled job takes no new replica claims: what live leases free is the client's now.
+        if (job.cancelledAt == 0 && block.timestamp <= job.deadline) {
+            revert IRenderMarket.MarketJobNotExpired(jobId, job.deadline, block.timestamp);
+        }
+        amount = _takeRefundable(job);
         if (amount == 0) revert IRenderMarket.MarketNothingToRefund(jobId);
-        // forge-lint: disable-next-line(unsafe-typecast)
-        job.escrow -= uint128(amount); // <= escrow
         address client = job.client;
         emit IRenderMarket.Refunded(jobId, client, amount);
         _credit(client, jobId, amount, IPayments.CreditReason.Refund);
+    }
+
+    /// @notice See IRenderMarket.cancelJob.
+    function cancelJob(uint256 jobId) external returns (uint256 refunded) {
+        IRenderMarket.Job storage job = _job(jobId);
+        address client = job.client;
+        if (msg.sender != client) revert IRenderMarket.MarketNotClient(jobId, msg.sender, client);
+        if (job.cancelledAt != 0) revert IRenderMarket.MarketJobCancelled(jobId);
+        uint256 deadline = job.deadline;
+        if (block.timestamp > deadline) revert IRenderMarket.MarketJobExpired(jobId, deadline, block.timestamp);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        job.cancelledAt = uint40(block.timestamp); // a timestamp
+        refunded = _takeRefundable(job);
+        emit IRenderMarket.JobCancelled(jobId, client, refunded);
+        _credit(client, jobId, refunded, IPayments.CreditReason.Refund);
     }
 
     /*//////////////////////////////////////////////////////////////
                                 INTERNAL
     //////////////////////////////////////////////////////////////*/
 
-    /// @dev Reopens a reclaimed lease's tiles in its lane and drops its slot reservations.
+    /// @dev Takes the job's refundable escrow (no live lease reserves it) out of the escrow.
+    function _takeRefundable(IRenderMarket.Job storage job) internal returns (uint256 amount) {
+        amount = _refundable(job);
+        // forge-lint: disable-next-line(unsafe-typecast)
+        job.escrow -= uint128(amount); // <= escrow
+    }
+
+    /// @dev Reopens a reclaimed lease's tiles in its lane and drops its slot reservations (on a
+    /// cancelled job the lane's claims stay closed: the slots' escrow becomes refundable).
     function _reopen(uint256 jobId, IRenderMarket.Job storage job, IRenderMarket.Lease storage l, bool committed) internal {
         uint256 lane = l.lane;
         uint256 first = l.firstTile;
@@ -240,7 +264,8 @@ contract MarketFaults is MarketBase {
         mapping(uint256 => uint256) storage contested = _contested[jobId];
         if (contested.isSet(tile)) revert IRenderMarket.MarketTileAlreadyContested(jobId, tile);
         contested.set(tile);
-        // replication <= 8 and each tile is contested at most once: < 2^21 lanes.
+        // replication <= 8 and each tile is contested at most once: contestCount < tileCount
+        // <= 2^20 (fits its uint24) and lanes < 2^21.
         uint32 lane = uint32(job.replication) + job.contestCount;
         job.contestCount += 1;
         contestId = ++_contestCount;

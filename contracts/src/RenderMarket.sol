@@ -12,7 +12,7 @@ import {TileMerkle} from "./libraries/TileMerkle.sol";
 /// @title RenderMarket
 /// @notice The blindframe job market, its one address and ABI. This contract runs the happy
 /// path (post, claim, commit, reveal, settle, finalize, staking, withdraw) and the views. Every
-/// unhappy path (reclaim, disagreement and far proofs, contests, disputes, refunds) runs in
+/// unhappy path (reclaim, disagreement and far proofs, contests, disputes, refunds, cancels) runs in
 /// MarketFaults, which this contract creates in its constructor and reaches by delegatecall on
 /// its own storage: together they exceed the 24,576-byte code limit of EIP-170. See
 /// IRenderMarket and contracts/README.md.
@@ -94,6 +94,7 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         leaseId = ++_leaseCount;
         uint256 commitDeadline = block.timestamp + job.leaseLength;
         if (lane < job.replication) {
+            if (job.cancelledAt != 0) revert MarketJobCancelled(jobId);
             if (commitDeadline > job.deadline) revert MarketClaimClosed(jobId, job.deadline, commitDeadline);
             job.reservedSlots += count;
         } else {
@@ -207,6 +208,11 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
     }
 
     /// @inheritdoc IRenderMarket
+    function cancelJob(uint256) external returns (uint256) {
+        _delegateToFaults();
+    }
+
+    /// @inheritdoc IRenderMarket
     function dispute(uint256, uint32, uint256) external payable returns (uint256) {
         _delegateToFaults();
     }
@@ -302,7 +308,9 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         view
         returns (uint32 firstTile, uint16 count)
     {
-        uint256 n = _job(jobId).tileCount;
+        Job storage job = _job(jobId);
+        if (lane < job.replication && job.cancelledAt != 0) return (0, 0); // closed to new claims
+        uint256 n = job.tileCount;
         mapping(uint256 => uint256) storage taken = _taken[jobId][lane];
         mapping(uint256 => uint256) storage held = _held[jobId][worker];
         uint256 t = fromTile;

@@ -159,8 +159,8 @@ abstract contract MarketBase is StakingBase {
 
     /// @dev See IRenderMarket.verifiedAt: challengeWindow after the latest reveal among the
     /// lease's own and its tiles' other replica lanes (by bitmap word); while a replica is
-    /// missing, after the job's reveal horizon (deadline + revealWindow), past which no replica
-    /// lane can reveal (its leases commit by the deadline).
+    /// missing, after the job's reveal horizon (`_lastCommitDeadline` + revealWindow), past which
+    /// no replica lane can reveal.
     function _verifiedAt(uint256 jobId, IRenderMarket.Job storage job, IRenderMarket.Lease storage l)
         internal
         view
@@ -172,7 +172,7 @@ abstract contract MarketBase is StakingBase {
             uint256 first = l.firstTile;
             uint256 count = l.count;
             uint256 own = l.lane;
-            uint256 horizon = uint256(job.deadline) + _REVEAL_WINDOW;
+            uint256 horizon = _lastCommitDeadline(job) + _REVEAL_WINDOW;
             for (uint256 lane; lane < replication; ++lane) {
                 if (lane == own) continue; // <= MAX_REPLICATION lanes
                 uint256 revealTime = _laneRevealTime(jobId, lane, first, count, horizon);
@@ -180,6 +180,15 @@ abstract contract MarketBase is StakingBase {
             }
         }
         return latest + _CHALLENGE_WINDOW;
+    }
+
+    /// @dev The latest commit deadline a replica-lane lease of the job can have: the job deadline
+    /// or, once the job is cancelled (no replica claims after that), the cancel time plus the lease
+    /// length when that is earlier.
+    function _lastCommitDeadline(IRenderMarket.Job storage job) internal view returns (uint256 last) {
+        last = job.deadline;
+        uint256 cancelledAt = job.cancelledAt;
+        if (cancelledAt != 0 && cancelledAt + job.leaseLength < last) last = cancelledAt + job.leaseLength;
     }
 
     /// @dev When lane `lane` revealed all of [first, first + count) (latest reveal in its bitmap

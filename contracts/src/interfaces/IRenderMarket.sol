@@ -35,9 +35,10 @@ interface IRenderMarket is IStaking, IPayments {
     }
 
     /// @notice One job. The manifest CID itself is only in `JobPosted`; `manifestHash` is its keccak256.
+    /// @dev Packed in five slots: `cancelledAt` shares the slot of the counters `claim` reads anyway.
     struct Job {
         address client;
-        uint40 deadline; // original-lane claims must have their commit deadline by then; refunds after it
+        uint40 deadline; // replica-lane claims must have their commit deadline by then; refunds after it
         uint32 leaseLength; // commit window of each lease (claim time + leaseLength)
         uint8 replication; // replica lanes 0..replication-1; lanes above are tie-breaker lanes
         uint8 leafDepth; // depth of each tile's Merkle tree (4 * 2^leafDepth coefficients per tile)
@@ -46,7 +47,8 @@ interface IRenderMarket is IStaking, IPayments {
         uint96 rewardPerTileReplica;
         uint32 committedSlots; // tile-slots of replica lanes committed (or revealed) now
         uint32 reservedSlots; // tile-slots of replica lanes held by live, unpaid leases
-        uint32 contestCount; // contests opened on this job (tie-breaker lane = replication + index)
+        uint24 contestCount; // contests opened on this job (tie-breaker lane = replication + index); <= tileCount
+        uint40 cancelledAt; // 0 while open; when the client cancelled it (no replica claims since; refunds at once)
         uint128 escrow; // wei still held for this job
         bytes32 manifestHash; // keccak256 of the manifest CID bytes
         bytes32 kernelId;
@@ -222,9 +224,14 @@ interface IRenderMarket is IStaking, IPayments {
     error MarketLeaseContested(uint256 leaseId, uint256 openContests);
     /// @notice finalize: the client's acceptance window is open until `until`.
     error MarketAcceptanceOpen(uint256 leaseId, uint256 until, uint256 now);
-    /// @notice refund: the job deadline has not passed.
+    /// @notice refund: the job deadline has not passed and the job was not cancelled.
     error MarketJobNotExpired(uint256 jobId, uint256 deadline, uint256 now);
     error MarketNothingToRefund(uint256 jobId);
+    /// @notice The client cancelled the job: its replica lanes take no new claims (and it cannot
+    /// be cancelled twice). Tie-breaker lanes of its contests stay open.
+    error MarketJobCancelled(uint256 jobId);
+    /// @notice cancelJob: the job deadline has passed; `refund` returns the unfinished escrow.
+    error MarketJobExpired(uint256 jobId, uint256 deadline, uint256 now);
 
     /*//////////////////////////////////////////////////////////////
                                  EVENTS
@@ -308,8 +315,13 @@ interface IRenderMarket is IStaking, IPayments {
     /// @notice A tie-breaker lease ended with its contest; `amount` wei reward (0 if unpaid).
     event TieBreakerSettled(uint256 indexed leaseId, uint256 indexed contestId, address indexed worker, uint256 amount);
 
-    /// @notice Escrow not owed to any live lease was credited back to the client after the deadline.
+    /// @notice Escrow not owed to any live lease was credited back to the client after the deadline
+    /// (or, for a cancelled job, escrow that live leases freed after the cancel).
     event Refunded(uint256 indexed jobId, address indexed client, uint256 amount);
+
+    /// @notice The client cancelled the job: its replica lanes closed to new claims and
+    /// `refunded` wei (every tile-slot no live lease reserved) was credited back to it.
+    event JobCancelled(uint256 indexed jobId, address indexed client, uint256 refunded);
 
     /*//////////////////////////////////////////////////////////////
                             JOBS AND LEASES
@@ -338,9 +350,22 @@ interface IRenderMarket is IStaking, IPayments {
         uint8 leafDepth
     ) external payable returns (uint256 jobId);
 
+    /// @notice The client cancels its job: the replica lanes close to new claims at once, and the
+    /// escrow of every tile-slot no live lease reserves is credited back to the client now.
+    /// Leases already claimed, committed or revealed go on exactly as before (paid, reclaimed or
+    /// contested), and the tie-breaker lanes of its contests stay open, so contests still resolve.
+    /// Escrow those leases free later (a reclaim, whose tiles do not reopen, or a contest) is
+    /// refundable through `refund` at once, without waiting for the deadline. Cancelling also
+    /// brings the job's reveal horizon forward to min(deadline, now + leaseLength) +
+    /// revealWindow: no replica lease can commit after that (see `verifiedAt`).
+    /// @dev Only the client, once, up to the job deadline (after it, `refund` does the same).
+    /// @return refunded The wei credited to the client (0 when live leases reserve every slot).
+    function cancelJob(uint256 jobId) external returns (uint256 refunded);
+
     /// @notice Leases tiles [firstTile, firstTile + count) of `lane` to the caller, locking
-    /// count x collateralPerTile of its stake. Replica lanes (lane < replication) need the lease's
-    /// commit deadline (now + leaseLength) by the job deadline; a tie-breaker lane takes exactly
+    /// count x collateralPerTile of its stake. Replica lanes (lane < replication) need a job that
+    /// is not cancelled and the lease's commit deadline (now + leaseLength) by the job deadline;
+    /// a tie-breaker lane (open even on a cancelled job) takes exactly
     /// its contest's tile, before the contest's claim deadline, by a worker holding no replica of it.
     /// @param count Tiles in the lease (1..MAX_LEASE_TILES).
     /// @return leaseId The new lease's id (ids start at 1).
@@ -401,8 +426,9 @@ interface IRenderMarket is IStaking, IPayments {
     /// @notice Same as `settle`, by anyone, for leases whose acceptance window has passed.
     function finalize(uint256 jobId, uint256[] calldata leaseIds) external;
 
-    /// @notice After the job deadline, credits the client the escrow no live lease can claim
-    /// (never-claimed or reopened slots). Anyone may call; may be called again later.
+    /// @notice After the job deadline, or at any time once the client cancelled the job, credits
+    /// the client the escrow no live lease can claim (never-claimed, reopened or, after a cancel,
+    /// reclaimed slots). Anyone may call; may be called again later.
     /// @return amount The wei credited to the client.
     function refund(uint256 jobId) external returns (uint256 amount);
 
@@ -441,7 +467,8 @@ interface IRenderMarket is IStaking, IPayments {
     function contestedBitmap(uint256 jobId, uint256 word) external view returns (uint256);
 
     /// @notice The first run of tiles at or after `fromTile` free in `lane` and not held by
-    /// `worker` (address(0): ignore holdings), at most `maxCount` long. count = 0: none.
+    /// `worker` (address(0): ignore holdings), at most `maxCount` long. count = 0: none (always,
+    /// in a replica lane of a cancelled job).
     function freeRange(uint256 jobId, uint32 lane, address worker, uint32 fromTile, uint16 maxCount)
         external
         view
@@ -452,11 +479,14 @@ interface IRenderMarket is IStaking, IPayments {
 
     /// @notice When a revealed replica lease counts as verified: its tiles' challenge window ends
     /// (challengeWindow after the latest reveal among the tiles' replicas, or after the job's
-    /// reveal horizon while some replica is missing). Settlement needs now > verifiedAt; finalize
-    /// and the end of disputes, now > verifiedAt + acceptanceWindow. 0 for an unrevealed lease.
+    /// reveal horizon while some replica is missing: deadline + revealWindow, or for a cancelled
+    /// job min(deadline, cancelledAt + leaseLength) + revealWindow). Settlement needs
+    /// now > verifiedAt; finalize and the end of disputes, now > verifiedAt + acceptanceWindow.
+    /// 0 for an unrevealed lease.
     function verifiedAt(uint256 leaseId) external view returns (uint256);
 
-    /// @notice Escrow of the job no live lease can claim (what `refund` would credit after the deadline).
+    /// @notice Escrow of the job no live lease can claim (what `refund` would credit after the
+    /// deadline, or now if the job was cancelled).
     function refundable(uint256 jobId) external view returns (uint256);
 
     /// @notice The commitment a worker submits: keccak256(abi.encode(root, worker, salt)).

@@ -15,8 +15,8 @@ import {TileTrees} from "../utils/TileTrees.sol";
 /// fixed set of actors: six workers (four honest, two forging different garbage), two
 /// clients and a keeper who runs the permissionless exits. Tie-breakers are always honest (the
 /// protocol's fresh-worker assumption). Actions whose preconditions fail are skipped, so most
-/// calls do something. Ghost variables track deposits, withdrawals, reclaims and the tiles a
-/// contest without tie-breaker refunded.
+/// calls do something. Ghost variables track deposits, withdrawals, reclaims, the tiles a
+/// contest without tie-breaker refunded, and what each client's cancel refunded.
 contract MarketHandler is CommonBase, StdCheats, StdUtils {
     RenderMarket internal immutable market;
     IRenderMarket.Params internal params;
@@ -48,6 +48,8 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
     /// @dev Replica-lane leases of each job that revealed (candidates for disagreement proofs).
     mapping(uint256 jobId => uint256[]) internal revealedOf;
     mapping(bytes32 action => uint256) public calls;
+    /// @dev Cancels whose refund differed from the job's unreserved escrow just before (must stay 0).
+    uint256 public ghostBadCancels;
 
     constructor(RenderMarket market_) {
         market = market_;
@@ -105,11 +107,20 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
     }
 
     function claim(uint256 w, uint256 j, uint256 lane, uint256 from, uint256 count) external {
-        uint256 jobId = _pickOpenJob(j);
+        // One claim in eight may land on a cancelled job (to see it refused); the rest look for work.
+        uint256 jobId = _pickOpenJob(j, (count >> 12) % 8 == 0);
         if (jobId == 0) return;
         address worker = workers[w % 6];
         IRenderMarket.Job memory job = market.getJob(jobId);
         lane = lane % job.replication;
+        if (job.cancelledAt != 0) {
+            // A cancelled job's replica lanes refuse every claim, whatever the tiles.
+            vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketJobCancelled.selector, jobId));
+            vm.prank(worker);
+            market.claim(jobId, uint32(lane), uint32(from % job.tileCount), 1);
+            ++calls["claimRefused"];
+            return;
+        }
         (uint32 first, uint16 n) =
             market.freeRange(jobId, uint32(lane), worker, uint32(from % job.tileCount), uint16(bound(count, 1, 4)));
         if (n == 0 || !_canLock(worker, n)) return;
@@ -219,6 +230,20 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         vm.prank(market.getJob(jobId).client);
         market.settle(jobId, ready);
         ++calls["settle"];
+    }
+
+    /// @dev Now and then a client cancels a job of its own before the deadline: the refund must
+    /// be exactly the escrow no live lease reserved.
+    function cancelJob(uint256 j) external {
+        if (jobIds.length == 0 || j % 4 != 0) return; // most jobs run to their end
+        uint256 jobId = jobIds[(j >> 2) % jobIds.length];
+        IRenderMarket.Job memory job = market.getJob(jobId);
+        if (job.cancelledAt != 0 || block.timestamp > job.deadline) return;
+        uint256 free = job.escrow - uint256(job.reservedSlots) * job.rewardPerTileReplica;
+        vm.prank(job.client);
+        uint256 refunded = market.cancelJob(jobId);
+        if (refunded != free || market.refundable(jobId) != 0) ++ghostBadCancels;
+        ++calls["cancelJob"];
     }
 
     function dispute(uint256 l, uint256 tileSeed) external {
@@ -389,7 +414,10 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
     function refund(uint256 j) external {
         if (jobIds.length == 0) return;
         uint256 jobId = jobIds[j % jobIds.length];
-        if (block.timestamp <= market.getJob(jobId).deadline || market.refundable(jobId) == 0) return;
+        IRenderMarket.Job memory job = market.getJob(jobId);
+        // A cancelled job refunds what its leases free at once; any other job after its deadline.
+        if ((job.cancelledAt == 0 && block.timestamp <= job.deadline) || market.refundable(jobId) == 0) return;
+        if (block.timestamp <= job.deadline) ++calls["refundBeforeDeadline"];
         vm.prank(keeper);
         market.refund(jobId);
         ++calls["refund"];
@@ -533,12 +561,14 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         return x < y ? x : y;
     }
 
-    /// @dev A job still open to replica claims, searching from `seed`; 0 if none.
-    function _pickOpenJob(uint256 seed) internal view returns (uint256) {
+    /// @dev A job whose claim window is open, searching from `seed`, not cancelled unless
+    /// `cancelled` allows it; 0 if none.
+    function _pickOpenJob(uint256 seed, bool cancelled) internal view returns (uint256) {
         uint256 n = jobIds.length;
         for (uint256 i; i < n; ++i) {
             uint256 jobId = jobIds[(seed % n + i) % n];
             IRenderMarket.Job memory job = market.getJob(jobId);
+            if (job.cancelledAt != 0 && !cancelled) continue;
             if (block.timestamp + job.leaseLength <= job.deadline) return jobId;
         }
         return 0;
@@ -546,7 +576,8 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
 
     function _liveJobs() internal view returns (uint256 n) {
         for (uint256 i; i < jobIds.length; ++i) {
-            if (market.getJob(jobIds[i]).deadline > block.timestamp) ++n;
+            IRenderMarket.Job memory job = market.getJob(jobIds[i]);
+            if (job.deadline > block.timestamp && job.cancelledAt == 0) ++n;
         }
     }
 

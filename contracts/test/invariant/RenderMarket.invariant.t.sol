@@ -38,7 +38,7 @@ contract RenderMarketInvariantTest is Test {
             })
         );
         handler = new MarketHandler(market);
-        bytes4[] memory selectors = new bytes4[](18);
+        bytes4[] memory selectors = new bytes4[](19);
         selectors[0] = MarketHandler.stake.selector;
         selectors[1] = MarketHandler.claim.selector;
         selectors[2] = MarketHandler.commit.selector;
@@ -57,6 +57,7 @@ contract RenderMarketInvariantTest is Test {
         selectors[15] = MarketHandler.refund.selector;
         selectors[16] = MarketHandler.withdraw.selector;
         selectors[17] = MarketHandler.warp.selector;
+        selectors[18] = MarketHandler.cancelJob.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
     }
@@ -76,6 +77,7 @@ contract RenderMarketInvariantTest is Test {
         _assertWorkerAccountsMatchTheirLeases();
         _assertEscrowCoversReservedSlots();
         _assertHonestWorkersFaultOnlyByMissedDeadlines();
+        _assertCancelledJobsTookNoNewReplicas();
     }
 
     /// @notice The market holds exactly what it owes: escrow + stakes (incl. unbonding) +
@@ -158,6 +160,19 @@ contract RenderMarketInvariantTest is Test {
         }
     }
 
+    /// @notice A cancel refunded exactly the unreserved escrow, and no replica lease of a
+    /// cancelled job was claimed after the cancel (its lanes closed at once).
+    function _assertCancelledJobsTookNoNewReplicas() internal view {
+        assertEq(handler.ghostBadCancels(), 0, "a cancel refunded a reserved slot or left a free one");
+        uint256[] memory leases = handler.leases();
+        for (uint256 i; i < leases.length; ++i) {
+            IRenderMarket.Lease memory l = market.getLease(leases[i]);
+            IRenderMarket.Job memory job = market.getJob(l.jobId);
+            if (job.cancelledAt == 0 || l.lane >= job.replication) continue;
+            assertLe(l.commitDeadline - job.leaseLength, job.cancelledAt, "replica claimed after the cancel");
+        }
+    }
+
     /// @notice After every deadline and every permissionless exit, nothing is left in the market,
     /// and every honest replica that revealed was paid for every tile except those a contest
     /// without tie-breaker refunded.
@@ -204,9 +219,11 @@ contract RenderMarketInvariantTest is Test {
             else if (action == 15) handler.refund(x);
             else if (action == 16) handler.withdraw(x);
             else handler.warp(x);
+            // Cancels come on top, in the last fifth (before it, the walk is the one the other actions were tuned on).
+            if (i >= 4000 && (r >> 248) % 8 == 0) handler.cancelJob(x >> 128);
         }
         _callSummary();
-        string[18] memory names = _names();
+        string[19] memory names = _names();
         for (uint256 i; i < names.length; ++i) {
             assertGt(handler.calls(bytes32(bytes(names[i]))), 0, names[i]);
         }
@@ -216,20 +233,22 @@ contract RenderMarketInvariantTest is Test {
         afterInvariant();
     }
 
-    function _names() internal pure returns (string[18] memory) {
+    function _names() internal pure returns (string[19] memory) {
         return [
             "stake", "claim", "commit", "reveal", "requestUnstake", "unstake", "postJob", "settle", "dispute",
             "reclaim", "proveDisagreement", "claimTieBreaker", "proveFar", "resolveContest", "finalize", "refund",
-            "withdraw", "warp"
+            "withdraw", "cancelJob", "warp"
         ];
     }
 
     /// @dev Prints how often each action ran (forge test -vv).
     function _callSummary() internal view {
-        string[18] memory names = _names();
+        string[19] memory names = _names();
         for (uint256 i; i < names.length; ++i) {
             console.log(names[i], handler.calls(bytes32(bytes(names[i]))));
         }
         console.log("settledWithForfeits", handler.calls("settledWithForfeits"));
+        console.log("claimRefused (cancelled)", handler.calls("claimRefused"));
+        console.log("refundBeforeDeadline (cancelled)", handler.calls("refundBeforeDeadline"));
     }
 }

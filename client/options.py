@@ -38,7 +38,8 @@ class JobOptions:
     tasks that re-encrypt random tiles (default one per 8 tiles). ``params``: the kernel's public
     parameters (volume: ``{"yaw", "pitch", "zoom"}``; shade: ``{"light": [x, y, z]}``; post:
     ``{"filter": name}``), default the sample's. ``deadline``: seconds from now until the job's
-    deadline (claims must fit before it; refunds after it).
+    deadline (claims must fit before it; refunds after it). ``fft_plan``: the FFT plan replicas
+    pin (``<isa>:<N>=<16 hex>[+...]``); None chooses it on this machine (experts only).
     """
 
     kernel: str | None = None
@@ -52,6 +53,7 @@ class JobOptions:
     params: Mapping[str, Any] | None = None
     resolution: int = DEFAULT_RESOLUTION
     up: UpAxis = "y"
+    fft_plan: str | None = None
 
     def check(self) -> None:
         """Refuse values no job can have (the chain's own limits are checked by ``post``)."""
@@ -81,6 +83,14 @@ class JobOptions:
             raise JobOptionsError(f"priority must be 0..255 (not {self.priority})")
         if self.canaries is not None and not 0 <= self.canaries <= MAX_CANARIES:
             raise JobOptionsError(f"canaries must be 0..{MAX_CANARIES} (not {self.canaries})")
+        if self.fft_plan is not None:
+            from blindframe.fhe_core.errors import FheCoreError
+            from blindframe.fhe_core.plans import parse_plan
+
+            try:
+                parse_plan(self.fft_plan)  # its sizes are checked once the kernel is known
+            except FheCoreError as exc:
+                raise JobOptionsError(f"--fft-plan: {exc.message}") from None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (kept in job.json)."""
@@ -96,4 +106,5 @@ class JobOptions:
             "params": dict(self.params) if self.params is not None else None,
             "resolution": self.resolution,
             "up": self.up,
+            "fftPlan": self.fft_plan,
         }

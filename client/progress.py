@@ -2,7 +2,8 @@
 
 A step reports ``progress(step, done, total)`` any number of times: ``done`` grows from 0 to
 ``total`` (``total`` is None when unknown). Units depend on the step: bytes for uploads and
-downloads, tiles for encryption, verification and decryption, 0/1 for one-shot steps (keygen).
+downloads, tiles for encryption, verification and decryption, 0/1 for one-shot steps (keygen,
+choosing the job's FFT plan).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ __all__ = [
     "DOWNLOAD",
     "ENCRYPT",
     "KEYGEN",
+    "PLAN",
     "STEPS",
     "UPLOAD",
     "VERIFY",
@@ -25,12 +27,13 @@ Progress = Callable[[str, int, "int | None"], None]
 """``progress(step, done, total)``."""
 
 KEYGEN = "keygen"
+PLAN = "plan"
 ENCRYPT = "encrypt"
 UPLOAD = "upload"
 DOWNLOAD = "download"
 VERIFY = "verify"
 DECRYPT = "decrypt"
-STEPS: tuple[str, ...] = (KEYGEN, ENCRYPT, UPLOAD, DOWNLOAD, VERIFY, DECRYPT)
+STEPS: tuple[str, ...] = (KEYGEN, PLAN, ENCRYPT, UPLOAD, DOWNLOAD, VERIFY, DECRYPT)
 
 
 def no_progress(step: str, done: int, total: int | None) -> None:

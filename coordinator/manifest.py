@@ -1,9 +1,11 @@
 """The job manifest: the public description of a render job that workers fetch from IPFS.
 
 It names the kernel and its client-spec hash, carries the kernel's public parameters (camera,
-lights, filters) and the CIDs of the evaluation keys and encrypted inputs. Nothing secret goes in
-it. Workers validate it before use and cross-check it with the job on chain (kernel, tile count,
-leaf depth), since a manifest is whatever the client uploaded.
+lights, filters), the FFT plan every replica computes with (``fftPlan``, see
+:mod:`blindframe.fhe_core.plans`: honest replicas pinned to it are bit-identical) and the CIDs of
+the evaluation keys and encrypted inputs. Nothing secret goes in it. Workers validate it before
+use and cross-check it with the job on chain (kernel, tile count, leaf depth), since a manifest is
+whatever the client uploaded.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from blindframe.coordinator.store.cid import Cid
 from blindframe.coordinator.store.errors import InvalidCidError
 from blindframe.fhe_core.errors import FheCoreError
 from blindframe.fhe_core.jobs import PublicJob
+from blindframe.fhe_core.plans import FftPlan, PlanUnreachableError, isa_level, parse_plan
 
 __all__ = ["FORMAT", "MAX_MANIFEST_BYTES", "ContentRef", "Manifest"]
 
@@ -65,6 +68,26 @@ class Manifest:
     evaluation_keys: ContentRef
     inputs: tuple[ContentRef, ...]
     created_at: str
+    fft_plan: str
+
+    @property
+    def plan(self) -> FftPlan:
+        """The job's FFT plan, parsed (validated when the manifest was)."""
+        return parse_plan(self.fft_plan)
+
+    def check_plan_reachable(self, isa: str | None = None) -> None:
+        """Raise PlanUnreachableError for a job whose FFT plan was measured on another SIMD code
+        path than ``isa`` (default: this machine's): a worker there can never compute results
+        bit-identical to the other replicas', so it must not claim the job's tiles."""
+        here = isa_level() if isa is None else isa
+        plan = self.plan
+        if plan.isa != here:
+            raise PlanUnreachableError(
+                f"its FFT plan {self.fft_plan} was measured on the {plan.isa} code path and this "
+                f"machine runs {here}: replicas computed here could never be bit-identical to the "
+                "others'",
+                hint="leave the job to render nodes whose CPU takes the same SIMD code path",
+            )
 
     @property
     def tile_count(self) -> int:
@@ -90,6 +113,7 @@ class Manifest:
             "evaluationKeys": self.evaluation_keys.to_json(),
             "inputs": [ref.to_json() for ref in self.inputs],
             "createdAt": self.created_at,
+            "fftPlan": self.fft_plan,
         }
 
     def to_bytes(self) -> bytes:
@@ -106,8 +130,10 @@ class Manifest:
         job: dict[str, Any],
         evaluation_keys: ContentRef,
         inputs: list[ContentRef],
+        fft_plan: str,
     ) -> Manifest:
-        """A new manifest (validated like a downloaded one)."""
+        """A new manifest (validated like a downloaded one). ``fft_plan``: the plan replicas pin
+        (``fhe_core.plans.choose_plan(kernel)``)."""
         document = cls(
             kernel=kernel,
             client_spec_hash=client_spec_hash,
@@ -116,6 +142,7 @@ class Manifest:
             evaluation_keys=evaluation_keys,
             inputs=tuple(inputs),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            fft_plan=fft_plan,
         ).to_json()
         return cls.parse(json.dumps(document).encode())
 
@@ -139,6 +166,7 @@ class Manifest:
             "evaluationKeys",
             "inputs",
             "createdAt",
+            "fftPlan",
         }
         if set(data) != expected:
             extra, missing = set(data) - expected, expected - set(data)
@@ -159,6 +187,10 @@ class Manifest:
             raise ManifestError(f"the job description is invalid: {exc.message}") from None
         if public.kernel_id != kernel:
             raise ManifestError(f"the job description is for {public.kernel_id}, not {kernel}")
+        try:
+            plan = parse_plan(data["fftPlan"], kernel)
+        except FheCoreError as exc:
+            raise ManifestError(f"fftPlan is invalid: {exc.message}", hint=exc.hint) from None
         raw_inputs = data["inputs"]
         if not isinstance(raw_inputs, list):
             raise ManifestError("inputs must be a list")
@@ -180,6 +212,7 @@ class Manifest:
                 for i, item in enumerate(raw_inputs)
             ),
             created_at=str(data["createdAt"]),
+            fft_plan=str(plan),
         )
 
     def check_against_chain(self, *, kernel: str, tile_count: int, leaf_depth: int) -> None:

@@ -1,5 +1,6 @@
-"""Computing one lease: fetch keys and inputs, run every tile in one sandboxed child, pack the
-result file, add it to the node's IPFS node.
+"""Computing one lease: fetch keys and inputs, run every tile in one sandboxed call pinned to the
+job's FFT plan (:mod:`blindframe.worker.pinned`), pack the result file, add it to the node's IPFS
+node.
 
 Runs on a worker thread of the node; it sends no transaction and touches no state database (the
 node's main loop does both with what :meth:`LeaseComputer.compute` returns). Every download is
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blindframe.coordinator.results import LeaseResult, pack_lease_result
-from blindframe.fhe_core.sandbox import run_in_child
 from blindframe.worker import faults
 from blindframe.worker._compute import TARGET
 from blindframe.worker.errors import WorkerError
@@ -24,6 +24,7 @@ from blindframe.worker.errors import WorkerError
 if TYPE_CHECKING:
     from blindframe.coordinator.manifest import ContentRef, Manifest
     from blindframe.coordinator.store import IpfsStore, KeyCache
+    from blindframe.worker.pinned import PinnedPool
 
 __all__ = ["BadJobDataError", "LeaseComputer", "LeaseOutput", "LeaseTask", "result_file"]
 
@@ -61,6 +62,7 @@ class LeaseOutput:
     tile_seconds: float
     total_seconds: float
     tiles_computed: int
+    fft_plan: str
 
 
 def result_file(results_dir: Path, lease_id: int) -> Path:
@@ -80,7 +82,7 @@ class LeaseComputer:
         input_cache: KeyCache,
         results_dir: Path,
         work_dir: Path,
-        memory_bytes: int,
+        pinned: PinnedPool,
         fault: str | None = None,
     ) -> None:
         self.store = store
@@ -88,7 +90,7 @@ class LeaseComputer:
         self.input_cache = input_cache
         self.results_dir = results_dir
         self.work_dir = work_dir
-        self.memory_bytes = memory_bytes
+        self.pinned = pinned
         self.fault = fault
 
     def _fetch(self, cache: KeyCache, ref: ContentRef, what: str) -> Path:
@@ -102,8 +104,9 @@ class LeaseComputer:
         return path
 
     def compute(self, task: LeaseTask) -> LeaseOutput:
-        """Fetch, compute in the sandbox, pack, upload. Raises SandboxError, StoreError,
-        BadJobDataError or LeaseResultError; the caller decides what becomes of the lease."""
+        """Fetch, compute in a sandboxed process pinned to the job's FFT plan, pack, upload.
+        Raises SandboxError (PlanUnreachableError included), StoreError, BadJobDataError or
+        LeaseResultError; the caller decides what becomes of the lease."""
         began = time.monotonic()
         manifest = task.manifest
         tiles = list(range(task.first_tile, task.first_tile + task.count))
@@ -116,7 +119,9 @@ class LeaseComputer:
         # A lazy node computes one tile only: it needs a real bundle to imitate.
         run = tiles[:1] if self.fault == "lazy" else tiles
         try:
-            answer = run_in_child(
+            answer = self.pinned.run(
+                task.kernel,
+                manifest.fft_plan,
                 TARGET,
                 {
                     "kernel": task.kernel,
@@ -126,8 +131,8 @@ class LeaseComputer:
                     "eval_keys": str(keys),
                     "out_dir": str(out_dir),
                 },
-                memory_bytes=self.memory_bytes,
                 timeout_s=max(task.timeout_s, 1.0),
+                why=f"for lease {task.lease_id}",
             ).answer
             outputs = [Path(item["path"]).read_bytes() for item in answer["tiles"]]
         finally:
@@ -161,6 +166,7 @@ class LeaseComputer:
             tile_seconds=sum(float(item["seconds"]) for item in answer["tiles"]),
             total_seconds=time.monotonic() - began,
             tiles_computed=len(run),
+            fft_plan=manifest.fft_plan,
         )
 
 

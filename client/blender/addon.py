@@ -79,6 +79,7 @@ _KERNELS = (
 _FILTERS = ("identity", "blur", "soften", "sharpen", "edge", "emboss")
 _STEP_LABELS = {
     "keygen": "Generating FHE keys",
+    "plan": "Choosing the FFT plan",
     "encrypt": "Encrypting",
     "upload": "Uploading",
     "download": "Downloading results",

@@ -18,11 +18,14 @@ from blindframe.coordinator.results import (
 from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERANCE
 from blindframe.fhe_core.kernels import client_spec_hash
 from blindframe.fhe_core.merkle import leaf_depth, verify_proof
+from blindframe.fhe_core.plans import PlanUnreachableError, isa_level, plan_sizes
 
 if TYPE_CHECKING:
     from tests.conftest import VolumeJob
 
 CID = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN"
+# A plan string of volume@1's shape (one size, 2048) on this machine's code path.
+PLAN = f"{isa_level()}:2048=5e1b685f17f459e5"
 
 
 def manifest(volume_job: VolumeJob) -> Manifest:
@@ -33,6 +36,7 @@ def manifest(volume_job: VolumeJob) -> Manifest:
         job=volume_job.public.to_json(),
         evaluation_keys=ContentRef(CID, 1000),
         inputs=[ContentRef(CID, 99)],
+        fft_plan=PLAN,
     )
 
 
@@ -42,6 +46,10 @@ def test_manifest_round_trip_and_chain_check(volume_job: VolumeJob) -> None:
     assert parsed == original
     assert parsed.tile_count == 4
     assert parsed.input_for(3) == ContentRef(CID, 99)
+    assert parsed.fft_plan == PLAN
+    assert parsed.to_json()["fftPlan"] == PLAN
+    assert parsed.plan.polynomial_sizes == plan_sizes("volume@1") == (2048,)
+    parsed.check_plan_reachable()
     parsed.check_against_chain(kernel="volume@1", tile_count=4, leaf_depth=leaf_depth("volume@1"))
     with pytest.raises(ManifestError, match="the chain says 5 tiles"):
         parsed.check_against_chain(
@@ -68,6 +76,17 @@ def test_manifest_round_trip_and_chain_check(volume_job: VolumeJob) -> None:
         (lambda d: d.update(inputs=[{"cid": "Qmnope", "size": 1}]), "invalid CID"),
         (lambda d: d.update(inputs=[{"cid": CID, "size": -1}]), "size must be"),
         (lambda d: d.update(evaluationKeys={"cid": CID}), "exactly 'cid' and 'size'"),
+        (lambda d: d.pop("fftPlan"), r"missing: \['fftPlan'\]"),
+        (lambda d: d.update(fftPlan=7), "fftPlan is invalid: malformed FFT plan"),
+        (lambda d: d.update(fftPlan="x86-64-v4"), "fftPlan is invalid: malformed FFT plan"),
+        (lambda d: d.update(fftPlan="x86-64-v4:2048=5E1B685F17F459E5"), "16 lowercase hex"),
+        (lambda d: d.update(fftPlan="x86-64-v4:2000=5e1b685f17f459e5"), "not a polynomial size"),
+        (lambda d: d.update(fftPlan="X86:2048=5e1b685f17f459e5"), "bad code path name"),
+        # A plan for another kernel's sizes (post@1 bootstraps with 512 and 4096).
+        (
+            lambda d: d.update(fftPlan="x86-64-v4:512=b3d65171f374b708+4096=5c785f4de7c65f5b"),
+            r"covers sizes \[512, 4096\], but volume@1 bootstraps with \[2048\]",
+        ),
     ],
 )
 def test_bad_manifests_are_refused(volume_job: VolumeJob, change, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -75,6 +94,24 @@ def test_bad_manifests_are_refused(volume_job: VolumeJob, change, message: str) 
     change(document)
     with pytest.raises(ManifestError, match=message):
         Manifest.parse(json.dumps(document).encode())
+
+
+def test_a_plan_of_another_code_path_is_refused_by_the_worker_check(
+    volume_job: VolumeJob,
+) -> None:
+    # Well-formed, so the manifest parses; but no worker on this machine's SIMD code path can
+    # reach it, and the worker's check (before it claims anything) says so.
+    document = manifest(volume_job).to_json()
+    document["fftPlan"] = "x86-64-v9:2048=5e1b685f17f459e5"
+    other = Manifest.parse(json.dumps(document).encode())
+    assert other.plan.isa == "x86-64-v9"
+    with pytest.raises(
+        PlanUnreachableError, match=f"x86-64-v9 code path and this machine runs {isa_level()}"
+    ):
+        other.check_plan_reachable()
+    other.check_plan_reachable("x86-64-v9")
+    with pytest.raises(PlanUnreachableError, match="this machine runs x86-64-v9"):
+        manifest(volume_job).check_plan_reachable("x86-64-v9")
 
 
 def test_garbage_manifests(volume_job: VolumeJob) -> None:

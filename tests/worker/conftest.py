@@ -47,7 +47,16 @@ def ipfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ipfs]:
 
 
 @pytest.fixture(scope="session")
-def assets(volume_job: VolumeJob, ipfs: Ipfs) -> Assets:
+def fft_plan() -> str:
+    """The FFT plan of the suite's jobs, chosen like a client does (the most common plan of 16
+    fresh processes here)."""
+    from blindframe.fhe_core.plans import choose_plan
+
+    return choose_plan(KERNEL)
+
+
+@pytest.fixture(scope="session")
+def assets(volume_job: VolumeJob, ipfs: Ipfs, fft_plan: str) -> Assets:
     from blindframe.fhe_core.client import KernelClient
     from blindframe.fhe_core.jobs import encrypt_volume_job
     from blindframe.fhe_core.sample import SAMPLE_CAMERA, sample_volume
@@ -76,6 +85,7 @@ def assets(volume_job: VolumeJob, ipfs: Ipfs) -> Assets:
         eval_keys=keys,
         input1=input1,
         client_api=ipfs.client.api_url,
+        fft_plan=fft_plan,
     )
     out.manifest4 = out.manifest(volume_job.public, [input4])
     out.manifest1 = out.manifest(small.public, [input1])

@@ -1,6 +1,8 @@
 """A render node as a real process against real Anvil, IPFS and Concrete: it finds a posted job,
-claims, computes in the sandbox, commits, reveals a result that opens against its root and
-decrypts to the plaintext twin; it refuses bad jobs without crashing and is paid."""
+pins a compute process to the job's FFT plan, claims, computes in the sandbox, commits, reveals a
+result that opens against its root and decrypts to the plaintext twin; it refuses bad jobs (and
+jobs whose plan it cannot reach) without crashing and is paid. Two honest nodes pinned to a
+job's plan reveal equal roots."""
 
 from __future__ import annotations
 
@@ -62,19 +64,33 @@ def test_node_renders_a_job_and_refuses_bad_ones(
     wrong_spec = client.post(
         assets.manifest(assets.public1, [assets.input1], spec_hash="ab" * 32), 1
     )
+    # A plan measured on another SIMD code path: no process here can ever hold it.
+    other_path = client.post(
+        assets.manifest(
+            assets.public1, [assets.input1], fft_plan="x86-64-v9:2048=5e1b685f17f459e5"
+        ),
+        1,
+    )
     junk = assets.upload(bytes(assets.input1.size))
     bad_input = client.post(
         assets.manifest(assets.public1, [ContentRef(junk, assets.input1.size)]), 1
     )
     data = home.path.parent / "data-node-a"
     node = run_node("node-a", "--tile-seconds", f"{KERNEL}=3", "--max-idle", "3", data_dir=data)
-    node.wait_for("job_refused", count=2)
+    node.wait_for("job_refused", count=3)
     refused = {e["job"]: e["reason"] for e in node.events("job_refused")}
     assert "not JSON" in refused[garbage]
     assert "client-spec hash" in refused[wrong_spec]
+    assert "cannot compute with its FFT plan" in refused[other_path]
+    assert "x86-64-v9 code path" in refused[other_path]
     failed = node.wait_for("lease_failed", timeout=120)
     assert "failed in the child" in failed["reason"]
     node.wait_for("job_refused", where=lambda e: e["job"] == bad_input)
+    # Pinned before its first claim, to the job's plan.
+    pinned = node.events("pinned")[0]
+    assert pinned["plan"] == assets.fft_plan
+    assert pinned["attempts"] >= 1
+    assert pinned["time"] < node.events("claimed")[0]["time"]
 
     # The node is still alive: it takes the real job.
     job = client.post(assets.manifest4, 4, lease_length=300)
@@ -125,6 +141,9 @@ def test_node_renders_a_job_and_refuses_bad_ones(
     assert node.wait(timeout=60) == 0
     assert node.events("stopped")
     assert not [e for e in node.errors() if e["event"] != "lease_failed"]
+    # One pinned process served both leases: the garbage input crashed its call's fork only.
+    assert len(node.events("pinned")) == 1
+    assert {e["job"] for e in node.events("claimed")} == {bad_input, job}
 
     code, out, err = cli_json(
         home, "status", "--all", "--account", "node-a", "--data-dir", str(data)
@@ -138,7 +157,7 @@ def test_node_renders_a_job_and_refuses_bad_ones(
     assert rows[failed["lease"]]["state"] == "lost"
     assert status["earned"] == 4 * REWARD
     assert status["pending"] >= 4 * REWARD
-    assert {r["job"] for r in status["refused"]} == {garbage, wrong_spec, bad_input}
+    assert {r["job"] for r in status["refused"]} == {garbage, wrong_spec, other_path, bad_input}
 
     state = NodeState(
         next((home.path.parent / "data-node-a" / "state").glob("*.sqlite")), readonly=True
@@ -151,8 +170,44 @@ def test_node_renders_a_job_and_refuses_bad_ones(
         assert {j.job_id: j.status for j in state.jobs()} == {
             garbage: "refused",
             wrong_spec: "refused",
+            other_path: "refused",
             bad_input: "refused",
             job: "valid",
         }
     finally:
         state.close()
+
+
+def test_two_honest_replicas_pinned_to_the_job_plan_reveal_equal_roots(
+    fresh_chain: Chain,
+    home: Home,
+    client: Client,
+    assets: Assets,
+    run_node: Callable[..., NodeProcess],
+) -> None:
+    stake(home, fresh_chain, "node-a")
+    stake(home, fresh_chain, "node-b")
+    job = client.post(assets.manifest1, 1, replication=2, lease_length=300)
+    prior = ("--tile-seconds", f"{KERNEL}=3")
+    nodes = [run_node("node-a", *prior, ipfs_index=0), run_node("node-b", *prior, ipfs_index=1)]
+    leases = [node.wait_for("revealed", timeout=180)["lease"] for node in nodes]
+    for node in nodes:
+        pinned = node.wait_for("pinned")
+        assert pinned["plan"] == assets.fft_plan
+        assert node.wait_for("job_valid")["fft_plan"] == assets.fft_plan
+    views = [client.market.lease(lease) for lease in leases]
+    assert {(v.jobId, v.lane, v.tiles) for v in views} == {(job, 0, range(1)), (job, 1, range(1))}
+    # Computed on two machines' worth of processes, independently: the same root, bit for bit.
+    assert views[0].digest == views[1].digest
+    for node, own, other in ((nodes[0], *leases), (nodes[1], *reversed(leases))):
+        agrees = node.wait_for("replica_agrees", where=lambda e, o=other: e["other"] == o)
+        assert agrees["lease"] == own
+        assert "bit-identical" in agrees["message"]
+    assert not client.market.contract.events.DisagreementProven().get_logs(from_block=0)
+
+    fresh_chain.warp(int(fresh_chain.deployment.parameters["challengeWindow"]) + 1)
+    client.market.settle(job, sorted(leases))
+    for node, lease in zip(nodes, leases, strict=True):
+        assert node.wait_for("paid", where=lambda e, le=lease: e["lease"] == le)["amount"] == REWARD
+    for node in nodes:
+        assert not node.errors()

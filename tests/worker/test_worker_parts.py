@@ -1,23 +1,28 @@
 """The node's parts on their own: the fault injector's results, the state database's identity
-checks, a reset chain's state set aside."""
+checks, a reset chain's state set aside, the pool of compute processes pinned to FFT plans."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from typing import TYPE_CHECKING
 
+import psutil
 import pytest
 
 from blindframe.coordinator.results import disagreement_openings, pack_lease_result
 from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERANCE
+from blindframe.fhe_core.errors import SandboxError
 from blindframe.fhe_core.merkle import coefficient_stream, leaf_depth
+from blindframe.fhe_core.plans import PlanUnreachableError, isa_level
 from blindframe.fhe_core.wire import BundleKind, read_bundle
 from blindframe.worker import faults
 from blindframe.worker.context import node_paths
 from blindframe.worker.errors import NodeStateError
 from blindframe.worker.logs import NodeLog
 from blindframe.worker.node import open_state
+from blindframe.worker.pinned import PinnedPool
 from blindframe.worker.state import NodeState
 
 if TYPE_CHECKING:
@@ -77,6 +82,72 @@ def test_state_belongs_to_one_account_and_one_chain(tmp_path: Path) -> None:
     assert list(paths.state_db.parent.glob("*.stale-*.sqlite"))
     with pytest.raises(NodeStateError, match="has not run for this deployment yet"):
         NodeState(tmp_path / "missing.sqlite", readonly=True)
+
+
+def test_pinned_pool_pins_once_reuses_restarts_and_refuses_unreachable_plans(
+    fft_plan: str,
+) -> None:
+    stream = io.StringIO()
+    pool = PinnedPool(memory_bytes=8 << 30, log=NodeLog(json_mode=True, stream=stream))
+    ping = "blindframe.fhe_core._child:ping"
+    try:
+        # Checked before claiming: one process pinned to the plan, kept for the lease.
+        pool.check_reachable(KERNEL, fft_plan, why="job 1's plan, checked before claiming")
+        pool.check_reachable(KERNEL, fft_plan, why="job 2's plan, checked before claiming")
+        assert pool.starts == 1
+        for n in range(2):
+            result = pool.run(KERNEL, fft_plan, ping, {"n": n}, timeout_s=60, why="for lease 1")
+            assert result.answer == {"n": n}
+            assert result.fft_plan == fft_plan
+        assert pool.starts == 1
+        # The pinned process dies (a native crash, the OOM killer): the next call starts it again.
+        dead = _pinned_processes()
+        assert dead
+        for child in dead:
+            child.kill()
+        psutil.wait_procs(dead, timeout=10)
+        assert pool.run(KERNEL, fft_plan, ping, {}, timeout_s=60, why="for lease 2").answer == {}
+        assert pool.starts == 2
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        pinned = [line for line in lines if line["event"] == "pinned"]
+        assert [line["restart"] for line in pinned] == [False, True]
+        assert all(line["plan"] == fft_plan and line["attempts"] >= 1 for line in pinned)
+        assert pinned[0]["message"].startswith(f"pinned to FFT plan {fft_plan} after ")
+        # Idle long enough: closed.
+        pool.idle_s = 0.0
+        assert pool.reap() == 1
+        assert not _pinned_processes()
+
+        # A plan of this code path that no process here picks: refused after 3 candidates (the
+        # node's default is 40), and at once the next time.
+        pool.plan_attempts = 3
+        never = f"{isa_level()}:2048=0000000000000000"
+        with pytest.raises(PlanUnreachableError, match="after 3 attempts"):
+            pool.check_reachable(KERNEL, never, why="job 3's plan, checked before claiming")
+        with pytest.raises(PlanUnreachableError, match="after 3 attempts"):
+            pool.run(KERNEL, never, ping, {}, timeout_s=60, why="for lease 3")
+        assert pool.starts == 2
+        # Another code path: refused without starting anything.
+        with pytest.raises(PlanUnreachableError, match="x86-64-v9 code path"):
+            pool.check_reachable(
+                KERNEL, "x86-64-v9:2048=5e1b685f17f459e5", why="job 4's plan, checked first"
+            )
+    finally:
+        pool.close()
+    assert not _pinned_processes()
+    with pytest.raises(SandboxError, match="stopping"):
+        pool.run(KERNEL, fft_plan, ping, {}, timeout_s=60, why="after closing")
+
+
+def _pinned_processes() -> list[psutil.Process]:
+    out = []
+    for child in psutil.Process(os.getpid()).children(recursive=True):
+        try:
+            if "--serve" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
+                out.append(child)
+        except psutil.Error:
+            continue
+    return out
 
 
 def _spec() -> str:

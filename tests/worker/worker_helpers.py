@@ -57,6 +57,7 @@ class Assets:
     eval_keys: ContentRef
     input1: ContentRef
     client_api: str
+    fft_plan: str  # chosen like a client does (fhe_core.plans.choose_plan), once a session
 
     def upload(self, data: bytes) -> str:
         """Add bytes to the client's node; their CID."""
@@ -64,9 +65,15 @@ class Assets:
             return store.add_bytes(data).cid
 
     def manifest(
-        self, public: Any, inputs: list[ContentRef], *, spec_hash: str | None = None
+        self,
+        public: Any,
+        inputs: list[ContentRef],
+        *,
+        spec_hash: str | None = None,
+        fft_plan: str | None = None,
     ) -> str:
-        """Upload a manifest for ``public`` (optionally with a wrong client-spec hash)."""
+        """Upload a manifest for ``public`` (optionally with a wrong client-spec hash, or another
+        FFT plan than the session's)."""
         document = Manifest.create(
             kernel=KERNEL,
             client_spec_hash=client_spec_hash(KERNEL),
@@ -74,6 +81,7 @@ class Assets:
             job=public.to_json(),
             evaluation_keys=self.eval_keys,
             inputs=inputs,
+            fft_plan=fft_plan or self.fft_plan,
         ).to_json()
         if spec_hash is not None:
             document["clientSpecHash"] = spec_hash

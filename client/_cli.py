@@ -35,6 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _STEP_LABELS = {
     "keygen": "generating FHE keys",
+    "plan": "choosing the FFT plan",
     "encrypt": "encrypting",
     "upload": "uploading",
     "download": "downloading results",
@@ -44,22 +45,59 @@ _STEP_LABELS = {
 _STATE_BARS = ("claimed", "committed", "revealed", "verified", "settled")
 
 
+# Job options an artist may set once: in the config file's [client] table (dashes or
+# underscores) or as BLINDFRAME_CLIENT_<NAME>; the command line wins, then the environment.
+_CONFIGURABLE = (
+    "kernel",
+    "size",
+    "replication",
+    "reward",
+    "lease_length",
+    "deadline",
+    "priority",
+    "canaries",
+    "resolution",
+    "up",
+)
+
+
+def _client_env(name: str) -> str:
+    return f"BLINDFRAME_CLIENT_{name.upper()}"
+
+
 @click.group()
-def client() -> None:
+@click.pass_context
+def client(ctx: click.Context) -> None:
     """The artist's side: encrypt a scene, post it as a render job, watch it, verify, pay, decrypt.
 
     \b
     A first render, on the local stack (`blindframe stack up`):
       blindframe account new artist               # an encrypted keystore
+      blindframe stack fund artist                # test ETH (local stack only)
       blindframe client keygen                    # FHE keys, kept in <home>/keys
       blindframe client render --scene sample --size 16x16 --account artist -o knot.png
 
     \b
     Step by step: post, then watch / status, verify, settle, fetch (decrypt), and
-    dispute a tile that fails verification; refund unfinished tiles after the deadline.
+    dispute a tile that fails verification; cancel a job early; refund unfinished tiles
+    after the deadline (or after a cancel).
     JOB is a job id on this home's market, a job key from `jobs`, or omitted for the latest.
     Secret FHE keys never leave <home>/keys; jobs live in <home>/jobs/<chain>-<market>-<id>/.
+
+    \b
+    Defaults for post and render (kernel, size, replication, reward, lease-length, deadline,
+    priority, canaries, resolution, up) come from the config file's [client] table or
+    BLINDFRAME_CLIENT_<NAME> variables; the command line wins over both.
     """
+    table = settings(ctx).sections.get("client") or {}
+    defaults: dict[str, Any] = {}
+    for key, value in table.items():
+        name = str(key).replace("-", "_")
+        if name not in _CONFIGURABLE:
+            known = ", ".join(n.replace("_", "-") for n in _CONFIGURABLE)
+            raise JobOptionsError(f"unknown setting {key!r} in [client]", hint=f"known: {known}")
+        defaults[name] = value
+    ctx.default_map = {"post": defaults, "render": defaults}
 
 
 client.add_command(import_scene)
@@ -160,16 +198,19 @@ def _job_options(func: F) -> F:
         ),
         click.option(
             "--kernel",
+            envvar=_client_env("kernel"),
             help="volume@1 (meshes), shade@1 (G-buffers) or post@1 (frames); "
             "default: the one the scene needs.",
         ),
         click.option(
             "--size",
+            envvar=_client_env("size"),
             help="Frame size WIDTHxHEIGHT for volume (multiples of 8; default 64x64); G-buffer "
             "and frame scenes bring their own. Tiles are 8x8: the tile count follows.",
         ),
         click.option(
             "--replication",
+            envvar=_client_env("replication"),
             type=int,
             default=1,
             show_default=True,
@@ -177,24 +218,28 @@ def _job_options(func: F) -> F:
         ),
         click.option(
             "--reward",
+            envvar=_client_env("reward"),
             default="0.0001",
             show_default=True,
             help="ETH paid per tile and replica; escrow = tiles x replication x reward.",
         ),
         click.option(
             "--lease-length",
+            envvar=_client_env("lease_length"),
             default="10m",
             show_default=True,
             help="How long a node has to compute and commit the tiles it claims (90s, 10m, 2h).",
         ),
         click.option(
             "--deadline",
+            envvar=_client_env("deadline"),
             default="1h",
             show_default=True,
             help="Time from now until the job closes; unfinished tiles are refundable after it.",
         ),
         click.option(
             "--priority",
+            envvar=_client_env("priority"),
             type=int,
             default=0,
             show_default=True,
@@ -202,6 +247,7 @@ def _job_options(func: F) -> F:
         ),
         click.option(
             "--canaries",
+            envvar=_client_env("canaries"),
             type=int,
             help="volume: canary tiles of margin around the frame (0..16, default 1); "
             "shade/post: canary tasks (default one per 8 tiles). Their known answers catch "
@@ -218,6 +264,7 @@ def _job_options(func: F) -> F:
         ),
         click.option(
             "--resolution",
+            envvar=_client_env("resolution"),
             type=int,
             default=64,
             show_default=True,
@@ -225,10 +272,17 @@ def _job_options(func: F) -> F:
         ),
         click.option(
             "--up",
+            envvar=_client_env("up"),
             type=click.Choice(["y", "z"]),
             default="y",
             show_default=True,
             help="A mesh file's up axis.",
+        ),
+        click.option(
+            "--fft-plan",
+            help="Experts: the FFT plan replicas pin (ISA:N=16HEX[+...], as render nodes log "
+            "it); default: the most common plan on this machine, chosen in about 5 s and "
+            "remembered for an hour.",
         ),
     ]
     for option in reversed(options):
@@ -270,6 +324,7 @@ def _build_options(values: dict[str, Any]) -> tuple[str, JobOptions]:
         params=params,
         resolution=values.pop("resolution"),
         up="z" if values.pop("up") == "z" else "y",
+        fft_plan=values.pop("fft_plan"),
     )
     scene = str(values.pop("scene"))
     return scene, options
@@ -489,6 +544,7 @@ def post_command(ctx: click.Context, /, **values: Any) -> None:
             f"{data['replication']} replica(s), escrow {format_eth(int(data['escrow']))}"
         )
         click.echo(f"manifest  {data['manifestCid']}")
+        click.echo(f"pins      {posted.fft_plan.describe()}")
         click.echo(f"deadline  in {format_duration(data['deadline'] - int(time.time()))}")
         click.echo(f"next      blindframe client watch {data['jobId']}")
 
@@ -696,6 +752,39 @@ def dispute_command(
     emit(ctx, [r.to_json() for r in records], human)
 
 
+@client.command("cancel")
+@_job_argument
+@click.option("--no-withdraw", is_flag=True, help="Credit the refund but leave it in the market.")
+@_signer
+@_network
+@click.pass_context
+def cancel_command(
+    ctx: click.Context, /, job: str | None, no_withdraw: bool, **values: Any
+) -> None:
+    """Stop a job before its deadline and take back the escrow of tiles nobody holds.
+
+    Render nodes can no longer claim its tiles. Leases already claimed go on: verify and
+    settle them as usual (or they are finalized), and what they free when they fail comes
+    back with `blindframe client refund` at once, without waiting for the deadline.
+    """
+    artist = _artist(ctx, sign=True, **_overrides(values))
+    report = artist.cancel(job, withdraw=not no_withdraw)
+
+    def human(data: dict[str, Any]) -> None:
+        click.echo(
+            f"cancelled; refunded {format_eth(int(data['refunded']))}, "
+            f"withdrawn {format_eth(int(data['withdrawn']))}"
+        )
+        if data["heldSlots"]:
+            click.echo(
+                f"still held {data['heldSlots']} tile-slot(s) in live leases "
+                f"({format_eth(int(data['heldEscrow']))}): paid when they deliver, refundable "
+                "when they fail"
+            )
+
+    emit(ctx, report.to_json(), human)
+
+
 @client.command("refund")
 @_job_argument
 @click.option("--no-withdraw", is_flag=True, help="Credit the refund but leave it in the market.")
@@ -705,10 +794,10 @@ def dispute_command(
 def refund_command(
     ctx: click.Context, /, job: str | None, no_withdraw: bool, **values: Any
 ) -> None:
-    """After the deadline, take back the escrow of tiles nobody delivered, and withdraw it.
+    """Take back the escrow of tiles nobody delivered, and withdraw it.
 
-    The market has no early cancel: escrow of an unfinished job is refundable after its
-    deadline only (leases in flight keep their tiles' escrow until they end).
+    After the deadline, or at any time once the job was cancelled (`blindframe client
+    cancel`); leases in flight keep their tiles' escrow until they end.
     """
     artist = _artist(ctx, sign=True, **_overrides(values))
     report = artist.refund(job, withdraw=not no_withdraw)
@@ -780,7 +869,10 @@ def render_command(
 
         def posted(job: Any) -> None:
             if not is_json(ctx):
-                console.print(f"posted job {job.ref.job_id} ({job.tile_count} tiles); rendering…")
+                console.print(
+                    f"posted job {job.ref.job_id} ({job.tile_count} tiles, pinning "
+                    f"{job.fft_plan.describe()}); rendering…"
+                )
 
         result = artist.render(
             scene,

@@ -46,6 +46,7 @@ from blindframe.client.errors import (
     RenderTimeoutError,
     ResultUnavailableError,
 )
+from blindframe.client.fftplan import job_plan
 from blindframe.client.jobdir import JobDir, JobRef, LeaseVerdict, Verdicts
 from blindframe.client.keys import (
     KeySet,
@@ -64,6 +65,7 @@ from blindframe.client.options import (
 from blindframe.client.progress import DECRYPT, DOWNLOAD, ENCRYPT, UPLOAD, VERIFY, Progress
 from blindframe.client.progress import no_progress as _no_progress
 from blindframe.client.reports import (
+    CancelReport,
     DecryptResult,
     DisputeRecord,
     JobSummary,
@@ -119,6 +121,7 @@ __all__ = [
     "DEFAULT_REWARD_WEI",
     "SAMPLE",
     "Artist",
+    "CancelReport",
     "DecryptResult",
     "DisputeRecord",
     "JobOptions",
@@ -486,6 +489,8 @@ class Artist:
             canaries = max(1, real.count // 8) if options.canaries is None else options.canaries
             tiles = real.count + canaries
         tile_clear_args(kernel_id, params, real.padded_hw, 0)  # the public params, checked now
+        if options.fft_plan is not None:
+            job_plan(kernel_id, self.home, given=options.fft_plan)  # a given plan, checked now
         if tiles > 4096:
             raise JobOptionsError(
                 f"{tiles} tiles is more than one job takes here (4096)",
@@ -592,6 +597,11 @@ class Artist:
         keys = ensure_keys(prepared.kernel, self.home, progress=progress)
         timings["keygen"] = time.perf_counter() - started
 
+        # The FFT plan every replica pins (honest replicas are then bit-identical).
+        started = time.perf_counter()
+        plan = job_plan(prepared.kernel, self.home, given=options.fft_plan, progress=progress)
+        timings["plan"] = time.perf_counter() - started
+
         started = time.perf_counter()
         progress(ENCRYPT, 0, prepared.tile_count)
         plain = prepared.inputs()
@@ -637,6 +647,7 @@ class Artist:
                 job=encrypted.public.to_json(),
                 evaluation_keys=eval_ref,
                 inputs=inputs,
+                fft_plan=plan.plan,
             )
             manifest_bytes = manifest.to_bytes()
             manifest_cid = store.add_bytes(manifest_bytes, name="manifest.json").cid
@@ -663,6 +674,7 @@ class Artist:
             "deadline": deadline,
             "priority": options.priority,
             "leafDepth": depth,
+            "fftPlan": plan.to_json(),
             "canaries": prepared.canaries,
             "params": prepared.params,
             "manifestCid": manifest_cid,
@@ -716,6 +728,7 @@ class Artist:
             evaluation_keys_cid=eval_ref.cid,
             uploaded_bytes=uploaded,
             keys_created=keys.created,
+            fft_plan=plan,
             seconds=timings,
         )
 
@@ -829,7 +842,8 @@ class Artist:
         until: Callable[[JobSnapshot], bool] | None = None,
     ) -> Iterator[JobSnapshot]:
         """Snapshots every ``interval`` seconds until ``until(snapshot)`` (default: the job is
-        complete, or expired with no lease still able to deliver) or ``timeout`` passes."""
+        complete, or expired or cancelled with no lease still able to deliver) or ``timeout``
+        passes."""
         stop = until or _finished
         started = time.monotonic()
         ref = self.job_dir(job).ref
@@ -1233,21 +1247,63 @@ class Artist:
         market.withdraw()
         return pending
 
+    def cancel(self, job: JobLike = None, *, withdraw: bool = True) -> CancelReport:
+        """Cancel a job before its deadline: no render node can claim its tiles any more, and
+        the escrow of every tile-slot no live lease holds comes back now (with ``withdraw``, sent
+        to the account). Leases already claimed go on: they are verified and paid as usual, or
+        their escrow becomes refundable (``refund``) when they end."""
+        directory = self.job_dir(job)
+        ref = directory.ref
+        self._check_here(ref)
+        market = self._signing_market()
+        view = self._rpc(lambda: market.job(ref.job_id), f"read job {ref.job_id}")
+        if view.client.lower() != self.address.lower():
+            raise JobStateError(
+                f"job {ref.job_id} belongs to {view.client}, not {self.address}",
+                hint="use the account that posted it (--account)",
+            )
+        if view.cancelledAt != 0:
+            raise JobStateError(
+                f"job {ref.job_id} was already cancelled",
+                hint=f"`blindframe client refund {ref.job_id}` returns what its leases freed since",
+            )
+        now = self.chain_now()
+        if now > view.deadline:
+            raise JobStateError(
+                f"job {ref.job_id} passed its deadline {format_duration(now - view.deadline)} ago: "
+                "there is nothing to cancel",
+                hint=f"`blindframe client refund {ref.job_id}` returns the unfinished escrow",
+            )
+        receipt = market.cancel(ref.job_id)
+        refunded = sum(int(e["refunded"]) for e in market.events(receipt, "JobCancelled"))
+        directory.log_action(
+            "cancel", amount=str(refunded), tx="0x" + bytes(receipt["transactionHash"]).hex()
+        )
+        after = self._rpc(lambda: market.job(ref.job_id), f"read job {ref.job_id}")
+        withdrawn = self.withdraw() if withdraw and refunded > 0 else 0
+        return CancelReport(
+            ref,
+            refunded_wei=refunded,
+            withdrawn_wei=withdrawn,
+            held_slots=after.reservedSlots,
+            held_wei=after.escrow,
+        )
+
     def refund(self, job: JobLike = None, *, withdraw: bool = True) -> RefundReport:
-        """After the deadline, take back the escrow of tiles no live lease holds (and, with
-        ``withdraw``, send the pending balance to the account)."""
+        """After the deadline (or once the job was cancelled), take back the escrow of tiles no
+        live lease holds (and, with ``withdraw``, send the pending balance to the account)."""
         directory = self.job_dir(job)
         ref = directory.ref
         self._check_here(ref)
         market = self._signing_market()
         view = self._rpc(lambda: market.job(ref.job_id), f"read job {ref.job_id}")
         now = self.chain_now()
-        if now <= view.deadline:
+        if now <= view.deadline and view.cancelledAt == 0:
             raise JobStateError(
                 f"job {ref.job_id} runs until its deadline, in "
                 f"{format_duration(view.deadline - now)}; the escrow of unfinished tiles is "
                 "refundable after it",
-                hint="the market has no early cancel: wait, or `blindframe client watch` the job",
+                hint=f"wait, or stop it now: `blindframe client cancel {ref.job_id}`",
             )
         amount = int(self._rpc(lambda: market.refundable(ref.job_id), "read refundable"))
         refunded = 0
@@ -1428,8 +1484,9 @@ class Artist:
                 with contextlib.suppress(JobStateError):
                     refund = self.refund(ref)
                 unfinished = [t.tile for t in snap.tiles if t.state != "settled"]
+                ended = "was cancelled" if snap.cancelled else "passed its deadline"
                 raise JobExpiredError(
-                    f"job {ref.job_id} passed its deadline with {len(unfinished)} of "
+                    f"job {ref.job_id} {ended} with {len(unfinished)} of "
                     f"{snap.tile_count} tiles unfinished"
                     + (f"; {format_eth(refund.refunded_wei)} refunded" if refund else ""),
                     hint="post again with a later --deadline or a higher --reward",
@@ -1450,13 +1507,14 @@ class Artist:
 
 
 def _finished(snap: JobSnapshot) -> bool:
-    """Nothing more will happen by itself: complete, or expired with no lease in flight."""
+    """Nothing more will happen by itself: complete, or closed (expired or cancelled) with no
+    lease in flight."""
     if snap.complete:
         return True
     in_flight = any(
         lease.status in ("claimed", "committed") for lease in snap.leases if not lease.tie_breaker
     )
-    return snap.expired and not in_flight and not any(c.open for c in snap.contests)
+    return snap.closed and not in_flight and not any(c.open for c in snap.contests)
 
 
 def _stuck_tiles(snap: JobSnapshot, now: int, acceptance_window: int) -> list[int]:

@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from blindframe.client.fftplan import PlanChoice
 from blindframe.client.jobdir import JobRef, LeaseVerdict, Verdicts
 from blindframe.client.snapshot import JobSnapshot
 
 __all__ = [
+    "CancelReport",
     "DecryptResult",
     "DisputeRecord",
     "JobSummary",
@@ -41,6 +43,7 @@ class PostedJob:
     evaluation_keys_cid: str
     uploaded_bytes: int
     keys_created: bool
+    fft_plan: PlanChoice
     seconds: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
@@ -60,6 +63,8 @@ class PostedJob:
             "evaluationKeysCid": self.evaluation_keys_cid,
             "uploadedBytes": self.uploaded_bytes,
             "keysCreated": self.keys_created,
+            "fftPlan": self.fft_plan.plan,
+            "fftPlanChoice": self.fft_plan.to_json(),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
 
@@ -145,6 +150,28 @@ class RefundReport:
             "job": self.ref.key,
             "refunded": str(self.refunded_wei),
             "withdrawn": str(self.withdrawn_wei),
+        }
+
+
+@dataclass(frozen=True)
+class CancelReport:
+    """What ``cancel`` credited and withdrew, and what live leases still hold (their escrow is
+    paid to them or becomes refundable when they end)."""
+
+    ref: JobRef
+    refunded_wei: int
+    withdrawn_wei: int
+    held_slots: int
+    held_wei: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "job": self.ref.key,
+            "refunded": str(self.refunded_wei),
+            "withdrawn": str(self.withdrawn_wei),
+            "heldSlots": self.held_slots,
+            "heldEscrow": str(self.held_wei),
         }
 
 

@@ -214,6 +214,7 @@ class JobSnapshot:
     reward: int
     lease_length: int
     deadline: int
+    cancelled_at: int  # 0 unless the client cancelled the job
     priority: int
     now: int
     block: int
@@ -233,6 +234,16 @@ class JobSnapshot:
         return self.now > self.deadline
 
     @property
+    def cancelled(self) -> bool:
+        """The client cancelled the job (its replica lanes take no new claims)."""
+        return self.cancelled_at != 0
+
+    @property
+    def closed(self) -> bool:
+        """No new replica lease can be claimed: cancelled, or past the deadline."""
+        return self.cancelled or self.expired
+
+    @property
     def complete(self) -> bool:
         """Every tile has a settled result, and one the client verified."""
         return all(t.state == "settled" for t in self.tiles) and self.decryptable
@@ -247,9 +258,11 @@ class JobSnapshot:
 
     @property
     def phase(self) -> str:
-        """complete | expired | rendering."""
+        """complete | cancelled | expired | rendering."""
         if self.complete:
             return "complete"
+        if self.cancelled:
+            return "cancelled"
         if self.expired:
             return "expired"
         return "rendering"
@@ -276,6 +289,7 @@ class JobSnapshot:
                 "rewardPerTileReplica": _wei(self.reward),
                 "leaseLength": self.lease_length,
                 "deadline": self.deadline,
+                "cancelledAt": self.cancelled_at,
                 "priority": self.priority,
                 "frame": list(self.frame),
                 "grid": {"rows": self.grid[0], "cols": self.grid[1]},
@@ -485,6 +499,7 @@ def build_snapshot(
         reward=job.rewardPerTileReplica,
         lease_length=job.leaseLength,
         deadline=job.deadline,
+        cancelled_at=job.cancelledAt,
         priority=job.priority,
         now=now,
         block=block,

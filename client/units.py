@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from blindframe.client.errors import JobOptionsError
+from blindframe.units import WEI_PER_ETH, format_eth
+from blindframe.units import parse_eth as _parse_eth
 
 __all__ = ["WEI_PER_ETH", "format_duration", "format_eth", "parse_duration", "parse_eth"]
 
-WEI_PER_ETH = 10**18
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_eth(text: str | int | float | Decimal, what: str = "amount") -> int:
-    """ETH (decimal, at most 18 places) -> wei; refuses negatives, non-finite values, dust."""
-    try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation:
-        raise JobOptionsError(
-            f"{what} must be an amount of ETH such as 0.001 (not {text!r})"
-        ) from None
-    if not value.is_finite() or value < 0:
-        raise JobOptionsError(f"{what} must be a positive amount of ETH (not {text!r})")
-    wei = value * WEI_PER_ETH
-    if wei != wei.to_integral_value():
-        raise JobOptionsError(f"{what} {text!r} has more than 18 decimals (1 wei = 1e-18 ETH)")
-    return int(wei)
+    """ETH (decimal, at most 18 places) -> wei; JobOptionsError for anything else."""
+    return _parse_eth(text, what, error=JobOptionsError)
 
 
 def parse_duration(text: str | int, what: str = "duration") -> int:
@@ -44,13 +34,6 @@ def parse_duration(text: str | int, what: str = "duration") -> int:
     if seconds <= 0:
         raise JobOptionsError(f"{what} must be longer than 0 seconds (not {text!r})")
     return seconds
-
-
-def format_eth(wei: int) -> str:
-    """Wei as ETH text without trailing zeros (``0.0001 ETH``)."""
-    value = (Decimal(int(wei)) / WEI_PER_ETH).normalize()
-    text = format(value, "f")
-    return f"{text} ETH"
 
 
 def format_duration(seconds: int) -> str:

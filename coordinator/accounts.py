@@ -22,6 +22,7 @@ __all__ = [
     "create_account",
     "find_keystore",
     "import_private_key",
+    "keystore_address",
     "list_accounts",
     "read_password_file",
     "unlock",
@@ -106,6 +107,17 @@ def _keystore_address(path: Path) -> str | None:
     if not isinstance(raw, str) or not is_hex_address("0x" + raw.removeprefix("0x")):
         return None
     return to_checksum_address("0x" + raw.removeprefix("0x"))
+
+
+def keystore_address(path: Path) -> str:
+    """The checksummed address a keystore file holds (read without unlocking it)."""
+    address = _keystore_address(path)
+    if address is None:
+        raise KeystoreError(
+            f"{path} is not a keystore file",
+            hint="list the accounts with `blindframe account list`",
+        )
+    return address
 
 
 def find_keystore(directory: Path, account: str) -> Path:

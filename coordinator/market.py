@@ -78,8 +78,6 @@ SENTENCES: dict[str, str] = {
     "commitment",
     "MarketRevealTooEarly": "lease {leaseId} may reveal once all {totalSlots} slots committed "
     "({committedSlots} did) or after {commitDeadline}",
-    "MarketCopiedRoot": "the tie-breaker's root {root} copies a contested root (contest "
-    "{contestId})",
     "MarketLeaseNotExpired": "lease {leaseId} runs until {deadline} (now {now})",
     "MarketTileNotInLease": "lease {leaseId} does not cover tile {tile}",
     "MarketTileAlreadyContested": "tile {tile} of job {jobId} was already contested",
@@ -98,6 +96,9 @@ SENTENCES: dict[str, str] = {
     "MarketAcceptanceOpen": "the client may settle lease {leaseId} until {until} (now {now})",
     "MarketJobNotExpired": "job {jobId} runs until its deadline {deadline} (now {now})",
     "MarketNothingToRefund": "job {jobId} has nothing left to refund",
+    "MarketJobCancelled": "job {jobId} was cancelled: it takes no new claims",
+    "MarketJobExpired": "job {jobId} ended at its deadline {deadline} (now {now}): there is "
+    "nothing to cancel",
     "StakingBelowMinimum": "the stake would be {stake} wei; the minimum is {minimum} wei",
     "StakingBadCapacity": "capacity must be 1..{maximum} tiles, not {capacity}",
     "StakingCapacityExceeded": "{requested} more tiles would exceed the capacity {capacity} "
@@ -114,7 +115,8 @@ HINTS: dict[str, str] = {
     "StakingInsufficientFree": "stake more: `blindframe worker stake --amount ETH`",
     "StakingBelowMinimum": "stake at least the minimum: `blindframe worker stake --amount ETH`",
     "StakingCapacityExceeded": "raise capacity: `blindframe worker stake --capacity N`",
-    "MarketJobNotExpired": "wait for the deadline, or `blindframe client watch` the job",
+    "MarketJobNotExpired": "wait for the deadline, or cancel the job (`blindframe client cancel`)",
+    "MarketJobExpired": "run `blindframe client refund` to take back the unfinished tiles' escrow",
     "MarketNotVerified": "wait for the challenge window to pass",
     "StakingStillUnbonding": "run `blindframe worker unstake` again after that time",
 }
@@ -184,6 +186,7 @@ class JobView:
     committedSlots: int  # noqa: N815
     reservedSlots: int  # noqa: N815
     contestCount: int  # noqa: N815
+    cancelledAt: int  # noqa: N815 - 0 while the job is open
     escrow: int
     manifestHash: bytes  # noqa: N815
     kernelId: bytes  # noqa: N815
@@ -519,5 +522,10 @@ class Market:
         )
 
     def refund(self, job_id: int) -> TxReceipt:
-        """The client takes back escrow of unfinished tiles after the deadline."""
+        """Escrow of unfinished tiles goes back to the client (after the deadline, or at any time
+        once the job was cancelled)."""
         return self._send(self.contract.functions.refund(job_id), f"refunding job {job_id}")
+
+    def cancel(self, job_id: int) -> TxReceipt:
+        """The client cancels its job: no new claims; the unreserved escrow is credited back."""
+        return self._send(self.contract.functions.cancelJob(job_id), f"cancelling job {job_id}")

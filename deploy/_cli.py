@@ -103,6 +103,49 @@ def status(ctx: click.Context) -> None:
     emit(ctx, data, human)
 
 
+@stack.command("fund")
+@click.argument("account")
+@click.option(
+    "--eth", "amount", default="10", show_default=True, help="ETH to send to the account."
+)
+@click.pass_context
+def fund_command(ctx: click.Context, account: str, amount: str) -> None:
+    """Send local test ETH to ACCOUNT (a keystore name, file or 0x address).
+
+    It comes from Anvil's first dev account: this works on the local stack only, which is how
+    an artist or a render node gets ETH there (`blindframe account new NAME` first).
+    """
+    from eth_utils.address import is_hex_address, to_checksum_address
+
+    from blindframe.coordinator.accounts import find_keystore, keystore_address
+    from blindframe.deploy.stack import fund, stack_status
+    from blindframe.units import format_eth, parse_eth
+
+    cfg = settings(ctx)
+    wei = parse_eth(amount, "--eth", error=DeployError)
+    info = stack_status(cfg.home)
+    if info is None:
+        raise DeployError(
+            "the local stack is not running", hint="start it with `blindframe stack up`"
+        )
+    address = (
+        str(to_checksum_address(account))
+        if is_hex_address(account)
+        else keystore_address(find_keystore(cfg.keystores, account))
+    )
+    fund(info.rpc_url, address, wei)
+    balance = int(connect(info.rpc_url).eth.get_balance(to_checksum_address(address)))
+    data = {"account": address, "sent": str(wei), "balance": str(balance)}
+
+    def human(d: dict[str, Any]) -> None:
+        click.echo(
+            f"sent {format_eth(int(d['sent']))} to {d['account']}; "
+            f"balance {format_eth(int(d['balance']))}"
+        )
+
+    emit(ctx, data, human)
+
+
 def _parameters_file(path: str | None) -> dict[str, int]:
     if path is None:
         return {}

@@ -3,11 +3,11 @@ leases from its state database joined with the chain's views."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blindframe.coordinator.market import LeaseStatus
+from blindframe.units import parse_eth as _parse_eth
 from blindframe.worker.errors import NodeOptionError
 from blindframe.worker.state import TERMINAL_STATES, NodeState
 
@@ -16,23 +16,10 @@ if TYPE_CHECKING:
 
 __all__ = ["account_report", "chain_now", "parse_eth", "status_report"]
 
-_WEI = Decimal(10) ** 18
-
 
 def parse_eth(text: str, *, what: str = "--amount") -> int:
-    """``"0.25"`` ETH as wei; refuses negatives, more than 18 decimals and non-numbers."""
-    try:
-        value = Decimal(text.strip())
-    except (InvalidOperation, AttributeError):
-        raise NodeOptionError(
-            f"{what} must be an amount of ETH such as 0.5 (not {text!r})"
-        ) from None
-    if not value.is_finite() or value < 0:
-        raise NodeOptionError(f"{what} must be a positive amount of ETH (not {text!r})")
-    wei = value * _WEI
-    if wei != wei.to_integral_value():
-        raise NodeOptionError(f"{what} has more than 18 decimals (not {text!r})")
-    return int(wei)
+    """``"0.25"`` ETH as wei; NodeOptionError for anything else."""
+    return _parse_eth(text, what, error=NodeOptionError)
 
 
 def chain_now(market: Market) -> int:

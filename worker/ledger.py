@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from blindframe.coordinator.market import ContestOutcome, kernel_id_text
 from blindframe.worker.logs import eth, span
+from blindframe.worker.state import ACTIVE_STATES
 
 if TYPE_CHECKING:
     from blindframe.coordinator.events import ChainEvent
@@ -54,6 +55,7 @@ class Ledger:
         self.on_reopened = on_reopened
         self._handlers: dict[str, Callable[[ChainEvent, dict[str, Any]], None]] = {
             "JobPosted": self._job_posted,
+            "JobCancelled": self._job_cancelled,
             "TilesClaimed": self._tiles_claimed,
             "Committed": self._committed,
             "Revealed": self._revealed,
@@ -100,6 +102,17 @@ class Ledger:
                 f"tile-replica, manifest {cid}",
                 job=int(a["jobId"]),
             )
+
+    def _job_cancelled(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        # Its replica lanes take no claims now (the market's freeRange says so); leases held go on.
+        job_id = int(a["jobId"])
+        held = [o.lease_id for o in self.state.own_leases(ACTIVE_STATES) if o.job_id == job_id]
+        self.log.info(
+            "job_cancelled",
+            f"job {job_id} was cancelled by its client: no new claims"
+            + (f"; this node's leases {held} go on as before" if held else ""),
+            job=job_id,
+        )
 
     def _tiles_claimed(self, event: ChainEvent, a: dict[str, Any]) -> None:
         state = self.state

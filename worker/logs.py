@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from blindframe.units import format_eth as eth
+
 __all__ = ["NodeLog", "eth", "span", "when"]
 
 
@@ -93,12 +95,6 @@ class _Forward(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.log.debug("library", record.getMessage(), logger=record.name)
-
-
-def eth(wei: int) -> str:
-    """Wei as ETH for a person: ``0.0042 ETH``."""
-    text = f"{wei / 10**18:.6f}".rstrip("0").rstrip(".")
-    return f"{text} ETH"
 
 
 def span(first: int, count: int) -> str:

@@ -1,12 +1,17 @@
 """The render node's run loop: watch the market's events, claim tiles by policy, compute each
-lease in a sandboxed child, commit, reveal, police replicas, finalize, and stop cleanly.
+lease in a sandboxed process pinned to the job's FFT plan, commit, reveal, police replicas,
+finalize, and stop cleanly.
 
 One main thread owns the state database and sends every transaction; leases compute on a
-compute pool (one sandboxed child per lease) and downloads run on an io pool (see
-:mod:`blindframe.worker.core`). Every step is driven by chain events (``EventIndexer``) and
-views, and is idempotent: a node killed at any point and started again resumes from its SQLite
-state and the chain (re-commits, re-reveals, recomputes what still fits its deadline, lets go
-of what does not — saying so).
+compute pool (each in a fork of a long-lived child pinned to the job's FFT plan, see
+:mod:`blindframe.worker.pinned`) and downloads run on an io pool (see
+:mod:`blindframe.worker.core`). A job is claimable only once its manifest checks out and this
+machine has pinned a process to its FFT plan: a plan it cannot reach (another SIMD code path,
+or a plan its CPU never picks) makes it refuse the job before claiming any tile.
+
+Every step is driven by chain events (``EventIndexer``) and views, and is idempotent: a node
+killed at any point and started again resumes from its SQLite state and the chain (re-commits,
+re-reveals, recomputes what still fits its deadline, lets go of what does not — saying so).
 
 Ctrl-C (SIGINT) or SIGTERM: stop claiming, finish the leases in flight up to their reveal, exit.
 A second one abandons them, naming each lease, when it can be reclaimed and what collateral is
@@ -55,12 +60,14 @@ from blindframe.errors import BlindframeError
 from blindframe.fhe_core.errors import FheCoreError, SandboxError
 from blindframe.fhe_core.jobs import PublicJob, task_clear_args
 from blindframe.fhe_core.kernels import client_spec_hash, output_words
+from blindframe.fhe_core.plans import PlanUnreachableError
 from blindframe.worker import faults
 from blindframe.worker.compute import BadJobDataError, LeaseComputer, LeaseOutput, LeaseTask
 from blindframe.worker.core import ChainClock, NodeCore, commitment_of
 from blindframe.worker.errors import NotStakedError
 from blindframe.worker.ledger import Ledger
 from blindframe.worker.logs import NodeLog, eth, span, when
+from blindframe.worker.pinned import PinnedPool
 from blindframe.worker.referee import Referee
 from blindframe.worker.state import ACTIVE_STATES, NodeState, OwnLease
 
@@ -227,13 +234,18 @@ class Node:
             io_pool=self.io_pool,
             results_dir=self.paths.results,
         )
+        self.pinned = PinnedPool(
+            memory_bytes=options.memory_limit_mb << 20,
+            log=log,
+            max_idle=max(2, 2 * options.parallel),
+        )
         self.computer = LeaseComputer(
             store=self.store,
             key_cache=KeyCache(self.store, self.paths.keys),
             input_cache=KeyCache(self.store, self.paths.inputs),
             results_dir=self.paths.results,
             work_dir=self.paths.work,
-            memory_bytes=options.memory_limit_mb << 20,
+            pinned=self.pinned,
             fault=options.fault,
         )
         self.referee = Referee(
@@ -288,6 +300,7 @@ class Node:
                 signal.signal(sig, handler)
             self.compute_pool.shutdown(wait=False, cancel_futures=True)
             self.io_pool.shutdown(wait=False, cancel_futures=True)
+            self.pinned.close()
             self.indexer.close()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -321,6 +334,7 @@ class Node:
             if not self.core.stopping:
                 self._claim_new_work()
             self._start_computes()
+            self.pinned.reap()
         except RpcUnreachableError as exc:
             now = time.monotonic()
             if self._rpc_down_since is None:
@@ -424,6 +438,12 @@ class Node:
         public = PublicJob.from_json(manifest.job)
         for tile in range(job.tile_count):
             task_clear_args(public, tile)  # every tile's public parameters within bounds
+        # Never claim tiles this machine cannot compute bit-identically to the other replicas:
+        # its code path first (at once), then a process pinned to the plan (kept for the lease).
+        manifest.check_plan_reachable()
+        self.pinned.check_reachable(
+            job.kernel, manifest.fft_plan, why=f"job {job.job_id}'s plan, checked before claiming"
+        )
         return manifest
 
     def _validated(self, future: Future[Manifest], job: JobRow) -> None:
@@ -446,6 +466,27 @@ class Node:
                 job=job.job_id,
             )
             return
+        except PlanUnreachableError as exc:
+            self._refuse(
+                job.job_id, f"this machine cannot compute with its FFT plan: {exc.message}"
+            )
+            return
+        except SandboxError as exc:
+            # Not the job's fault (this machine could not start a compute process): retry.
+            self.state.set_job(
+                job.job_id,
+                "unavailable",
+                reason=exc.message,
+                retry_at=time.time() + _VALIDATE_RETRY,
+                attempt=True,
+            )
+            log.warning(
+                "pin_failed",
+                f"cannot start a compute process for job {job.job_id} yet: {exc.message}; "
+                f"trying again in {_VALIDATE_RETRY:.0f} s",
+                job=job.job_id,
+            )
+            return
         except (BlindframeError, ValueError) as exc:
             reason = exc.message if isinstance(exc, BlindframeError) else str(exc)
             self._refuse(job.job_id, f"its manifest is bad: {reason}")
@@ -456,11 +497,13 @@ class Node:
             "job_valid",
             f"job {job.job_id} checks out: {job.kernel}, {job.tile_count} tiles x "
             f"{job.replication} replica(s), {eth(job.reward_wei)} per tile-replica, "
-            f"{job.lease_length} s leases, deadline {when(job.deadline, self.core.clock.now())}",
+            f"{job.lease_length} s leases, deadline {when(job.deadline, self.core.clock.now())}; "
+            f"replicas pin FFT plan {manifest.fft_plan}",
             job=job.job_id,
             kernel=job.kernel,
             tiles=job.tile_count,
             replication=job.replication,
+            fft_plan=manifest.fft_plan,
         )
 
     def _refuse(self, job_id: int, reason: str) -> None:
@@ -611,7 +654,12 @@ class Node:
             lease_id, event = self.market.claim(claim.job_id, claim.lane, claim.first, claim.count)
         except ContractRevertError as exc:
             self._full_until[claim.job_id] = time.monotonic() + 2.0
-            if exc.name in ("MarketTilesTaken", "MarketTileHeld", "MarketClaimClosed"):
+            if exc.name in (
+                "MarketTilesTaken",
+                "MarketTileHeld",
+                "MarketClaimClosed",
+                "MarketJobCancelled",
+            ):
                 self.log.debug("claim_missed", f"claim not made: {exc.message}", job=claim.job_id)
             else:
                 self.log.warning("claim_failed", f"claim not made: {exc}", job=claim.job_id)
@@ -1173,7 +1221,9 @@ class Node:
 
     def _abandon_leases(self) -> int:
         leases = self._in_flight()
-        killed = _kill_sandbox_children()
+        killed = self.core.running("compute")
+        self.pinned.close()  # the idle pinned processes, then every busy one and its call:
+        _kill_sandbox_children()
         for lease in leases:
             committed = lease.state == "committed"
             self.state.update_own(

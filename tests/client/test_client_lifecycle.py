@@ -1,6 +1,7 @@
 """A job followed through its states with a render node the test plays through the market:
 snapshots at every step, verification against the twin, settlement exact to the wei, the frame
-decrypted; tampered and wrong results refused and disputed; refund after the deadline; and
+decrypted; tampered and wrong results refused and disputed; refund after the deadline; a cancel
+before it; and
 `client render` doing it all in one command."""
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from blindframe.client.artist import JobOptions
 from blindframe.client.jobdir import JobDir
+from blindframe.coordinator.errors import ContractRevertError
 from blindframe.coordinator.market import ContestOutcome, ContestView, LeaseStatus, Market
 from blindframe.coordinator.results import disagreement_openings
 from blindframe.coordinator.store import IpfsStore
@@ -291,12 +294,7 @@ def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., 
     assert code == 0, err
     refund = json.loads(out)
     assert int(refund["refunded"]) == int(refund["withdrawn"]) == 4 * REWARD
-    gas = 0
-    for number in range(first_block, w3.eth.block_number + 1):
-        for tx_hash in w3.eth.get_block(number)["transactions"]:
-            receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-            if receipt["from"] == home.account.address:
-                gas += receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    gas = _gas_paid(chain, home.account.address, first_block)
     assert gas > 0
     assert w3.eth.get_balance(home.account.address) == before + 4 * REWARD - gas
     market = Market(chain.w3, chain.deployment)
@@ -304,6 +302,69 @@ def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., 
     assert market.pending_balance(home.account.address) == 0
     code, _out, err = run_cli(["client", "refund", str(job_id)], home.env)
     assert "nothing left to refund" in one_line_error(code, err)
+
+
+def test_cancel_closes_the_job_and_refunds_what_no_lease_holds(
+    fresh_chain: Chain, make_home: Callable[..., Home], worker_store: IpfsStore
+) -> None:
+    chain = fresh_chain
+    home = make_home(chain)
+    code, out, err = run_cli(
+        [
+            "--json",
+            *("client", "post", "--scene", "sample", "--size", "16x16", "--canaries", "0"),
+            *("--reward", "0.001", "--deadline", "20m", "--lease-length", "1m"),
+        ],
+        home.env,
+    )
+    assert code == 0, err
+    job_id = json.loads(out)["jobId"]
+    node = RenderNode(chain, worker_store)
+    lease = node.claim(job_id, 0, 1)
+
+    w3 = chain.w3
+    before = w3.eth.get_balance(home.account.address)
+    first_block = w3.eth.block_number + 1
+    code, out, err = run_cli(["--json", "client", "cancel", str(job_id)], home.env)
+    assert code == 0, err
+    cancelled = json.loads(out)
+    # Three of the four tile-slots were free: their escrow comes back at once; the lease's stays.
+    assert int(cancelled["refunded"]) == int(cancelled["withdrawn"]) == 3 * REWARD
+    assert (cancelled["heldSlots"], int(cancelled["heldEscrow"])) == (1, REWARD)
+    gas = _gas_paid(chain, home.account.address, first_block)
+    assert w3.eth.get_balance(home.account.address) == before + 3 * REWARD - gas
+    with pytest.raises(ContractRevertError) as refused:
+        node.claim(job_id, 1, 1)
+    assert refused.value.name == "MarketJobCancelled"
+    code, _out, err = run_cli(["client", "cancel", str(job_id)], home.env)
+    assert "already cancelled" in one_line_error(code, err)
+    code, out, err = run_cli(["--json", "client", "status", str(job_id)], home.env)
+    assert code == 0, err
+    assert json.loads(out)["phase"] == "cancelled"
+
+    # The lease runs out; once reclaimed, its tile's escrow is refundable long before the deadline.
+    chain.warp(61)
+    Market(chain.w3, chain.deployment, sender=chain.sender(chain.account())).reclaim(lease)
+    market = Market(chain.w3, chain.deployment)
+    assert chain.now() < market.job(job_id).deadline
+    code, out, err = run_cli(["--json", "client", "refund", str(job_id)], home.env)
+    assert code == 0, err
+    refund = json.loads(out)
+    assert int(refund["refunded"]) == REWARD
+    assert int(refund["withdrawn"]) >= REWARD  # plus the client's share of the slash
+    assert market.job(job_id).escrow == 0
+    assert market.pending_balance(home.account.address) == 0
+
+
+def _gas_paid(chain: Chain, address: str, first_block: int) -> int:
+    """Wei ``address`` paid for gas in the blocks since ``first_block``."""
+    w3, gas = chain.w3, 0
+    for number in range(first_block, w3.eth.block_number + 1):
+        for tx_hash in w3.eth.get_block(number)["transactions"]:
+            receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            if receipt["from"] == address:
+                gas += receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    return gas
 
 
 def test_render_posts_watches_verifies_settles_and_decrypts(

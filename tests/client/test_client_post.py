@@ -56,9 +56,12 @@ def test_post_uploads_and_posts_a_job_matching_its_manifest(
     chain: Chain, make_home: Callable[..., Home]
 ) -> None:
     home = make_home(chain)
-    code, out, err = run_cli(
-        ["--json", "client", "post", *SMALL, "--replication", "2", "--priority", "7"], home.env
-    )
+    # Defaults from the config's [client] table, the environment over it, the command line
+    # over both.
+    config = home.path / "blindframe.toml"
+    config.write_text('[client]\nreplication = 2\npriority = 3\nlease-length = "5m"\n')
+    env = {**home.env, "BLINDFRAME_CONFIG": str(config), "BLINDFRAME_CLIENT_PRIORITY": "7"}
+    code, out, err = run_cli(["--json", "client", "post", *SMALL, "--lease-length", "4m"], env)
     assert code == 0, err
     posted = json.loads(out)
     market = Market(chain.w3, chain.deployment)
@@ -84,7 +87,7 @@ def test_post_uploads_and_posts_a_job_matching_its_manifest(
     )
     assert manifest.client_spec_hash == client_spec_hash(KERNEL)
     assert job.client == home.account.address
-    assert (job.tileCount, job.replication, job.priority) == (4, 2, 7)
+    assert (job.tileCount, job.replication, job.priority, job.leaseLength) == (4, 2, 7, 240)
     assert job.leafDepth == leaf_depth(KERNEL)
     assert job.rewardPerTileReplica == 10**15
     assert job.escrow == 4 * 2 * 10**15 == int(posted["escrow"])
@@ -115,6 +118,10 @@ def test_post_uploads_and_posts_a_job_matching_its_manifest(
     code, out, err = run_cli(["client", "status"], home.env)
     assert code == 0, err
     assert out.startswith(f"job {posted['jobId']}: claimed 0/8")
+
+    config.write_text("[client]\ncolour = 3\n")
+    code, _out, err = run_cli(["client", "post", *SMALL], env)
+    assert "unknown setting 'colour' in [client]" in one_line_error(code, err)
 
 
 @pytest.mark.parametrize(
@@ -177,7 +184,7 @@ def test_the_client_group_holds_every_command() -> None:
     code, out, err = run_cli(["client", "--help"], {})
     assert code == 0, err
     commands = ["keygen", "post", "status", "watch", "verify", "settle", "fetch", "decrypt"]
-    commands += ["dispute", "refund", "withdraw", "render", "jobs", "import"]
+    commands += ["dispute", "cancel", "refund", "withdraw", "render", "jobs", "import"]
     for command in commands:
         assert f"  {command} " in out, command
     code, out, err = run_cli(["client", "import", "--help"], {})

@@ -100,6 +100,7 @@ def _job(replication: int = 2, tiles: int = 3, escrow: int = 0) -> JobView:
         committedSlots=0,
         reservedSlots=0,
         contestCount=0,
+        cancelledAt=0,
         escrow=escrow,
         manifestHash=b"",
         kernelId=b"volume@1".ljust(32, b"\0"),

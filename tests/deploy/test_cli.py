@@ -206,6 +206,24 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
         assert deployment.address("RenderMarket") == info["market"]
         status = json.loads(run(home, "--json", "stack", "status").stdout)
         assert status["market"] == info["market"]
+        # Test ETH for a new account, by keystore name or address, exact to the wei.
+        password_file = tmp_path / "password"
+        password_file.write_text(PASSWORD + "\n")
+        artist = json.loads(
+            run(
+                home, "--json", "account", "new", "artist", "--password-file", str(password_file)
+            ).stdout
+        )["address"]
+        funded = json.loads(run(home, "--json", "stack", "fund", "artist", "--eth", "2.5").stdout)
+        assert (funded["account"], funded["balance"]) == (artist, str(25 * 10**17))
+        funded = json.loads(run(home, "--json", "stack", "fund", artist.lower()).stdout)
+        assert funded["balance"] == str(125 * 10**17)
+        assert "--eth must be a positive amount" in one_line_error(
+            run(home, "stack", "fund", "artist", "--eth", "-1", check=False)
+        )
+        assert "no keystore for account 'nobody'" in one_line_error(
+            run(home, "stack", "fund", "nobody", check=False)
+        )
         # A repeat `up` reuses the running chain and its deployment.
         again = json.loads(
             run(
@@ -225,3 +243,6 @@ def test_stack_up_status_down(tmp_path: Path) -> None:
         stopped = json.loads(run(home, "--json", "stack", "down").stdout)
     assert any(s.startswith("anvil") for s in stopped)
     assert json.loads(run(home, "--json", "stack", "status").stdout) == {"running": False}
+    assert "the local stack is not running" in one_line_error(
+        run(home, "stack", "fund", "artist", check=False)
+    )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 from PIL import Image
+from support.wei import gas_paid
 
 from blindframe.client.artist import JobOptions
 from blindframe.client.jobdir import JobDir
@@ -294,7 +295,7 @@ def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., 
     assert code == 0, err
     refund = json.loads(out)
     assert int(refund["refunded"]) == int(refund["withdrawn"]) == 4 * REWARD
-    gas = _gas_paid(chain, home.account.address, first_block)
+    gas = gas_paid(chain.w3, home.account.address, first_block)
     assert gas > 0
     assert w3.eth.get_balance(home.account.address) == before + 4 * REWARD - gas
     market = Market(chain.w3, chain.deployment)
@@ -331,7 +332,7 @@ def test_cancel_closes_the_job_and_refunds_what_no_lease_holds(
     # Three of the four tile-slots were free: their escrow comes back at once; the lease's stays.
     assert int(cancelled["refunded"]) == int(cancelled["withdrawn"]) == 3 * REWARD
     assert (cancelled["heldSlots"], int(cancelled["heldEscrow"])) == (1, REWARD)
-    gas = _gas_paid(chain, home.account.address, first_block)
+    gas = gas_paid(chain.w3, home.account.address, first_block)
     assert w3.eth.get_balance(home.account.address) == before + 3 * REWARD - gas
     with pytest.raises(ContractRevertError) as refused:
         node.claim(job_id, 1, 1)
@@ -354,17 +355,6 @@ def test_cancel_closes_the_job_and_refunds_what_no_lease_holds(
     assert int(refund["withdrawn"]) >= REWARD  # plus the client's share of the slash
     assert market.job(job_id).escrow == 0
     assert market.pending_balance(home.account.address) == 0
-
-
-def _gas_paid(chain: Chain, address: str, first_block: int) -> int:
-    """Wei ``address`` paid for gas in the blocks since ``first_block``."""
-    w3, gas = chain.w3, 0
-    for number in range(first_block, w3.eth.block_number + 1):
-        for tx_hash in w3.eth.get_block(number)["transactions"]:
-            receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-            if receipt["from"] == address:
-                gas += receipt["gasUsed"] * receipt["effectiveGasPrice"]
-    return gas
 
 
 def test_render_posts_watches_verifies_settles_and_decrypts(

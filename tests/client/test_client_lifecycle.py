@@ -1,16 +1,12 @@
 """A job followed through its states with a render node the test plays through the market:
 snapshots at every step, verification against the twin, settlement exact to the wei, the frame
 decrypted; tampered and wrong results refused and disputed; refund after the deadline; a cancel
-before it; and
-`client render` doing it all in one command."""
+before it. (`client render` doing it all against real render nodes: tests/e2e.)"""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -355,51 +351,3 @@ def test_cancel_closes_the_job_and_refunds_what_no_lease_holds(
     assert int(refund["withdrawn"]) >= REWARD  # plus the client's share of the slash
     assert market.job(job_id).escrow == 0
     assert market.pending_balance(home.account.address) == 0
-
-
-def test_render_posts_watches_verifies_settles_and_decrypts(
-    chain: Chain, make_home: Callable[..., Home], worker_store: IpfsStore, tmp_path: Path
-) -> None:
-    home = make_home(chain)
-    node = RenderNode(chain, worker_store)
-    market = Market(chain.w3, chain.deployment)
-    jobs_before = market.counts()[0]
-    failures: list[BaseException] = []
-
-    def render_node() -> None:
-        # Wait for the job, then claim, compute, commit and reveal like a node would.
-        try:
-            limit = time.monotonic() + 120
-            while market.counts()[0] == jobs_before:
-                assert time.monotonic() < limit, "no job was posted"
-                time.sleep(0.2)
-            job_id = jobs_before + 1
-            lease = node.claim(job_id, 0, 4)
-            outputs = node.compute(job_id, range(4))
-            result, salt = node.commit(job_id, lease, 0, [outputs[t] for t in range(4)])
-            node.reveal(lease, result, salt)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
-            failures.append(exc)
-
-    thread = threading.Thread(target=render_node, daemon=True)
-    thread.start()
-    frame, twin = tmp_path / "frame.png", tmp_path / "twin.png"
-    code, out, err = run_cli(
-        [
-            "--json",
-            *("client", "render", "--scene", "sample", "--size", "16x16", "--canaries", "0"),
-            *("--reward", "0.001", "-o", str(frame), "--twin", str(twin)),
-            *("--timeout", "4m", "--interval", "0.3"),
-        ],
-        home.env,
-    )
-    thread.join(timeout=60)
-    assert not failures, failures
-    assert code == 0, err
-    result = json.loads(out)
-    assert result["frame"]["matchesTwin"] is True
-    assert result["frame"]["png"] == str(frame)
-    assert result["payments"]["paidToWorkers"] == str(4 * REWARD)
-    assert market.pending_balance(node.address) == 4 * REWARD
-    with Image.open(frame) as got, Image.open(twin) as want:
-        assert np.array_equal(np.asarray(got), np.asarray(want))

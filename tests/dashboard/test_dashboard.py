@@ -61,6 +61,7 @@ def _env(home: Path) -> dict[str, str]:
     env["BLINDFRAME_HOME"] = str(home)
     # Nothing answers there: the page must still load and say there are no jobs.
     env["BLINDFRAME_RPC_URL"] = "http://127.0.0.1:9"
+    env["PYTHONFAULTHANDLER"] = "1"  # a hung process dumps its threads on SIGABRT
     return env
 
 
@@ -203,7 +204,14 @@ def test_the_command_serves_loopback_only_behind_its_token(served: Served) -> No
         assert http.get(served.url.rstrip("/"), follow_redirects=False).status_code == 301
 
     served.process.send_signal(signal.SIGINT)
-    assert served.process.wait(timeout=15) == 0
+    try:
+        code = served.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        # Hung: make Python dump every thread's stack (PYTHONFAULTHANDLER) and show it.
+        served.process.send_signal(signal.SIGABRT)
+        _out, err = served.process.communicate(timeout=15)
+        raise AssertionError(f"the dashboard did not stop on Ctrl-C:\n{err[-6000:]}") from None
+    assert code == 0
 
 
 # --------------------------------------------------------------------------------- in Chromium

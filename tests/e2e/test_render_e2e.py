@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+from PIL import Image
 from support.render_stack import RenderStack, start_render_stack, wait_for_log
 from support.wei import gas_paid
 
@@ -97,6 +98,10 @@ def _check_frame(stack: RenderStack, result: dict[str, Any]) -> None:
     twin = plain_frame(PublicJob.from_json(manifest.job), JobSecrets.load(job.path / "secrets.npz"))
     decrypted = np.load(result["frame"]["array"])
     np.testing.assert_array_equal(decrypted, twin)
+    # The PNGs the artist looks at: the decrypted frame's is pixel for pixel the twin's.
+    assert result["frame"]["png"].endswith("frame.png")
+    with Image.open(result["frame"]["png"]) as got, Image.open(result["frame"]["twinPng"]) as want:
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
 def _contract_books(w3: Web3, market: Market, accounts: list[str], job_ids: list[int]) -> int:

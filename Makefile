@@ -44,7 +44,7 @@ slither: bootstrap $(SLITHER) ## static analysis of the contracts; see contracts
 pytest: bootstrap ## the Python suites, against a real Anvil, IPFS and Concrete
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: bootstrap ## benchmarks: FHE kernels, IPFS throughput, gas per tile
+bench: bootstrap ## benchmarks (BENCH="fhe plans ipfs"): FHE kernels, FFT-plan pinning, IPFS throughput
 	$(PY) -m bench $(BENCH)
 
 clean: ## remove build outputs (keeps .venv and node_modules)

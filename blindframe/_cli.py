@@ -67,6 +67,12 @@ def cli(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
     Artists encrypt scenes with FHE and post render jobs with escrow; render nodes stake, claim
     tiles, compute on ciphertexts they cannot read, and prove their work on chain; the artist
     verifies, pays and decrypts locally.
+
+    \b
+    Everything lives under the blindframe home: BLINDFRAME_HOME, else the config's `home`,
+    else the user data dir (~/.local/share/blindframe). Every config key has a variable
+    BLINDFRAME_<KEY> (RPC_URL, IPFS_API, ACCOUNT, PASSWORD_FILE, ...); the command line wins.
+    Start here: `blindframe demo`, or `blindframe stack up` and `blindframe client --help`.
     """
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import webbrowser
 from typing import Any
@@ -73,9 +74,18 @@ def dashboard(
             console.print(f"serving the jobs of {cfg.home} on loopback; Ctrl-C stops")
         if open_browser:
             webbrowser.open(server.url)
+        # A parent that ignores SIGINT (Blender, nohup, a test runner) hands that on to its
+        # children, and Python then never raises KeyboardInterrupt: Ctrl-C and SIGTERM must
+        # still stop the server.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
             server.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

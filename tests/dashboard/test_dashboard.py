@@ -73,6 +73,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
         [sys.executable, "-m", "blindframe", "client", "dashboard", "--port", "0"],
         env=_env(home),
         cwd=tmp_path,
+        # Started with SIGINT ignored, as from Blender or nohup (and as a long pytest session
+        # once left it): Ctrl-C must stop it all the same.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
     from web3 import Web3
 
+pytestmark = pytest.mark.slow  # minutes each: `-m "not slow"` leaves them out while iterating
+
 REWARD = 10**15  # wei per tile-replica (0.001 ETH)
 # Replicas are compared by the nodes inside the challenge window: long enough to fetch a
 # replica's result and rebuild its trees on a loaded 2-core machine.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 from PIL import Image
-from support.render_stack import RenderStack, start_render_stack, wait_for_log
+from support.render_stack import RenderStack, start_render_stack
 from support.wei import gas_paid
 
 from blindframe.client.jobdir import JobDir
@@ -211,8 +211,8 @@ def _lazy_scenario(stack: RenderStack, out: Path) -> None:
     # One tile (8x8, no canary margin) at replication 2: the honest node and the lazy node take
     # its two replica lanes; the third node, started after, can only break the tie.
     render = _render(stack, out, "--size", "8x8", "--canaries", "0", "--replication", "2")
-    wait_for_log(honest, "claimed", timeout=300)
-    wait_for_log(lazy, "claimed", timeout=300)
+    honest.wait_for("claimed", timeout=300)
+    lazy.wait_for("claimed", timeout=300)
     breaker = stack.add_node("breaker", capacity=4)
     result = _finish(stack, render, 900)
     job_id = int(result["job"]["jobId"])

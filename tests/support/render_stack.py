@@ -5,17 +5,11 @@ processes, each with its own IPFS node."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import psutil
 
 from blindframe.client.artist import Artist
 from blindframe.coordinator.accounts import create_account, read_password_file, unlock
@@ -26,50 +20,13 @@ from blindframe.coordinator.market import Market
 from blindframe.coordinator.tx import TxSender
 from blindframe.deploy.processes import free_port
 from blindframe.deploy.stack import StackInfo, fund, local_password_file, stack_down, stack_up
+from support.node_process import NodeProcess
 
 KERNEL = "volume@1"
 ARTIST = "artist"
 # Replication 1 has no replica to compare: a short challenge window keeps each render short
 # (the local stack's 60 s leave nodes time to prove disagreements at replication 2 and more).
 WINDOWS = {"challengeWindow": 10, "acceptanceWindow": 60}
-
-
-@dataclass
-class WorkerProcess:
-    """`blindframe worker run --json-log` in its own process; its log lines as dicts."""
-
-    name: str
-    address: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def lines(self) -> list[dict[str, Any]]:
-        """Every JSON log line so far."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        out = []
-        for line in text.splitlines():
-            if line.startswith("{"):
-                with contextlib.suppress(ValueError):
-                    out.append(json.loads(line))
-        return out
-
-    def tail(self, n: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-n:])
-
-    def kill(self) -> None:
-        """SIGKILL the node and its sandbox children (own sessions: they would outlive it)."""
-        children: list[psutil.Process] = []
-        with contextlib.suppress(psutil.Error):
-            children = psutil.Process(self.process.pid).children(recursive=True)
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=30)
-        for child in children:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
 
 
 @dataclass
@@ -80,7 +37,7 @@ class RenderStack:
     info: StackInfo
     settings: Settings
     password_file: Path
-    workers: list[WorkerProcess] = field(default_factory=list)
+    workers: list[NodeProcess] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -111,7 +68,7 @@ class RenderStack:
         tile_seconds: float = 4.0,
         fault: str | None = None,
         ipfs_name: str | None = None,
-    ) -> WorkerProcess:
+    ) -> NodeProcess:
         """A funded, staked render node running as `blindframe worker run` (``fault``: the
         hidden test-only misbehaviour, e.g. ``lazy``). Its IPFS node is ``ipfs_name`` (default:
         the stack's node of the same name)."""
@@ -186,7 +143,7 @@ def _start_worker(
     tile_seconds: float,
     fault: str | None,
     ipfs_name: str,
-) -> WorkerProcess:
+) -> NodeProcess:
     data = stack.home.parent / f"worker-{name}"
     data.mkdir()
     log_path = data.parent / f"{name}.log"
@@ -211,18 +168,4 @@ def _start_worker(
         process = subprocess.Popen(
             argv, env=env, cwd=data, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
-    return WorkerProcess(name, address, process, log_path)
-
-
-def wait_for_log(worker: WorkerProcess, event: str, timeout: float = 120.0) -> dict[str, Any]:
-    """The first log line of ``event`` from ``worker``, waiting for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        for line in worker.lines():
-            if line.get("event") == event:
-                return line
-        if worker.process.poll() is not None:
-            raise AssertionError(f"{worker.name} exited before {event!r}:\n{worker.tail()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{worker.name}: no {event!r} in {timeout} s:\n{worker.tail()}")
-        time.sleep(0.2)
+    return NodeProcess(name, process, log_path, address)

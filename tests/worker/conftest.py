@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from support.node_process import NodeProcess
 from worker_helpers import (
     KERNEL,
     Assets,
     Client,
     Home,
     Ipfs,
-    NodeProcess,
     make_home,
 )
 

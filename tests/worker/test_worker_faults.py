@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from worker_helpers import Assets, Client, Home, NodeProcess
+    from support.node_process import NodeProcess
+    from worker_helpers import Assets, Client, Home
 
     from tests.conftest import Chain
 

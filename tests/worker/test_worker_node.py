@@ -26,7 +26,8 @@ from blindframe.worker.state import NodeState
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from worker_helpers import Assets, Client, Home, Ipfs, NodeProcess
+    from support.node_process import NodeProcess
+    from worker_helpers import Assets, Client, Home, Ipfs
 
     from tests.conftest import Chain
 

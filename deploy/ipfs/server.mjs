@@ -186,6 +186,22 @@ async function untilFound (what, signal, attempt) {
   }
 }
 
+/**
+ * `promise`, or a rejection as soon as `signal` aborts: a read that does not honour its signal
+ * (seen once on a node restarted mid-download) must not hold a command past its deadline.
+ */
+function unlessAborted (promise, signal) {
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      (value) => { signal.removeEventListener('abort', onAbort); resolve(value) },
+      (err) => { signal.removeEventListener('abort', onAbort); reject(err) }
+    )
+  })
+}
+
 /** Kubo prints CIDv0 for dag-pb/sha2-256 content, which is how `add` returned it. */
 function display (cid) {
   if (cid.version === 1 && cid.code === DAG_PB && cid.multihash.code === SHA2_256) return cid.toV0().toString()
@@ -308,7 +324,7 @@ async function cat (ctx, req, res, params) {
 async function blockGet (ctx, req, res, params) {
   const cid = parseCid(params.get('arg'))
   const signal = commandSignal(req, res, params)
-  const bytes = await untilFound(cid, signal, (attempt) => readBlock(ctx.helia, cid, attempt))
+  const bytes = await untilFound(cid, signal, (attempt) => unlessAborted(readBlock(ctx.helia, cid, attempt), attempt))
   res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': bytes.length })
   res.end(bytes)
 }
@@ -316,7 +332,7 @@ async function blockGet (ctx, req, res, params) {
 async function blockStat (ctx, req, res, params) {
   const cid = parseCid(params.get('arg'))
   const signal = commandSignal(req, res, params)
-  const bytes = await untilFound(cid, signal, (attempt) => readBlock(ctx.helia, cid, attempt))
+  const bytes = await untilFound(cid, signal, (attempt) => unlessAborted(readBlock(ctx.helia, cid, attempt), attempt))
   sendJson(res, { Key: display(cid), Size: bytes.length })
 }
 

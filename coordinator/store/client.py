@@ -486,12 +486,14 @@ class IpfsStore:
         timeout: float | None = None,
         cid: Cid | None = None,
     ) -> httpx.Response:
-        """POST a command; retry connection failures with backoff until ``retry_for`` is spent."""
+        """POST a command; retry connection failures and a node that is still starting (HTTP
+        503) with backoff until ``retry_for`` is spent."""
         attempts = 0
         first_failure: float | None = None
         delay = 0.2
         while True:
             attempts += 1
+            failure: str
             try:
                 response = self._http.post(
                     command,
@@ -501,26 +503,27 @@ class IpfsStore:
                     timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
                 )
             except httpx.TransportError as exc:
-                now = time.monotonic()
-                first_failure = now if first_failure is None else first_failure
-                waited = now - first_failure
-                if waited + delay > self.retry_for:
-                    raise StoreConnectionError(
-                        self.api_url, attempts, waited, f"{type(exc).__name__}: {exc}"
-                    ) from None
-                log.warning(
-                    "IPFS node at %s: %s on %s; retrying in %.1f s",
-                    self.api_url,
-                    type(exc).__name__,
-                    command,
-                    delay,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            if response.status_code == 200:
-                return response
-            raise self._error(command, response, cid)
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    return response
+                if response.status_code != 503:
+                    raise self._error(command, response, cid)
+                failure = "HTTP 503: the node is starting"
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            waited = now - first_failure
+            if waited + delay > self.retry_for:
+                raise StoreConnectionError(self.api_url, attempts, waited, failure)
+            log.warning(
+                "IPFS node at %s: %s on %s; retrying in %.1f s",
+                self.api_url,
+                failure.split(":", 1)[0],
+                command,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def _error(self, command: str, response: httpx.Response, cid: Cid | None) -> StoreError:
         status = response.status_code

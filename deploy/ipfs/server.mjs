@@ -186,22 +186,6 @@ async function untilFound (what, signal, attempt) {
   }
 }
 
-/**
- * `promise`, or a rejection as soon as `signal` aborts: a read that does not honour its signal
- * (seen once on a node restarted mid-download) must not hold a command past its deadline.
- */
-function unlessAborted (promise, signal) {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise((resolve, reject) => {
-    const onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    promise.then(
-      (value) => { signal.removeEventListener('abort', onAbort); resolve(value) },
-      (err) => { signal.removeEventListener('abort', onAbort); reject(err) }
-    )
-  })
-}
-
 /** Kubo prints CIDv0 for dag-pb/sha2-256 content, which is how `add` returned it. */
 function display (cid) {
   if (cid.version === 1 && cid.code === DAG_PB && cid.multihash.code === SHA2_256) return cid.toV0().toString()
@@ -324,7 +308,7 @@ async function cat (ctx, req, res, params) {
 async function blockGet (ctx, req, res, params) {
   const cid = parseCid(params.get('arg'))
   const signal = commandSignal(req, res, params)
-  const bytes = await untilFound(cid, signal, (attempt) => unlessAborted(readBlock(ctx.helia, cid, attempt), attempt))
+  const bytes = await untilFound(cid, signal, (attempt) => readBlock(ctx.helia, cid, attempt))
   res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': bytes.length })
   res.end(bytes)
 }
@@ -332,7 +316,7 @@ async function blockGet (ctx, req, res, params) {
 async function blockStat (ctx, req, res, params) {
   const cid = parseCid(params.get('arg'))
   const signal = commandSignal(req, res, params)
-  const bytes = await untilFound(cid, signal, (attempt) => unlessAborted(readBlock(ctx.helia, cid, attempt), attempt))
+  const bytes = await untilFound(cid, signal, (attempt) => readBlock(ctx.helia, cid, attempt))
   sendJson(res, { Key: display(cid), Size: bytes.length })
 }
 
@@ -494,6 +478,19 @@ async function main () {
   // Bind the RPC port first: a taken port is reported before libp2p starts.
   const server = http.createServer()
   server.requestTimeout = 0 // uploads of evaluation keys take minutes
+  // Requests that arrive while libp2p starts (a client retrying across a restart) are told to
+  // come back, never left unanswered.
+  let ctx = null
+  server.on('request', (req, res) => {
+    if (ctx != null) {
+      handle(ctx, req, res)
+      return
+    }
+    const body = JSON.stringify({ Message: 'the node is starting: try again', Code: 0, Type: 'error' }) + '\n'
+    res.writeHead(503, { 'Content-Type': 'application/json', 'Retry-After': '1', 'Content-Length': Buffer.byteLength(body) })
+    res.end(body)
+    req.resume()
+  })
   let boundApiPort
   try {
     boundApiPort = await listen(server, apiPort, opts['api-host'])
@@ -520,8 +517,7 @@ async function main () {
     throw err
   }
   const version = helia.info.version
-  const ctx = { helia, fs: unixfs(helia), version: `helia/${version}`, agent: `blindframe-node/helia-${version}` }
-  server.on('request', (req, res) => { handle(ctx, req, res) })
+  ctx = { helia, fs: unixfs(helia), version: `helia/${version}`, agent: `blindframe-node/helia-${version}` }
 
   const identity = id(ctx)
   await writeReady(opts['ready-file'], {

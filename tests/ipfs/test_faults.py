@@ -204,6 +204,60 @@ def test_bytes_altered_in_transit_are_rejected(
     assert leftovers(tmp_path) == []
 
 
+class _StartingProxy(_FlippingProxy):
+    """A node that is still starting: HTTP 503 (as the local node answers before libp2p is up)
+    for the first ``starting`` calls, then the real node's answers, unaltered."""
+
+    starting = 0
+
+    def do_POST(self) -> None:
+        cls = type(self)
+        if cls.starting > 0:
+            cls.starting -= 1
+            body = b'{"Message": "the node is starting: try again", "Code": 0, "Type": "error"}'
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        response = httpx.post(
+            f"{self.upstream}{self.path}", content=self.rfile.read(length) if length else b""
+        )
+        self.send_response(response.status_code)
+        self.send_header("Content-Length", str(len(response.content)))
+        self.end_headers()
+        self.wfile.write(response.content)
+
+
+def test_a_node_still_starting_is_waited_for(
+    store_a: IpfsStore, node_a: NodeHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    cid = store_a.add_bytes(b"an evaluation key, say").cid
+    handler = type("Handler", (_StartingProxy,), {"upstream": node_a.api_url, "starting": 3})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="blindframe.coordinator.store.client"),
+            IpfsStore(url, retry_for=10.0) as store,
+        ):
+            assert store.cat(cid) == b"an evaluation key, say"
+        assert handler.starting == 0
+        assert sum("HTTP 503" in r.getMessage() for r in caplog.records) == 3
+        # One that never finishes starting: a bounded wait, then the one-line error.
+        handler.starting = 1000
+        with (
+            IpfsStore(url, retry_for=1.0) as store,
+            pytest.raises(StoreConnectionError, match="the node is starting"),
+        ):
+            store.cat(cid)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_taken_api_port_is_a_clear_error(
     node_a: NodeHandle, make_node: Callable[..., NodeHandle]
 ) -> None:

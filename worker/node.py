@@ -451,13 +451,7 @@ class Node:
         try:
             manifest = future.result()
         except (StoreConnectionError, ContentNotFoundError) as exc:
-            self.state.set_job(
-                job.job_id,
-                "unavailable",
-                reason=exc.message,
-                retry_at=time.time() + _VALIDATE_RETRY,
-                attempt=True,
-            )
+            self._validate_later(job, exc.message)
             report = log.warning if job.attempts == 0 else log.debug
             report(
                 "manifest_unavailable",
@@ -473,13 +467,7 @@ class Node:
             return
         except SandboxError as exc:
             # Not the job's fault (this machine could not start a compute process): retry.
-            self.state.set_job(
-                job.job_id,
-                "unavailable",
-                reason=exc.message,
-                retry_at=time.time() + _VALIDATE_RETRY,
-                attempt=True,
-            )
+            self._validate_later(job, exc.message)
             log.warning(
                 "pin_failed",
                 f"cannot start a compute process for job {job.job_id} yet: {exc.message}; "
@@ -504,6 +492,16 @@ class Node:
             tiles=job.tile_count,
             replication=job.replication,
             fft_plan=manifest.fft_plan,
+        )
+
+    def _validate_later(self, job: JobRow, reason: str) -> None:
+        """Look at the job again in _VALIDATE_RETRY seconds (what failed was not its fault)."""
+        self.state.set_job(
+            job.job_id,
+            "unavailable",
+            reason=reason,
+            retry_at=time.time() + _VALIDATE_RETRY,
+            attempt=True,
         )
 
     def _refuse(self, job_id: int, reason: str) -> None:

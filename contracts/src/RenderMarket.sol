@@ -6,6 +6,7 @@ import {MarketFaults} from "./MarketFaults.sol";
 import {Payments} from "./Payments.sol";
 import {Staking} from "./Staking.sol";
 import {MarketBase} from "./base/MarketBase.sol";
+import {Agreement} from "./libraries/Agreement.sol";
 import {TileBitmap} from "./libraries/TileBitmap.sol";
 import {TileMerkle} from "./libraries/TileMerkle.sol";
 
@@ -32,6 +33,7 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
 
     /// @param p Every parameter of the market; see `Params` and contracts/README.md for defaults.
     constructor(Params memory p) MarketBase(p) {
+        _checkParams(p);
         _FAULTS = address(new MarketFaults(p));
     }
 
@@ -64,6 +66,15 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         }
         if (deadline < block.timestamp + leaseLength) revert MarketBadDeadline(deadline, block.timestamp + leaseLength);
         if (leafDepth > TileMerkle.MAX_LEAF_DEPTH) revert MarketBadLeafDepth(leafDepth, TileMerkle.MAX_LEAF_DEPTH);
+        {
+            // The last leaf is the digest leaf; the others must be able to hold farCount far pairs
+            // within MAX_OPENINGS openings, or a forged coefficient could never be proven.
+            uint256 openable = (uint256(1) << leafDepth) - 1;
+            if (openable > MAX_OPENINGS) openable = MAX_OPENINGS;
+            if (openable * Agreement.COEFFICIENTS_PER_LEAF < _FAR_COUNT) {
+                revert MarketLeafDepthTooShallow(leafDepth, _FAR_COUNT);
+            }
+        }
         // <= 2^20 * 8 * 2^96 < 2^128: fits the uint128 escrow.
         uint256 escrow = uint256(tileCount) * replication * rewardPerTileReplica;
         if (msg.value != escrow) revert MarketWrongEscrow(escrow, msg.value);
@@ -91,15 +102,15 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         if (count == 0 || count > MAX_LEASE_TILES || uint256(firstTile) + count > job.tileCount) {
             revert MarketBadRange(firstTile, count, job.tileCount);
         }
+        // Jury lanes are drawn, never claimed: whoever could claim one could choose to judge.
+        if (lane >= job.replication) revert MarketBadLane(jobId, lane);
+        if (job.cancelledAt != 0) revert MarketJobCancelled(jobId);
         leaseId = ++_leaseCount;
         uint256 commitDeadline = block.timestamp + job.leaseLength;
-        if (lane < job.replication) {
-            if (job.cancelledAt != 0) revert MarketJobCancelled(jobId);
-            if (commitDeadline > job.deadline) revert MarketClaimClosed(jobId, job.deadline, commitDeadline);
-            job.reservedSlots += count;
-        } else {
-            _claimTieBreaker(jobId, job, lane, firstTile, count, leaseId);
-        }
+        if (commitDeadline > job.deadline) revert MarketClaimClosed(jobId, job.deadline, commitDeadline);
+        // A replica claimed after another one revealed could copy it.
+        if (_revealedElsewhere(jobId, job, lane, firstTile, count)) revert MarketTileRevealed(jobId, firstTile);
+        job.reservedSlots += count;
         if (!_taken[jobId][lane].trySetRange(firstTile, count)) revert MarketTilesTaken(jobId, lane, firstTile, count);
         if (!_held[jobId][msg.sender].trySetRange(firstTile, count)) {
             revert MarketTileHeld(jobId, msg.sender, firstTile, count);
@@ -135,11 +146,18 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         Lease storage l = _workerLease(leaseId, LeaseStatus.Claimed);
         if (block.timestamp > l.commitDeadline) revert MarketLeaseExpired(leaseId, l.commitDeadline, block.timestamp);
         if (commitment == bytes32(0)) revert MarketZeroCommitment(leaseId);
-        l.status = LeaseStatus.Committed;
-        l.digest = commitment;
         uint256 jobId = l.jobId;
         Job storage job = _jobs[jobId];
-        if (l.lane < job.replication) job.committedSlots += l.count;
+        uint256 lane = l.lane;
+        if (lane < job.replication) {
+            // Another lane's revealed root is public: committing to it now would be a copy.
+            if (_revealedElsewhere(jobId, job, lane, l.firstTile, l.count)) revert MarketTileRevealed(jobId, l.firstTile);
+            job.committedSlots += l.count;
+        } else {
+            _contests[_tieLanes[jobId][lane]].committedSeats += 1;
+        }
+        l.status = LeaseStatus.Committed;
+        l.digest = commitment;
         emit Committed(leaseId, jobId, msg.sender, commitment);
     }
 
@@ -147,8 +165,11 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
     function reveal(uint256 leaseId, bytes32 root, bytes calldata resultCid, bytes32 salt) external {
         Lease storage l = _workerLease(leaseId, LeaseStatus.Committed);
         uint256 commitDeadline = l.commitDeadline;
-        if (block.timestamp > commitDeadline + _REVEAL_WINDOW) {
-            revert MarketLeaseExpired(leaseId, commitDeadline + _REVEAL_WINDOW, block.timestamp);
+        uint256 jobId = l.jobId;
+        Job storage job = _jobs[jobId];
+        {
+            uint256 revealDeadline = _revealDeadlineOf(job, l);
+            if (block.timestamp > revealDeadline) revert MarketLeaseExpired(leaseId, revealDeadline, block.timestamp);
         }
         if (root == bytes32(0)) revert MarketZeroRoot(leaseId);
         if (resultCid.length == 0 || resultCid.length > MAX_CID_LENGTH) {
@@ -157,8 +178,6 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         bytes32 computed = keccak256(abi.encode(root, msg.sender, salt));
         if (computed != l.digest) revert MarketCommitmentMismatch(leaseId, l.digest, computed);
 
-        uint256 jobId = l.jobId;
-        Job storage job = _jobs[jobId];
         uint256 lane = l.lane;
         uint256 count = l.count;
         if (lane < job.replication) {
@@ -167,9 +186,11 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
                 revert MarketRevealTooEarly(leaseId, job.committedSlots, total, commitDeadline);
             }
             if (job.replication > 1) _recordReveal(jobId, lane, l.firstTile, count);
+        } else {
+            _revealJuror(leaseId, _contests[_tieLanes[jobId][lane]], job.leaseLength);
         }
-        // A tie-breaker may reveal a root equal to a contested one: honest replicas that ran the
-        // same FFT plans are bit-identical (fhe_core/AGREEMENT.md), so equality is no evidence.
+        // A juror may reveal a root equal to a contested one: honest replicas that ran the same
+        // FFT plans are bit-identical (fhe_core/AGREEMENT.md), so equality is no evidence.
         l.digest = root;
         // forge-lint: disable-next-line(unsafe-typecast)
         l.revealedAt = uint40(block.timestamp);
@@ -193,7 +214,32 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
     }
 
     /// @inheritdoc IRenderMarket
+    function drawJury(uint256) external {
+        _delegateToFaults();
+    }
+
+    /// @inheritdoc IRenderMarket
     function proveFar(uint256, uint8, Opening[] calldata) external {
+        _delegateToFaults();
+    }
+
+    /// @inheritdoc IRenderMarket
+    function proveReplicaFar(uint256, uint256, Opening[] calldata) external {
+        _delegateToFaults();
+    }
+
+    /// @inheritdoc IRenderMarket
+    function challengeAvailability(uint256, uint32, uint32[] calldata) external payable returns (uint256) {
+        _delegateToFaults();
+    }
+
+    /// @inheritdoc IRenderMarket
+    function answerAvailability(uint256, uint32[] calldata, bytes32[] calldata, bytes32[][] calldata) external {
+        _delegateToFaults();
+    }
+
+    /// @inheritdoc IRenderMarket
+    function resolveAvailability(uint256) external {
         _delegateToFaults();
     }
 
@@ -254,6 +300,7 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         p.disputeBond = uint96(_DISPUTE_BOND);
         p.tolerance = _TOLERANCE;
         p.farCount = uint16(_FAR_COUNT);
+        p.jurySize = uint8(_JURY_SIZE);
         // forge-lint: disable-end(unsafe-typecast)
     }
 
@@ -280,6 +327,54 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
     /// @inheritdoc IRenderMarket
     function getContest(uint256 contestId) external view returns (Contest memory) {
         return _contest(contestId);
+    }
+
+    /// @inheritdoc IRenderMarket
+    function jurors(uint256 contestId) external view returns (uint256[] memory leaseIds) {
+        Contest storage c = _contest(contestId);
+        uint256 n = c.seated;
+        leaseIds = new uint256[](n);
+        for (uint256 seat; seat < n; ++seat) {
+            leaseIds[seat] = _jurors[contestId][seat]; // <= MAX_JURY seats
+        }
+    }
+
+    /// @inheritdoc IRenderMarket
+    function verdict(uint256) external view returns (uint256, uint256) {
+        _viewInFaults();
+    }
+
+    /// @notice Runs the view in the rest of the call data (after this function's selector) in
+    /// MarketFaults on this market's storage. Only this contract calls it, through a static call
+    /// to itself: `verdict`, which computes a jury's verdict, lives in MarketFaults, whose verdict
+    /// code RenderMarket then does not carry (EIP-3860, see the README).
+    function viewInFaults() external {
+        if (msg.sender != address(this)) revert MarketNotSelf(msg.sender);
+        address target = _FAULTS;
+        assembly {
+            let size := sub(calldatasize(), 4)
+            calldatacopy(0, 4, size)
+            let ok := delegatecall(gas(), target, 0, size, 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
+
+    /// @inheritdoc IRenderMarket
+    function getAvailabilityChallenge(uint256 challengeId) external view returns (AvailabilityChallenge memory a) {
+        a = _challenges[challengeId];
+        if (a.status == AvailabilityStatus.None) revert MarketUnknownChallenge(challengeId);
+    }
+
+    /// @inheritdoc IRenderMarket
+    function openChallenge(uint256 leaseId) external view returns (uint256) {
+        return _openChallenges[leaseId];
+    }
+
+    /// @inheritdoc IRenderMarket
+    function challengeCount() external view returns (uint256) {
+        return _challengeCount;
     }
 
     /// @inheritdoc IRenderMarket
@@ -371,6 +466,22 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         }
     }
 
+    /// @dev Answers the current view call from MarketFaults: a static call to `viewInFaults` with
+    /// this call's data appended. Never returns to the caller's Solidity code.
+    function _viewInFaults() internal view {
+        bytes4 selector = this.viewInFaults.selector;
+        assembly {
+            let size := calldatasize()
+            let p := mload(0x40)
+            mstore(p, selector)
+            calldatacopy(add(p, 4), 0, size)
+            let ok := staticcall(gas(), address(), p, add(size, 4), 0, 0)
+            returndatacopy(0, 0, returndatasize())
+            if iszero(ok) { revert(0, returndatasize()) }
+            return(0, returndatasize())
+        }
+    }
+
     /// @dev The caller's lease in `expected` status.
     function _workerLease(uint256 leaseId, LeaseStatus expected) internal view returns (Lease storage l) {
         l = _lease(leaseId);
@@ -378,27 +489,17 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         if (l.status != expected) revert MarketWrongLeaseStatus(leaseId, l.status, expected);
     }
 
-    /// @dev Checks a claim of tie-breaker lane `lane` and binds the new lease to its contest.
-    function _claimTieBreaker(
-        uint256 jobId,
-        Job storage job,
-        uint256 lane,
-        uint256 firstTile,
-        uint256 count,
-        uint256 leaseId
-    ) internal {
-        uint256 contestId = _tieLanes[jobId][lane];
-        if (contestId == 0) revert MarketBadLane(jobId, lane);
-        Contest storage c = _contests[contestId];
-        if (c.outcome != ContestOutcome.Pending) revert MarketContestResolved(contestId);
-        if (c.leaseT != 0) revert MarketTieBreakerTaken(contestId, c.leaseT);
-        if (block.timestamp > c.claimDeadline) {
-            revert MarketTieBreakerClosed(contestId, c.claimDeadline, block.timestamp);
+    /// @dev A juror reveals once every seated juror committed (and no replacement draw is
+    /// pending) or once every juror's commit window closed; after the contest's claim deadline in
+    /// any case. No juror sees another's root before it committed.
+    function _revealJuror(uint256 leaseId, Contest storage c, uint256 leaseLength) internal {
+        uint256 jurorDeadline = c.jurorDeadline;
+        bool ready =
+            !_drawPending(c, leaseLength) && (c.committedSeats == c.seated || block.timestamp > jurorDeadline);
+        if (!ready && block.timestamp <= c.claimDeadline) {
+            revert MarketRevealTooEarly(leaseId, c.committedSeats, c.seated, jurorDeadline);
         }
-        if (count != 1 || firstTile != c.tile) revert MarketNotContestTile(contestId, c.tile, firstTile, count);
-        if (msg.sender == job.client) revert MarketClientTieBreaker(contestId, msg.sender);
-        // forge-lint: disable-next-line(unsafe-typecast)
-        c.leaseT = uint64(leaseId); // <= _leaseCount, a uint64
+        c.revealedSeats += 1;
     }
 
     /// @dev Marks a replica lane's tiles revealed now (kept only when replication > 1).
@@ -435,6 +536,11 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         if (l.status != LeaseStatus.Revealed) revert MarketWrongLeaseStatus(leaseId, l.status, LeaseStatus.Revealed);
         if (l.lane >= job.replication) revert MarketNotReplicaLane(leaseId, l.lane);
         if (l.openContests != 0) revert MarketLeaseContested(leaseId, l.openContests);
+        {
+            uint256 challengeId = _openChallenges[leaseId];
+            if (challengeId != 0) revert MarketAvailabilityOpen(leaseId, challengeId);
+        }
+        _requireContestsResolved(jobId, leaseId, l.firstTile, l.count);
         uint256 verified = _verifiedAt(jobId, job, l);
         if (block.timestamp <= verified) revert MarketNotVerified(leaseId, verified, block.timestamp);
         if (finalizing && block.timestamp <= verified + _ACCEPTANCE_WINDOW) {
@@ -448,6 +554,22 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         else emit LeaseSettled(leaseId, jobId, worker, tiles, amount);
         _release(worker, leaseId, tiles * _COLLATERAL_PER_TILE, tiles);
         _credit(worker, jobId, amount, CreditReason.Reward);
+    }
+
+    /// @dev Every contest on a tile of the lease has resolved: a contest judges every replica of
+    /// its tile (proveReplicaFar), not only its sides, so none is paid before it ends.
+    function _requireContestsResolved(uint256 jobId, uint256 leaseId, uint256 first, uint256 count) internal view {
+        mapping(uint256 => uint256) storage contested = _contested[jobId];
+        uint256 last = (first + count - 1) >> 8;
+        for (uint256 w = first >> 8; w <= last; ++w) {
+            uint256 bits = contested[w] & TileBitmap.rangeMask(first, count, w); // <= two words
+            if (bits == 0) continue;
+            for (uint256 i; i < 256; ++i) {
+                if ((bits >> i) & 1 == 0) continue; // a contested tile: rare, at most 256 steps
+                uint256 contestId = _tileContest[jobId][(w << 8) + i];
+                if (_contests[contestId].outcome == ContestOutcome.Pending) revert MarketLeaseContested(leaseId, 1);
+            }
+        }
     }
 
     function _emitJobPosted(uint256 jobId, Job storage job, bytes calldata manifestCid) internal {

@@ -19,8 +19,7 @@ abstract contract Staking is IStaking, StakingBase {
         uint256 total = uint256(w.stake) + msg.value;
         if (total > type(uint96).max) revert StakingTooLarge(total);
         if (total < _MIN_STAKE) revert StakingBelowMinimum(total, _MIN_STAKE);
-        // forge-lint: disable-next-line(unsafe-typecast)
-        w.stake = uint96(total); // checked just above
+        _setStake(msg.sender, w, total); // fits a uint96: checked just above
         w.capacity = capacity;
         emit WorkerStaked(msg.sender, msg.value, total, capacity);
     }
@@ -33,7 +32,7 @@ abstract contract Staking is IStaking, StakingBase {
         if (amount > free) revert StakingInsufficientFree(amount, free);
         uint256 unbonding = uint256(w.unbonding) + amount;
         uint256 end = block.timestamp + _UNBONDING_DELAY;
-        w.stake -= amount;
+        _setStake(msg.sender, w, w.stake - amount);
         // forge-lint: disable-next-line(unsafe-typecast)
         w.unbonding = uint96(unbonding); // every wei of it was a uint96 stake once
         // forge-lint: disable-next-line(unsafe-typecast)

@@ -212,21 +212,25 @@ contract MarketFaultsCancelTest is MarketFixture {
                          CONTESTS GO ON AS BEFORE
     //////////////////////////////////////////////////////////////*/
 
-    function test_cancelJob_anOpenContestStillGetsItsTieBreakerAndResolves() public {
+    function test_cancelJob_anOpenContestStillGetsItsJuryAndResolves() public {
         (uint256 job, uint256 a, uint256 b, uint256 c) = _contested(1);
         assertEq(_cancel(job), 0); // every slot is held
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 0); // lane 2 is still open
+        uint256[] memory ids = _jury(c); // the jury is still drawn
         _proveFar(dave, c, 1); // bob forged
-        vm.warp(market.getLease(t).revealedAt + p.challengeWindow + 1);
+        vm.warp(market.getLease(ids[2]).revealedAt + p.challengeWindow + 1);
         vm.prank(eve);
         market.resolveContest(c);
-        assertEq(uint8(market.getContest(c).outcome), uint8(IRenderMarket.ContestOutcome.BFar));
-        vm.prank(client); // verified: the tie-breaker's window was after the replicas'
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.BFar));
+        vm.prank(client); // verified: the jury's window was after the replicas'
         market.settle(job, _ids(a, b));
-        assertEq(market.pendingBalance(alice), 4 * REWARD);
+        uint256 fraud = _fraudSlash();
+        uint256 bounty = fraud * p.bountyBps / 10_000;
+        assertEq(market.pendingBalance(alice), 4 * REWARD + bounty); // the honest side's bounty
         assertEq(market.pendingBalance(bob), 3 * REWARD); // tile 1 forfeited
-        assertEq(market.pendingBalance(carol), REWARD);
+        for (uint256 i; i < ids.length; ++i) {
+            assertEq(market.pendingBalance(_workerOf(ids[i])), REWARD / 3);
+        }
+        assertEq(market.pendingBalance(client), fraud - bounty + REWARD % 3);
         assertEq(market.getJob(job).escrow, 0);
         assertEq(address(market).balance, _owed(1, _everyone()));
     }
@@ -238,15 +242,18 @@ contract MarketFaultsCancelTest is MarketFixture {
         _commitReveal(a); // every slot committed: it reveals at once
         assertEq(_cancel(job), 0);
         uint256 c = _dispute(job, 1, a);
-        _stake(bob);
-        uint256 t = _tieBreak(bob, c, 0); // lane 1, an honest tie-breaker: the client loses
-        vm.warp(market.getLease(t).revealedAt + p.challengeWindow + 1);
+        uint256[] memory ids = _jury(c); // an honest jury: the client loses
+        vm.warp(market.getLease(ids[2]).revealedAt + p.challengeWindow + 1);
         market.resolveContest(c);
-        assertEq(uint8(market.getContest(c).outcome), uint8(IRenderMarket.ContestOutcome.NoneFar));
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.NoneFar));
         vm.prank(client);
         market.settle(job, _ids(a));
         assertEq(market.pendingBalance(alice), 2 * REWARD + p.disputeBond / 2);
-        assertEq(market.pendingBalance(bob), p.disputeBond - p.disputeBond / 2);
+        uint256 pool = p.disputeBond - p.disputeBond / 2;
+        for (uint256 i; i < ids.length; ++i) {
+            assertEq(market.pendingBalance(_workerOf(ids[i])), pool / 3);
+        }
+        assertEq(market.pendingBalance(client), pool % 3);
         assertEq(market.getJob(job).escrow, 0);
         assertEq(address(market).balance, _owed(1, _everyone()));
     }
@@ -254,7 +261,7 @@ contract MarketFaultsCancelTest is MarketFixture {
     function test_cancelJob_aContestWithoutTieBreakerStillRefundsItsTile() public {
         (uint256 job, uint256 a, uint256 b, uint256 c) = _contested(2);
         _cancel(job);
-        vm.warp(market.getContest(c).claimDeadline + 1);
+        vm.warp(_contestLive(c).claimDeadline + 1);
         market.resolveContest(c);
         assertEq(market.pendingBalance(client), 2 * REWARD); // both replicas of tile 2
         vm.prank(client);
@@ -273,14 +280,16 @@ contract MarketFaultsCancelTest is MarketFixture {
         uint256 job = _post(2, 2, deadline);
         uint256 a = _claim(alice, job, 0, 0, 2); // lane 1 is never claimed
         _commit(a);
-        vm.warp(block.timestamp + LEASE + 1);
-        _reveal(a);
-        uint256 window = p.revealWindow + p.challengeWindow;
-        assertEq(market.verifiedAt(a), deadline + window);
+        vm.warp(block.timestamp + 10 minutes);
         uint256 cancelledAt = block.timestamp;
         _cancel(job);
-        // No replica can be claimed any more, so none commits after cancelledAt + LEASE.
+        vm.warp(block.timestamp + LEASE);
+        _reveal(a);
+        uint256 window = p.revealWindow + p.challengeWindow;
+        // No replica can be claimed any more, so none commits after cancelledAt + LEASE: sooner
+        // than the deadline's horizon and than alice's own cap (revealedAt + LEASE + windows).
         assertEq(market.verifiedAt(a), cancelledAt + LEASE + window);
+        assertLt(market.verifiedAt(a), block.timestamp + LEASE + window);
         vm.warp(cancelledAt + LEASE + window);
         vm.expectRevert(
             abi.encodeWithSelector(IRenderMarket.MarketNotVerified.selector, a, block.timestamp, block.timestamp)
@@ -374,21 +383,32 @@ contract MarketFaultsCancelTest is MarketFixture {
         uint256 revealA = block.timestamp + LEASE + 1; // alice reveals once her commit window closed
         uint256 claimB = block.timestamp + bound(claimDelay, 0, deadline - LEASE - block.timestamp);
         uint256 cancelAt = claimB + bound(cancelDelay, 0, deadline - claimB);
-        if (revealA < claimB) _revealAt(a, revealA);
-        vm.warp(claimB);
-        uint256 b = _claim(bob, job, 1, 0, 1); // tile 1 of lane 1 stays unclaimed
+        uint256 b;
+        if (revealA < claimB) {
+            _revealAt(a, revealA);
+            vm.warp(claimB);
+            // The copy gate: no replica of a revealed tile is claimed any more.
+            vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketTileRevealed.selector, job, 0));
+            _claim(bob, job, 1, 0, 1);
+        } else {
+            vm.warp(claimB);
+            b = _claim(bob, job, 1, 0, 1); // tile 1 of lane 1 stays unclaimed
+            _commit(b); // before alice reveals: allowed
+        }
         if (revealA >= claimB && revealA < cancelAt) _revealAt(a, revealA);
         vm.warp(cancelAt);
         _cancel(job);
         if (revealA >= cancelAt) _revealAt(a, revealA);
 
+        uint256 last = cancelAt + LEASE < deadline ? cancelAt + LEASE : deadline;
+        uint256 horizon = last + p.revealWindow;
+        uint256 cap = revealA + LEASE + p.revealWindow;
+        assertEq(market.verifiedAt(a), (horizon < cap ? horizon : cap) + p.challengeWindow);
+        if (b == 0) return;
+        // Bob committed before alice revealed: he reveals at his last moment, inside alice's verification time.
         uint256 bobReveals = market.getLease(b).commitDeadline + p.revealWindow;
         assertGe(market.verifiedAt(a), bobReveals + p.challengeWindow);
-        uint256 last = cancelAt + LEASE < deadline ? cancelAt + LEASE : deadline;
-        assertEq(market.verifiedAt(a), last + p.revealWindow + p.challengeWindow);
-        // Bob still commits and reveals at his last moment, inside alice's verification time.
-        if (block.timestamp <= market.getLease(b).commitDeadline) {
-            _commit(b);
+        if (block.timestamp <= bobReveals) {
             vm.warp(bobReveals);
             _reveal(b);
             assertLe(block.timestamp + p.challengeWindow, market.verifiedAt(a));

@@ -10,12 +10,12 @@ import {MarketFixture} from "./utils/MarketFixture.sol";
 /// @notice The unhappy paths, run by MarketFaults through RenderMarket: reclaim, disagreement
 /// and far proofs, contest outcomes, client disputes, refunds.
 contract MarketFaultsTest is MarketFixture {
-    uint256 internal slash; // slashed wei per faulty tile
-    uint256 internal bounty; // the provers' share of it
+    uint256 internal slash; // slashed wei per proven-fraud tile (collateral share + stake share)
+    uint256 internal bounty; // the honest side's (or the jury's) share of it
 
     function setUp() public override {
         super.setUp();
-        slash = uint256(p.collateralPerTile) * p.slashBps / 10_000;
+        slash = _fraudSlash();
         bounty = slash * p.bountyBps / 10_000;
     }
 
@@ -72,16 +72,25 @@ contract MarketFaultsTest is MarketFixture {
         assertEq(market.workerInfo(alice).faults, 1);
     }
 
-    function test_reclaim_tieBreakerReopensTheLane() public {
+    function test_reclaim_jurorThatMissedItsCommitIsReplacedByANewDraw() public {
         (uint256 job,,, uint256 c) = _contested(1);
-        _stake(carol);
-        _stake(dave);
-        uint256 t = _claim(carol, job, 2, 1, 1);
+        uint256[] memory ids = _draw(c);
+        _commit(ids[1]);
+        _commit(ids[2]);
         vm.warp(block.timestamp + LEASE + 1);
-        market.reclaim(t);
-        assertEq(market.getContest(c).leaseT, 0);
-        uint256 t2 = _claim(dave, job, 2, 1, 1);
-        assertEq(market.getContest(c).leaseT, t2);
+        address squatter = _workerOf(ids[0]);
+        vm.expectEmit(address(market));
+        emit IRenderMarket.JuryDrawArmed(c, job, uint64(block.number));
+        vm.prank(eve);
+        market.reclaim(ids[0]);
+        assertEq(_contestLive(c).drawBlock, block.number);
+        assertEq(market.workerInfo(squatter).faults, 1);
+        uint256[] memory again = _draw(c);
+        assertTrue(again[0] != ids[0]);
+        assertTrue(_workerOf(again[0]) != squatter);
+        assertEq(again[1], ids[1]);
+        assertEq(again[2], ids[2]);
+        assertEq(_contestLive(c).rounds, 2);
     }
 
     function test_reclaim_revertsOnUnknownLease() public {
@@ -126,17 +135,19 @@ contract MarketFaultsTest is MarketFixture {
                            PROVE DISAGREEMENT
     //////////////////////////////////////////////////////////////*/
 
-    function test_proveDisagreement_opensATieBreakerLane() public {
+    function test_proveDisagreement_opensAJuryLaneAndArmsADraw() public {
         (uint256 job, uint256 a, uint256 b) = _twoReplicas();
         IRenderMarket.Opening[] memory o = _openings(a, b, 2, _allLeaves());
-        uint40 claimDeadline = uint40(block.timestamp + p.tieBreakWindow);
+        uint40 claimDeadline = uint40(block.timestamp + p.tieBreakWindow + LEASE);
         vm.expectEmit(address(market));
-        emit IRenderMarket.DisagreementProven(1, job, 2, a, b, eve, 16);
+        emit IRenderMarket.JuryDrawArmed(1, job, uint64(block.number));
+        vm.expectEmit(address(market));
+        emit IRenderMarket.DisagreementProven(1, job, 2, a, b, eve, 12 + p.farCount); // 3 leaves + the digest leaf
         vm.expectEmit(address(market));
         emit IRenderMarket.TieBreakerOpened(1, job, 2, 2, claimDeadline);
         vm.prank(eve);
         uint256 c = market.proveDisagreement(job, 2, a, b, o);
-        IRenderMarket.Contest memory k = market.getContest(c);
+        IRenderMarket.Contest memory k = _contestLive(c);
         assertEq(k.jobId, job);
         assertEq(k.tile, 2);
         assertEq(k.lane, 2);
@@ -144,6 +155,8 @@ contract MarketFaultsTest is MarketFixture {
         assertEq(k.leaseA, a);
         assertEq(k.leaseB, b);
         assertEq(k.challenger, eve);
+        assertEq(k.drawBlock, block.number);
+        assertEq(k.seated, 0);
         assertEq(uint8(k.kind), uint8(IRenderMarket.ContestKind.Disagreement));
         assertEq(market.getLease(a).openContests, 1);
         assertEq(market.getLease(b).openContests, 1);
@@ -207,10 +220,9 @@ contract MarketFaultsTest is MarketFixture {
         market.proveDisagreement(other, 0, c3, c3 + 1, o);
     }
 
-    function test_proveDisagreement_revertsOnATieBreakerLease() public {
+    function test_proveDisagreement_revertsOnAJurorLease() public {
         (uint256 job, uint256 a,, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 2);
+        uint256 t = _draw(c)[0];
         IRenderMarket.Opening[] memory o = _openings(a, t, 1, _allLeaves());
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotReplicaLane.selector, t, 2));
         market.proveDisagreement(job, 1, a, t, o);
@@ -273,18 +285,28 @@ contract MarketFaultsTest is MarketFixture {
 
     function test_proveFar_recordsTheSideAndProver() public {
         (, uint256 a, uint256 b, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 0);
+        uint256 t = _jury(c)[0];
+        assertEq(_contestLive(c).leaseT, t);
         IRenderMarket.Opening[] memory o = _openings(b, t, 1, _allLeaves());
         vm.expectEmit(address(market));
-        emit IRenderMarket.FarProven(c, b, dave, 16);
+        emit IRenderMarket.FarProven(c, b, dave, 12 + p.farCount);
         vm.prank(dave);
         market.proveFar(c, 1, o);
-        IRenderMarket.Contest memory k = market.getContest(c);
+        IRenderMarket.Contest memory k = _contestLive(c);
         assertEq(k.farMask, 2);
         assertEq(k.proverB, dave);
-        // Alice (honest) is not far from an honest tie-breaker.
+        // Alice (honest) is not far from an honest verdict.
         o = _openings(a, t, 1, _allLeaves());
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotFarEnough.selector, 0, p.farCount));
+        market.proveFar(c, 0, o);
+    }
+
+    function test_proveFar_toleratesNoiseOnCoefficientLeaves() public {
+        // NOISY (TileTrees kind 4): coefficients within tolerance of the truth, same digest leaf.
+        (uint256 job, uint256 a, uint256 b) = _twoReplicas(4, 1);
+        uint256 c = _proveDisagreement(eve, job, 1, a, b);
+        uint256 t = _jury(c)[0];
+        IRenderMarket.Opening[] memory o = _openings(a, t, 1, _allLeaves());
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotFarEnough.selector, 0, p.farCount));
         market.proveFar(c, 0, o);
     }
@@ -301,46 +323,71 @@ contract MarketFaultsTest is MarketFixture {
     }
 
     function test_proveFar_revertsOnBadSides() public {
-        (, uint256 a, uint256 b, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 0);
+        (,, uint256 b, uint256 c) = _contested(1);
+        uint256 t = _jury(c)[0];
         IRenderMarket.Opening[] memory o = _openings(b, t, 1, _allLeaves());
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadSide.selector, c, 2));
         market.proveFar(c, 2, o);
         market.proveFar(c, 1, o);
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadSide.selector, c, 1));
         market.proveFar(c, 1, o);
-        a; // side 0 stays open
     }
 
     function test_proveFar_revertsOnSideBOfADispute() public {
-        _stake(alice);
-        _stake(carol);
-        uint256 job = _post(2, 1);
-        uint256 a = _claim(alice, job, 0, 0, 2);
-        _commitReveal(a);
-        uint256 c = _dispute(job, 0, a);
-        _tieBreak(carol, c, 0);
+        (,, uint256 c) = _disputed(0);
+        _jury(c);
         IRenderMarket.Opening[] memory o = new IRenderMarket.Opening[](1);
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadSide.selector, c, 1));
         market.proveFar(c, 1, o);
     }
 
-    function test_proveFar_revertsBeforeTheTieBreakerReveals() public {
-        (uint256 job,,, uint256 c) = _contested(1);
+    function test_proveFar_revertsWithoutAFinalVerdict() public {
+        (,,, uint256 c) = _contested(1);
         IRenderMarket.Opening[] memory o = new IRenderMarket.Opening[](1);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketTieBreakerNotRevealed.selector, c));
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNoVerdict.selector, c));
         market.proveFar(c, 0, o);
-        _stake(carol);
-        _claim(carol, job, 2, 1, 1);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketTieBreakerNotRevealed.selector, c));
+        uint256[] memory ids = _draw(c);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNoVerdict.selector, c));
+        market.proveFar(c, 0, o);
+        // Two of three revealed: the third may still reveal, the verdict is not final.
+        forged[ids[0]] = 0;
+        _commit(ids[0]);
+        _commit(ids[1]);
+        _commit(ids[2]);
+        _reveal(ids[0]);
+        _reveal(ids[1]);
+        // The third juror may still reveal: no verdict yet, not even a partial one.
+        (uint256 leaseT, uint256 fixedAt) = market.verdict(c);
+        assertEq(leaseT, 0);
+        assertEq(fixedAt, 0);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNoVerdict.selector, c));
         market.proveFar(c, 0, o);
     }
 
-    function test_proveFar_revertsAfterTheTieBreakersWindow() public {
+    function test_proveFar_revertsWithoutAMajority() public {
         (,, uint256 b, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 0);
+        uint256[] memory ids = _draw(c);
+        // Three different roots: no strict majority, no verdict.
+        forged[ids[0]] = 0;
+        forged[ids[1]] = 1;
+        forged[ids[2]] = 2;
+        for (uint256 i; i < 3; ++i) {
+            _commit(ids[i]);
+        }
+        for (uint256 i; i < 3; ++i) {
+            _reveal(ids[i]);
+        }
+        (uint256 leaseT, uint256 fixedAt) = market.verdict(c);
+        assertEq(leaseT, 0);
+        assertEq(fixedAt, block.timestamp);
+        IRenderMarket.Opening[] memory o = _openings(b, ids[0], 1, _allLeaves());
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNoVerdict.selector, c));
+        market.proveFar(c, 1, o);
+    }
+
+    function test_proveFar_revertsAfterTheVerdictsWindow() public {
+        (,, uint256 b, uint256 c) = _contested(1);
+        uint256 t = _jury(c)[0];
         IRenderMarket.Opening[] memory o = _openings(b, t, 1, _allLeaves());
         uint256 end = block.timestamp + p.challengeWindow;
         vm.warp(end + 1);
@@ -349,38 +396,61 @@ contract MarketFaultsTest is MarketFixture {
     }
 
     /*//////////////////////////////////////////////////////////////
+                          PROVE REPLICA FAR
+    //////////////////////////////////////////////////////////////*/
+
+    function test_proveReplicaFar_revertsOnASideOrAJurorLease() public {
+        (, uint256 a,, uint256 c) = _contested(1);
+        uint256 t = _jury(c)[0];
+        IRenderMarket.Opening[] memory o = _openings(a, t, 1, _allLeaves());
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketContestSide.selector, c, a));
+        market.proveReplicaFar(c, a, o);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotReplicaLane.selector, t, 2));
+        market.proveReplicaFar(c, t, o);
+    }
+
+    /*//////////////////////////////////////////////////////////////
                        DISAGREEMENT OUTCOMES
     //////////////////////////////////////////////////////////////*/
 
-    function test_resolveContest_sideBFarIsSlashedAndPaysTheTieBreaker() public {
+    function test_resolveContest_sideBFarIsSlashedAndPaysTheJury() public {
         (uint256 job, uint256 a, uint256 b, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 0);
+        uint256[] memory ids = _jury(c);
         _proveFar(dave, c, 1);
         vm.warp(block.timestamp + p.challengeWindow + 1);
+        uint256 share = REWARD / 3;
         vm.expectEmit(address(market));
         emit IRenderMarket.ContestResolved(c, job, 1, IRenderMarket.ContestOutcome.BFar);
         vm.expectEmit(address(market));
         emit IStaking.Slashed(bob, b, slash, IStaking.SlashReason.FarFromTieBreaker);
         vm.expectEmit(address(market));
-        emit IRenderMarket.TieBreakerSettled(t, c, carol, REWARD);
+        emit IPayments.Credited(alice, job, bounty, IPayments.CreditReason.Bounty);
+        vm.expectEmit(address(market));
+        emit IRenderMarket.TieBreakerSettled(ids[0], c, _workerOf(ids[0]), share);
+        vm.prank(eve);
         market.resolveContest(c);
-        assertEq(market.pendingBalance(eve), bounty - bounty / 2);
-        assertEq(market.pendingBalance(dave), bounty / 2);
-        assertEq(market.pendingBalance(client), slash - bounty);
-        assertEq(market.pendingBalance(carol), REWARD);
-        assertEq(market.workerInfo(carol).completed, 1);
-        assertEq(market.workerInfo(carol).locked, 0);
+        // The provers (eve, dave) and the caller take nothing: the bounty is the honest side's.
+        assertEq(market.pendingBalance(eve), 0);
+        assertEq(market.pendingBalance(dave), 0);
+        assertEq(market.pendingBalance(alice), bounty);
+        assertEq(market.pendingBalance(client), slash - bounty + REWARD % 3);
+        for (uint256 i; i < ids.length; ++i) {
+            address w = _workerOf(ids[i]);
+            assertEq(market.pendingBalance(w), share);
+            assertEq(market.workerInfo(w).completed, 1);
+            assertEq(market.workerInfo(w).locked, 0);
+            assertEq(uint8(market.getLease(ids[i]).status), uint8(IRenderMarket.LeaseStatus.Settled));
+        }
         assertEq(market.workerInfo(bob).faults, 1);
+        assertEq(market.workerInfo(bob).stake, STAKE - slash);
         assertEq(market.getLease(b).forfeited, 2); // bit of tile 1
         assertEq(market.getLease(b).forfeitedCount, 1);
         assertEq(market.getLease(b).openContests, 0);
-        assertEq(uint8(market.getLease(t).status), uint8(IRenderMarket.LeaseStatus.Settled));
         // Settling: alice is paid all 4 tiles, bob the 3 he was not proven wrong on.
         _warpVerified(a);
         vm.prank(client);
         market.settle(job, _ids(a, b));
-        assertEq(market.pendingBalance(alice), 4 * REWARD);
+        assertEq(market.pendingBalance(alice), 4 * REWARD + bounty);
         assertEq(market.pendingBalance(bob), 3 * REWARD);
         assertEq(market.workerInfo(bob).locked, 0);
         assertEq(market.getJob(job).escrow, 0);
@@ -390,51 +460,57 @@ contract MarketFaultsTest is MarketFixture {
     function test_resolveContest_sideAFar() public {
         (uint256 job, uint256 a, uint256 b) = _twoReplicas(1, 0);
         uint256 c = _proveDisagreement(eve, job, 3, a, b);
-        _stake(carol);
-        _tieBreak(carol, c, 0);
+        uint256[] memory ids = _jury(c);
         _proveFar(dave, c, 0);
         vm.warp(block.timestamp + p.challengeWindow + 1);
         market.resolveContest(c);
-        assertEq(uint8(market.getContest(c).outcome), uint8(IRenderMarket.ContestOutcome.AFar));
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.AFar));
         assertEq(market.getLease(a).forfeited, 8);
         assertEq(market.workerInfo(alice).stake, STAKE - slash);
-        assertEq(market.pendingBalance(carol), REWARD);
+        assertEq(market.pendingBalance(bob), bounty);
+        assertEq(market.pendingBalance(_workerOf(ids[1])), REWARD / 3);
         assertEq(address(market).balance, _owed(1, _everyone()));
     }
 
-    function test_resolveContest_bothFarRefundsTheTile() public {
-        (uint256 job, uint256 a, uint256 b, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 2); // a third, different output
+    function test_resolveContest_bothFarSlashesBothAndPaysTheJury() public {
+        (uint256 job, uint256 a, uint256 b) = _twoReplicas(1, 2); // two different forgeries
+        uint256 c = _proveDisagreement(eve, job, 1, a, b);
+        uint256[] memory ids = _jury(c);
         _proveFar(dave, c, 0);
         _proveFar(dave, c, 1);
         vm.warp(block.timestamp + p.challengeWindow + 1);
         market.resolveContest(c);
-        assertEq(uint8(market.getContest(c).outcome), uint8(IRenderMarket.ContestOutcome.BothFar));
-        // Nobody is slashed or paid for tile 1; its two rewards go back to the client.
-        assertEq(market.pendingBalance(client), 2 * REWARD);
-        assertEq(market.pendingBalance(carol), 0);
-        assertEq(market.workerInfo(carol).locked, 0);
-        assertEq(market.workerInfo(alice).faults + market.workerInfo(bob).faults, 0);
-        assertEq(uint8(market.getLease(t).status), uint8(IRenderMarket.LeaseStatus.Settled));
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.BothFar));
+        uint256 bounties = 2 * slash * p.bountyBps / 10_000;
+        uint256 pool = 2 * REWARD + bounties;
+        assertEq(market.pendingBalance(client), 2 * slash - bounties + pool % 3);
+        for (uint256 i; i < ids.length; ++i) {
+            assertEq(market.pendingBalance(_workerOf(ids[i])), pool / 3);
+            assertEq(uint8(market.getLease(ids[i]).status), uint8(IRenderMarket.LeaseStatus.Settled));
+        }
+        assertEq(market.workerInfo(alice).faults, 1);
+        assertEq(market.workerInfo(bob).faults, 1);
         _warpVerified(a);
         vm.prank(client);
         market.settle(job, _ids(a, b));
         assertEq(market.pendingBalance(alice), 3 * REWARD);
+        assertEq(market.pendingBalance(bob), 3 * REWARD);
         assertEq(market.getJob(job).escrow, 0);
         assertEq(address(market).balance, _owed(1, _everyone()));
     }
 
     function test_resolveContest_noneFarLeavesBothSidesPaid() public {
         (uint256 job, uint256 a, uint256 b, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 0);
+        uint256[] memory ids = _jury(c);
         vm.warp(block.timestamp + p.challengeWindow + 1);
         vm.expectEmit(address(market));
-        emit IRenderMarket.TieBreakerSettled(t, c, carol, 0);
+        emit IRenderMarket.TieBreakerSettled(ids[0], c, _workerOf(ids[0]), 0);
         market.resolveContest(c);
-        assertEq(uint8(market.getContest(c).outcome), uint8(IRenderMarket.ContestOutcome.NoneFar));
-        assertEq(market.pendingBalance(carol), 0);
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.NoneFar));
+        for (uint256 i; i < ids.length; ++i) {
+            assertEq(market.pendingBalance(_workerOf(ids[i])), 0);
+            assertEq(market.workerInfo(_workerOf(ids[i])).locked, 0);
+        }
         _warpVerified(a);
         vm.prank(client);
         market.settle(job, _ids(a, b));
@@ -445,7 +521,7 @@ contract MarketFaultsTest is MarketFixture {
 
     function test_resolveContest_noTieBreakerRefundsTheTile() public {
         (uint256 job, uint256 a, uint256 b, uint256 c) = _contested(1);
-        vm.warp(market.getContest(c).claimDeadline + 1);
+        vm.warp(_contestLive(c).claimDeadline + 1);
         vm.expectEmit(address(market));
         emit IRenderMarket.ContestResolved(c, job, 1, IRenderMarket.ContestOutcome.NoTieBreaker);
         vm.expectEmit(address(market));
@@ -454,20 +530,18 @@ contract MarketFaultsTest is MarketFixture {
         assertEq(market.getLease(a).forfeitedCount, 1);
         assertEq(market.getLease(b).forfeitedCount, 1);
         assertEq(market.workerInfo(alice).locked, 3 * p.collateralPerTile);
+        assertEq(market.workerInfo(alice).faults + market.workerInfo(bob).faults, 0);
         assertEq(address(market).balance, _owed(1, _everyone()));
     }
 
     function test_resolveContest_revertsWhileUndecided() public {
-        (uint256 job,,, uint256 c) = _contested(1);
-        uint256 claimDeadline = market.getContest(c).claimDeadline;
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketContestPending.selector, c, claimDeadline));
+        (,,, uint256 c) = _contested(1);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketContestPending.selector, c, 0));
         market.resolveContest(c);
-        _stake(carol);
-        uint256 t = _claim(carol, job, 2, 1, 1);
-        uint256 revealDeadline = block.timestamp + LEASE + p.revealWindow;
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketContestPending.selector, c, revealDeadline));
+        uint256[] memory ids = _draw(c);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketContestPending.selector, c, 0));
         market.resolveContest(c);
-        _commitReveal(t);
+        _jurorsVote(ids);
         uint256 end = block.timestamp + p.challengeWindow;
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketContestPending.selector, c, end));
         market.resolveContest(c);
@@ -492,7 +566,6 @@ contract MarketFaultsTest is MarketFixture {
     /// @dev A replication-1 job of 2 tiles, alice's lease revealed (forged or not), disputed on tile 1.
     function _disputed(uint8 forgeA) internal returns (uint256 job, uint256 a, uint256 c) {
         _stake(alice);
-        _stake(carol);
         job = _post(2, 1);
         a = _claim(alice, job, 0, 0, 2);
         forged[a] = forgeA;
@@ -508,29 +581,33 @@ contract MarketFaultsTest is MarketFixture {
         vm.expectEmit(address(market));
         emit IRenderMarket.Disputed(1, job, 1, a, p.disputeBond);
         vm.expectEmit(address(market));
-        emit IRenderMarket.TieBreakerOpened(1, job, 1, 1, uint40(block.timestamp + p.tieBreakWindow));
+        emit IRenderMarket.TieBreakerOpened(1, job, 1, 1, uint40(block.timestamp + p.tieBreakWindow + LEASE));
         uint256 c = _dispute(job, 1, a);
-        IRenderMarket.Contest memory k = market.getContest(c);
+        IRenderMarket.Contest memory k = _contestLive(c);
         assertEq(uint8(k.kind), uint8(IRenderMarket.ContestKind.Dispute));
         assertEq(k.bond, p.disputeBond);
         assertEq(k.leaseB, 0);
         assertEq(k.challenger, client);
+        assertEq(k.drawBlock, block.number);
         assertEq(market.getLease(a).openContests, 1);
         assertEq(address(market).balance, _owed(1, _everyone()));
     }
 
     function test_dispute_workerFarLosesTheTile() public {
         (uint256 job, uint256 a, uint256 c) = _disputed(1);
-        uint256 t = _tieBreak(carol, c, 0);
+        uint256[] memory ids = _jury(c);
         _proveFar(client, c, 0);
         vm.warp(block.timestamp + p.challengeWindow + 1);
         market.resolveContest(c);
-        assertEq(uint8(market.getContest(c).outcome), uint8(IRenderMarket.ContestOutcome.AFar));
-        // Client: bond back and the slash less the bounty (here the client proved it: it gets both).
-        assertEq(market.pendingBalance(client), p.disputeBond + slash);
-        assertEq(market.pendingBalance(carol), REWARD);
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.AFar));
+        // Client: bond back and the slash less the bounty (the bounty and the tile go to the jury).
+        uint256 pool = REWARD + bounty;
+        assertEq(market.pendingBalance(client), p.disputeBond + slash - bounty + pool % 3);
+        for (uint256 i; i < ids.length; ++i) {
+            assertEq(market.pendingBalance(_workerOf(ids[i])), pool / 3);
+            assertEq(uint8(market.getLease(ids[i]).status), uint8(IRenderMarket.LeaseStatus.Settled));
+        }
         assertEq(market.workerInfo(alice).faults, 1);
-        assertEq(uint8(market.getLease(t).status), uint8(IRenderMarket.LeaseStatus.Settled));
         vm.warp(market.verifiedAt(a) + p.acceptanceWindow + 1);
         market.finalize(job, _ids(a));
         assertEq(market.pendingBalance(alice), REWARD);
@@ -540,13 +617,16 @@ contract MarketFaultsTest is MarketFixture {
 
     function test_dispute_workerNotFarWinsTheBond() public {
         (uint256 job, uint256 a, uint256 c) = _disputed(0);
-        _tieBreak(carol, c, 0);
+        uint256[] memory ids = _jury(c);
         vm.warp(block.timestamp + p.challengeWindow + 1);
         market.resolveContest(c);
-        assertEq(uint8(market.getContest(c).outcome), uint8(IRenderMarket.ContestOutcome.NoneFar));
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.NoneFar));
+        uint256 pool = p.disputeBond - p.disputeBond / 2;
         assertEq(market.pendingBalance(alice), p.disputeBond / 2);
-        assertEq(market.pendingBalance(carol), p.disputeBond - p.disputeBond / 2);
-        assertEq(market.pendingBalance(client), 0);
+        for (uint256 i; i < ids.length; ++i) {
+            assertEq(market.pendingBalance(_workerOf(ids[i])), pool / 3);
+        }
+        assertEq(market.pendingBalance(client), pool % 3);
         vm.prank(client);
         market.settle(job, _ids(a));
         assertEq(market.pendingBalance(alice), p.disputeBond / 2 + 2 * REWARD);
@@ -557,7 +637,7 @@ contract MarketFaultsTest is MarketFixture {
         (uint256 job, uint256 a, uint256 c) = _disputed(0);
         vm.warp(block.timestamp + p.tieBreakWindow + 1);
         market.resolveContest(c);
-        assertEq(uint8(market.getContest(c).outcome), uint8(IRenderMarket.ContestOutcome.NoTieBreaker));
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.NoTieBreaker));
         assertEq(market.pendingBalance(client), p.disputeBond);
         vm.prank(client);
         market.settle(job, _ids(a));

@@ -284,70 +284,92 @@ contract RenderMarketTest is MarketFixture {
     }
 
     /*//////////////////////////////////////////////////////////////
-                           TIE-BREAKER CLAIMS
+                        JURY LANES ARE NEVER CLAIMED
     //////////////////////////////////////////////////////////////*/
 
-    function test_claim_tieBreakerLaneBindsTheContest() public {
+    function test_claim_juryLaneIsRefusedToEveryone() public {
         (uint256 job,,, uint256 c) = _contested(1);
         _stake(carol);
-        IRenderMarket.Contest memory k = market.getContest(c);
+        IRenderMarket.Contest memory k = _contestLive(c);
         assertEq(k.lane, 2);
         assertEq(market.tieBreakerContest(job, 2), c);
-        uint256 t = _claim(carol, job, 2, 1, 1);
-        assertEq(market.getContest(c).leaseT, t);
-        assertEq(market.getJob(job).reservedSlots, 8); // tie-breakers reserve no replica slot
-    }
-
-    function test_claim_tieBreakerRevertsOnAnotherTileOrCount() public {
-        (uint256 job,,, uint256 c) = _contested(1);
-        _stake(carol);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotContestTile.selector, c, 1, 0, 1));
-        _claim(carol, job, 2, 0, 1);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotContestTile.selector, c, 1, 1, 2));
-        _claim(carol, job, 2, 1, 2);
-    }
-
-    function test_claim_tieBreakerRevertsForAReplicaHolder() public {
-        (uint256 job,,,) = _contested(1);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketTileHeld.selector, job, alice, 1, 1));
-        _claim(alice, job, 2, 1, 1);
-    }
-
-    function test_claim_tieBreakerRevertsWhenTaken() public {
-        (uint256 job,,, uint256 c) = _contested(1);
-        _stake(carol);
-        _stake(dave);
-        uint256 t = _claim(carol, job, 2, 1, 1);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketTieBreakerTaken.selector, c, t));
-        _claim(dave, job, 2, 1, 1);
-    }
-
-    function test_claim_tieBreakerRevertsAfterTheClaimWindow() public {
-        (uint256 job,,, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 deadline = market.getContest(c).claimDeadline;
-        vm.warp(deadline + 1);
-        vm.expectRevert(
-            abi.encodeWithSelector(IRenderMarket.MarketTieBreakerClosed.selector, c, deadline, deadline + 1)
-        );
+        // Whoever could claim the jury lane could choose to judge: nobody may, on any tile.
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadLane.selector, job, 2));
         _claim(carol, job, 2, 1, 1);
-    }
-
-    function test_claim_tieBreakerRevertsForTheClient() public {
-        (uint256 job,,, uint256 c) = _contested(1);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadLane.selector, job, 2));
+        _claim(carol, job, 2, 0, 1);
         vm.prank(client);
         market.stake{value: STAKE}(10);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketClientTieBreaker.selector, c, client));
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadLane.selector, job, 2));
         _claim(client, job, 2, 1, 1);
+        assertEq(_contestLive(c).leaseT, 0);
+        assertEq(market.getJob(job).reservedSlots, 8);
     }
 
-    function test_claim_tieBreakerRevertsOnAResolvedContest() public {
+    function test_claim_juryLaneIsRefusedOnAResolvedContest() public {
         (uint256 job,,, uint256 c) = _contested(1);
         _stake(carol);
-        vm.warp(market.getContest(c).claimDeadline + 1);
+        vm.warp(_contestLive(c).claimDeadline + 1);
         market.resolveContest(c);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketContestResolved.selector, c));
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadLane.selector, job, 2));
         _claim(carol, job, 2, 1, 1);
+    }
+
+    function test_drawJury_seatsJurorsInTheJuryLane() public {
+        (uint256 job,,, uint256 c) = _contested(1);
+        uint256[] memory ids = _draw(c);
+        assertEq(ids.length, 3);
+        IRenderMarket.Contest memory k = _contestLive(c);
+        assertEq(k.seated, 3);
+        assertEq(k.drawBlock, 0);
+        assertEq(k.rounds, 1);
+        for (uint256 i; i < ids.length; ++i) {
+            IRenderMarket.Lease memory l = market.getLease(ids[i]);
+            assertEq(l.lane, 2);
+            assertEq(l.firstTile, 1);
+            assertEq(l.count, 1);
+            assertEq(uint8(l.status), uint8(IRenderMarket.LeaseStatus.Claimed));
+            assertEq(l.commitDeadline, block.timestamp + LEASE);
+            assertTrue(l.worker != alice && l.worker != bob && l.worker != client);
+            assertEq(market.workerInfo(l.worker).locked, p.collateralPerTile);
+        }
+        assertEq(market.getJob(job).reservedSlots, 8); // jurors reserve no replica slot
+    }
+
+    function test_drawJury_revertsInTheOpeningBlockAndAfterTheWindow() public {
+        (,,, uint256 c) = _contested(1);
+        _stakeJurors();
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketDrawNotReady.selector, c, block.number, block.number));
+        market.drawJury(c);
+        IRenderMarket.Contest memory k = _contestLive(c);
+        uint256 drawEnd = k.claimDeadline - LEASE;
+        vm.warp(drawEnd + 1);
+        vm.roll(block.number + 1);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketDrawClosed.selector, c, drawEnd, drawEnd + 1));
+        market.drawJury(c);
+    }
+
+    function test_drawJury_revertsOnceDrawn() public {
+        (,,, uint256 c) = _contested(1);
+        _draw(c);
+        vm.roll(block.number + 1);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketDrawNotReady.selector, c, 0, block.number));
+        market.drawJury(c);
+    }
+
+    function test_drawJury_reArmsAStaleBlock() public {
+        (uint256 job,,, uint256 c) = _contested(1);
+        _stakeJurors();
+        uint256 armed = _contestLive(c).drawBlock;
+        vm.roll(armed + 300);
+        vm.setBlockhash(armed, bytes32(0));
+        vm.expectEmit(address(market));
+        emit IRenderMarket.JuryDrawArmed(c, job, uint64(armed + 300));
+        market.drawJury(c);
+        assertEq(_contestLive(c).drawBlock, armed + 300);
+        assertEq(_contestLive(c).seated, 0);
+        _draw(c);
+        assertEq(_contestLive(c).seated, 3);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -550,12 +572,11 @@ contract RenderMarketTest is MarketFixture {
         market.reveal(b, root, RESULT_CID, _salt(a));
     }
 
-    function test_reveal_tieBreakerMayRevealAContestedRoot() public {
+    function test_reveal_jurorMayRevealAContestedRoot() public {
         // Honest replicas that ran the same FFT plans are bit-identical (fhe_core/AGREEMENT.md):
-        // a tie-breaker's root equal to side A's is accepted, and it sides with A.
+        // jurors' roots equal to side A's are accepted, and the verdict is A's root.
         _stake(alice);
         _stake(bob);
-        _stake(carol);
         uint256 job = _post(1, 2);
         uint256 a = _claim(alice, job, 0, 0, 1);
         uint256 b = _claim(bob, job, 1, 0, 1);
@@ -565,15 +586,28 @@ contract RenderMarketTest is MarketFixture {
         _reveal(a);
         _reveal(b);
         uint256 c = _proveDisagreement(eve, job, 0, a, b);
-        uint256 t = _claim(carol, job, 2, 0, 1);
+        uint256[] memory ids = _jury(c);
         bytes32 same = market.getLease(a).digest;
-        vm.prank(carol);
-        market.commit(t, keccak256(abi.encode(same, carol, _salt(t))));
-        vm.prank(carol);
-        market.reveal(t, same, RESULT_CID, _salt(t));
-        assertEq(market.getLease(t).digest, same);
-        assertEq(uint8(market.getLease(t).status), uint8(IRenderMarket.LeaseStatus.Revealed));
-        assertEq(market.getContest(c).leaseT, t);
+        for (uint256 i; i < ids.length; ++i) {
+            assertEq(market.getLease(ids[i]).digest, same);
+            assertEq(uint8(market.getLease(ids[i]).status), uint8(IRenderMarket.LeaseStatus.Revealed));
+        }
+        (uint256 leaseT, uint256 fixedAt) = market.verdict(c);
+        assertEq(leaseT, ids[0]);
+        assertEq(fixedAt, block.timestamp);
+        assertEq(_contestLive(c).leaseT, ids[0]);
+    }
+
+    function test_reveal_jurorWaitsForTheOtherJurorsCommits() public {
+        (,,, uint256 c) = _contested(1);
+        uint256[] memory ids = _draw(c);
+        _commit(ids[0]);
+        address w = market.getLease(ids[0]).worker;
+        bytes32 root = _root(ids[0]);
+        uint256 jurorDeadline = _contestLive(c).jurorDeadline;
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketRevealTooEarly.selector, ids[0], 1, 3, jurorDeadline));
+        vm.prank(w);
+        market.reveal(ids[0], root, RESULT_CID, _salt(ids[0]));
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -677,10 +711,9 @@ contract RenderMarketTest is MarketFixture {
         market.settle(job, _ids(a));
     }
 
-    function test_settle_revertsOnContestedOrTieBreakerLeases() public {
+    function test_settle_revertsOnContestedOrJurorLeases() public {
         (uint256 job, uint256 a,, uint256 c) = _contested(1);
-        _stake(carol);
-        uint256 t = _tieBreak(carol, c, 0);
+        uint256 t = _jury(c)[0];
         _warpVerified(a);
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketLeaseContested.selector, a, 1));
         vm.prank(client);
@@ -724,19 +757,33 @@ contract RenderMarketTest is MarketFixture {
         _stake(bob);
         uint256 job = _post(4, 2);
         uint256 a = _claim(alice, job, 0, 0, 4);
+        uint256 b = _claim(bob, job, 1, 0, 4);
+        _commit(a);
+        _commit(b);
+        _reveal(a);
+        // Bob committed before alice revealed, so he may still reveal, at the latest by his
+        // reveal deadline: verification waits until then (alice's cap), not the job's horizon.
+        uint256 cap = market.getLease(a).revealedAt + LEASE + p.revealWindow;
+        assertEq(market.verifiedAt(a), cap + p.challengeWindow);
+        vm.warp(block.timestamp + 10);
+        _reveal(b);
+        // Bob revealed now: both wait for his reveal's challenge window.
+        assertEq(market.verifiedAt(a), market.getLease(b).revealedAt + p.challengeWindow);
+        assertEq(market.verifiedAt(b), market.getLease(b).revealedAt + p.challengeWindow);
+    }
+
+    function test_verifiedAt_isCappedWhenNoReplicaCanStillCommit() public {
+        _stake(alice);
+        uint256 job = _post(4, 2);
+        uint256 a = _claim(alice, job, 0, 0, 4);
         _commit(a);
         vm.warp(block.timestamp + LEASE + 1);
         _reveal(a);
-        // No replica in lane 1 yet: verification waits for the job's reveal horizon.
-        uint256 horizon = market.getJob(job).deadline + p.revealWindow;
-        assertEq(market.verifiedAt(a), horizon + p.challengeWindow);
-        uint256 b = _claim(bob, job, 1, 0, 4);
-        _commit(b);
-        _reveal(b);
-        vm.warp(block.timestamp + 10);
-        // Bob revealed now (everyone committed): both wait for his reveal's challenge window.
-        assertEq(market.verifiedAt(a), market.getLease(b).revealedAt + p.challengeWindow);
-        assertEq(market.verifiedAt(b), market.getLease(b).revealedAt + p.challengeWindow);
+        // Lane 1 is empty, but no replica of these tiles may be claimed or committed after
+        // alice's reveal (copy gate): verification is capped short of the job's reveal horizon.
+        uint256 cap = block.timestamp + LEASE + p.revealWindow;
+        assertLt(cap, market.getJob(job).deadline + p.revealWindow);
+        assertEq(market.verifiedAt(a), cap + p.challengeWindow);
     }
 
     function test_verifiedAt_isZeroUntilRevealed() public {
@@ -758,6 +805,7 @@ contract RenderMarketTest is MarketFixture {
         market.settle(job, _ids(a));
         assertEq(market.pendingBalance(alice), 4 * REWARD);
         // The other lane's escrow is the client's after the deadline.
+        vm.warp(market.getJob(job).deadline + 1);
         market.refund(job);
         assertEq(market.pendingBalance(client), 4 * REWARD);
     }
@@ -783,6 +831,8 @@ contract RenderMarketTest is MarketFixture {
         market.getLease(1);
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketUnknownContest.selector, 1));
         market.getContest(1);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketUnknownContest.selector, 1));
+        market.verdict(1);
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketUnknownLease.selector, 1));
         market.verifiedAt(1);
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketUnknownJob.selector, 1));

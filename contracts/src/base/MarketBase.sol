@@ -28,6 +28,14 @@ abstract contract MarketBase is StakingBase {
     uint256 public constant MAX_OPENINGS = 32;
     /// @notice Leases per settle or finalize call.
     uint256 public constant MAX_BATCH = 128;
+    /// @notice Largest jury (jurySize is odd, 1..MAX_JURY).
+    uint256 public constant MAX_JURY = 7;
+    /// @notice Draws per contest: the first and up to two replacement rounds for jurors that
+    /// missed their commit.
+    uint256 public constant MAX_DRAW_ROUNDS = 3;
+    /// @notice Candidates tried per empty seat before the seat stays empty (excluded or without
+    /// free stake).
+    uint256 public constant MAX_DRAW_TRIES = 8;
     uint256 internal constant _BPS = 10_000;
 
     /*//////////////////////////////////////////////////////////////
@@ -44,6 +52,7 @@ abstract contract MarketBase is StakingBase {
     uint256 internal immutable _DISPUTE_BOND;
     uint64 internal immutable _TOLERANCE;
     uint256 internal immutable _FAR_COUNT;
+    uint256 internal immutable _JURY_SIZE;
 
     /*//////////////////////////////////////////////////////////////
                                 STORAGE
@@ -77,6 +86,19 @@ abstract contract MarketBase is StakingBase {
     /// @dev Tie-breaker lane -> its contest.
     // slither-disable-next-line uninitialized-state (written by MarketFaults._openContest)
     mapping(uint256 jobId => mapping(uint256 lane => uint256 contestId)) internal _tieLanes;
+    /// @dev Jury seat -> the juror's lease.
+    // slither-disable-next-line uninitialized-state (written by MarketFaults.drawJury)
+    mapping(uint256 contestId => mapping(uint256 seat => uint256 leaseId)) internal _jurors;
+    /// @dev Contested tile -> its contest (settlement of every replica of the tile waits for it).
+    // slither-disable-next-line uninitialized-state (written by MarketFaults._openContest)
+    mapping(uint256 jobId => mapping(uint256 tile => uint256 contestId)) internal _tileContest;
+    // slither-disable-next-line uninitialized-state (written by MarketFaults.challengeAvailability)
+    uint64 internal _challengeCount;
+    // slither-disable-next-line uninitialized-state (written by MarketFaults.challengeAvailability)
+    mapping(uint256 challengeId => IRenderMarket.AvailabilityChallenge) internal _challenges;
+    /// @dev A lease's open availability challenge (0: none); settlement waits for it.
+    // slither-disable-next-line uninitialized-state (written by MarketFaults.challengeAvailability)
+    mapping(uint256 leaseId => uint256 challengeId) internal _openChallenges;
 
     /*//////////////////////////////////////////////////////////////
                               CONSTRUCTOR
@@ -84,6 +106,26 @@ abstract contract MarketBase is StakingBase {
 
     /// @param p Every parameter of the market; see IRenderMarket.Params and contracts/README.md.
     constructor(IRenderMarket.Params memory p) StakingBase(p.minStake, p.collateralPerTile, p.unbondingDelay) {
+        _MAX_LEASE_LENGTH = p.maxLeaseLength;
+        _REVEAL_WINDOW = p.revealWindow;
+        _CHALLENGE_WINDOW = p.challengeWindow;
+        _ACCEPTANCE_WINDOW = p.acceptanceWindow;
+        _TIE_BREAK_WINDOW = p.tieBreakWindow;
+        _SLASH_BPS = p.slashBps;
+        _BOUNTY_BPS = p.bountyBps;
+        _DISPUTE_BOND = p.disputeBond;
+        _TOLERANCE = p.tolerance;
+        _FAR_COUNT = p.farCount;
+        _JURY_SIZE = p.jurySize;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               PARAMETERS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Every parameter in range (RenderMarket's constructor checks; MarketFaults is created
+    /// with the same parameters by it, so its own initcode stays small enough to be embedded).
+    function _checkParams(IRenderMarket.Params memory p) internal pure {
         if (p.minStake == 0) revert IRenderMarket.MarketBadParameter("minStake");
         if (p.collateralPerTile == 0 || p.collateralPerTile > p.minStake) {
             revert IRenderMarket.MarketBadParameter("collateralPerTile");
@@ -101,16 +143,9 @@ abstract contract MarketBase is StakingBase {
         if (p.farCount == 0 || p.farCount > MAX_OPENINGS * Agreement.COEFFICIENTS_PER_LEAF) {
             revert IRenderMarket.MarketBadParameter("farCount");
         }
-        _MAX_LEASE_LENGTH = p.maxLeaseLength;
-        _REVEAL_WINDOW = p.revealWindow;
-        _CHALLENGE_WINDOW = p.challengeWindow;
-        _ACCEPTANCE_WINDOW = p.acceptanceWindow;
-        _TIE_BREAK_WINDOW = p.tieBreakWindow;
-        _SLASH_BPS = p.slashBps;
-        _BOUNTY_BPS = p.bountyBps;
-        _DISPUTE_BOND = p.disputeBond;
-        _TOLERANCE = p.tolerance;
-        _FAR_COUNT = p.farCount;
+        if (p.jurySize == 0 || p.jurySize > MAX_JURY || p.jurySize % 2 == 0) {
+            revert IRenderMarket.MarketBadParameter("jurySize");
+        }
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -172,12 +207,18 @@ abstract contract MarketBase is StakingBase {
             uint256 first = l.firstTile;
             uint256 count = l.count;
             uint256 own = l.lane;
+            // No replica of these tiles can commit after this lease revealed (copy gate), so every
+            // replica that will ever reveal does so by `bound`: later reveals elsewhere in the same
+            // bitmap word, or a horizon further out, must not move verification past it.
+            uint256 bound = latest + job.leaseLength + _REVEAL_WINDOW;
             uint256 horizon = _lastCommitDeadline(job) + _REVEAL_WINDOW;
+            if (horizon > bound) horizon = bound;
             for (uint256 lane; lane < replication; ++lane) {
                 if (lane == own) continue; // <= MAX_REPLICATION lanes
                 uint256 revealTime = _laneRevealTime(jobId, lane, first, count, horizon);
                 if (revealTime > latest) latest = revealTime;
             }
+            if (latest > bound) latest = bound;
         }
         return latest + _CHALLENGE_WINDOW;
     }
@@ -212,13 +253,102 @@ abstract contract MarketBase is StakingBase {
                               MONEY
     //////////////////////////////////////////////////////////////*/
 
-    /// @dev Splits slashed wei: bountyBps of it to the provers (halved when there are two), the
-    /// rest to the client.
-    function _shareSlash(uint256 jobId, address client, uint256 slashed, address first, address second) internal {
+    /// @dev Splits slashed wei: bountyBps of it to `beneficiary` (never a caller who merely sent
+    /// the proof: front-running a proof takes nothing), the rest to the client.
+    function _shareSlash(uint256 jobId, address client, uint256 slashed, address beneficiary) internal {
         uint256 bounty = slashed * _BOUNTY_BPS / _BPS;
-        uint256 half = second == address(0) ? 0 : bounty / 2;
-        _credit(first, jobId, bounty - half, IPayments.CreditReason.Bounty);
-        _credit(second, jobId, half, IPayments.CreditReason.Bounty);
+        _credit(beneficiary, jobId, bounty, IPayments.CreditReason.Bounty);
         _credit(client, jobId, slashed - bounty, IPayments.CreditReason.Compensation);
+    }
+
+    /// @dev True when some tile of [first, first + count) was revealed in a replica lane other
+    /// than `own` (replication > 1 only; the revealed bitmaps are kept only then).
+    function _revealedElsewhere(uint256 jobId, IRenderMarket.Job storage job, uint256 own, uint256 first, uint256 count)
+        internal
+        view
+        returns (bool)
+    {
+        uint256 replication = job.replication;
+        if (replication == 1) return false;
+        uint256 last = (first + count - 1) >> 8;
+        for (uint256 lane; lane < replication; ++lane) {
+            if (lane == own) continue; // <= MAX_REPLICATION lanes
+            mapping(uint256 => uint256) storage revealed = _revealed[jobId][lane];
+            for (uint256 w = first >> 8; w <= last; ++w) {
+                if (revealed[w] & TileBitmap.rangeMask(first, count, w) != 0) return true; // <= two words
+            }
+        }
+        return false;
+    }
+
+    /// @dev The reveal deadline of a lease: its commit deadline + revealWindow; for a juror, the
+    /// contest's claim deadline + revealWindow (its reveal may have to wait for a replacement
+    /// juror's commit, which the claim deadline bounds).
+    function _revealDeadlineOf(IRenderMarket.Job storage job, IRenderMarket.Lease storage l)
+        internal
+        view
+        returns (uint256)
+    {
+        if (l.lane >= job.replication) return _contests[_tieLanes[l.jobId][l.lane]].claimDeadline + _REVEAL_WINDOW;
+        return l.commitDeadline + _REVEAL_WINDOW;
+    }
+
+    /// @dev A draw is armed and may still run (until claimDeadline - leaseLength).
+    function _drawPending(IRenderMarket.Contest storage c, uint256 leaseLength) internal view returns (bool) {
+        return c.drawBlock != 0 && block.timestamp + leaseLength <= c.claimDeadline;
+    }
+
+    /// @dev The jury's verdict as of now (see IRenderMarket.verdict): the draw must be closed or
+    /// done, and every seated juror revealed or past its deadline.
+    function _verdict(uint256 contestId, IRenderMarket.Contest storage c, uint256 leaseLength)
+        internal
+        view
+        returns (uint256 leaseT, uint256 fixedAt)
+    {
+        if (_drawPending(c, leaseLength)) return (0, 0);
+        if (c.drawBlock != 0) fixedAt = c.claimDeadline - leaseLength; // the draw window closed undrawn
+        uint256 n = c.seated;
+        // slither-disable-next-line uninitialized-local (zeroed memory, filled below)
+        bytes32[MAX_JURY] memory roots;
+        // slither-disable-next-line uninitialized-local (zeroed memory, filled below)
+        uint256[MAX_JURY] memory ids;
+        uint256 revealed = 0;
+        uint256 revealDeadline = c.claimDeadline + _REVEAL_WINDOW; // every juror's
+        for (uint256 seat; seat < n; ++seat) {
+            uint256 id = _jurors[contestId][seat];
+            IRenderMarket.Lease storage j = _leases[id];
+            IRenderMarket.LeaseStatus status = j.status;
+            uint256 t;
+            if (status == IRenderMarket.LeaseStatus.Revealed || status == IRenderMarket.LeaseStatus.Settled) {
+                roots[revealed] = j.digest;
+                ids[revealed] = id;
+                ++revealed;
+                t = j.revealedAt;
+            } else {
+                uint256 commitDeadline = j.commitDeadline;
+                t = revealDeadline;
+                if (status == IRenderMarket.LeaseStatus.Claimed) {
+                    if (block.timestamp <= commitDeadline) return (0, 0);
+                    t = commitDeadline;
+                } else if (status == IRenderMarket.LeaseStatus.Committed && block.timestamp <= t) {
+                    return (0, 0);
+                }
+            }
+            if (t > fixedAt) fixedAt = t;
+        }
+        // A strict majority of the whole jury (not of those who revealed: a lone revealed juror
+        // must not decide because the others were kept out or stayed silent). Bit-identical
+        // honest results (pinned FFT plans) make equal roots the honest jurors' common answer.
+        // At most 7 x 7 comparisons.
+        for (uint256 i; i < revealed; ++i) {
+            uint256 votes = 0;
+            for (uint256 k; k < revealed; ++k) {
+                if (roots[k] == roots[i]) ++votes;
+            }
+            if (2 * votes > _JURY_SIZE) {
+                leaseT = ids[i];
+                break;
+            }
+        }
     }
 }

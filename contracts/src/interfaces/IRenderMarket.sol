@@ -32,6 +32,7 @@ interface IRenderMarket is IStaking, IPayments {
         uint96 disputeBond; // wei a client posts with `dispute`
         uint64 tolerance; // coefficients further apart than this (torus distance) are "far"
         uint16 farCount; // far coefficient pairs that prove a disagreement
+        uint8 jurySize; // jurors drawn per contest (odd, 1..MAX_JURY); a strict majority of the revealed ones decides
     }
 
     /// @notice One job. The manifest CID itself is only in `JobPosted`; `manifestHash` is its keccak256.
@@ -55,14 +56,16 @@ interface IRenderMarket is IStaking, IPayments {
     }
 
     /// @notice Life of a lease. Claimed -> Committed -> Revealed -> Settled; Claimed or Committed
-    /// -> Reclaimed past its deadline.
+    /// -> Reclaimed past its deadline; Revealed -> Forfeited when an availability challenge went
+    /// unanswered.
     enum LeaseStatus {
         None,
         Claimed,
         Committed,
         Revealed,
         Settled,
-        Reclaimed
+        Reclaimed,
+        Forfeited
     }
 
     /// @notice A contiguous range of tiles of one lane held by one worker.
@@ -87,8 +90,9 @@ interface IRenderMarket is IStaking, IPayments {
         Dispute
     }
 
-    /// @notice How a contest ended. AFar/BFar: that side was proven far from the tie-breaker (only
-    /// that side). BothFar: both were. NoneFar: neither was. NoTieBreaker: no tie-breaker revealed.
+    /// @notice How a contest ended. AFar/BFar: that side was proven far from the jury's verdict
+    /// (only that side). BothFar: both were. NoneFar: neither was. NoTieBreaker: no verdict (no
+    /// juror revealed, or no root held by a strict majority of the revealed jurors).
     enum ContestOutcome {
         Pending,
         AFar,
@@ -98,22 +102,50 @@ interface IRenderMarket is IStaking, IPayments {
         NoTieBreaker
     }
 
-    /// @notice A contest over one tile, decided against a fresh tie-breaker replica in lane `lane`.
+    /// @notice A contest over one tile, decided by a jury of workers drawn at random (weighted
+    /// by stake) after it opened; each juror computes the tile in lane `lane` (one-tile leases).
     struct Contest {
         uint64 jobId;
         uint32 tile;
-        uint32 lane; // the tie-breaker lane (claim it with count 1 on `tile`)
-        uint40 claimDeadline; // last moment a tie-breaker may claim the lane
+        uint32 lane; // the jury's lane (juror leases are drawn into it, never claimed)
+        uint40 claimDeadline; // last moment a juror may be drawn (open time + tieBreakWindow)
         ContestKind kind;
         ContestOutcome outcome; // Pending while open
-        uint8 farMask; // bit 0: side A proven far from the tie-breaker; bit 1: side B
+        uint8 farMask; // bit 0: side A proven far from the verdict; bit 1: side B
         uint64 leaseA;
         uint64 leaseB; // 0 for a client dispute
-        uint64 leaseT; // the live tie-breaker lease, 0 while none
+        uint64 leaseT; // the verdict's juror lease, stored when the contest resolves (before: see `verdict`)
         address challenger; // who proved the disagreement, or the disputing client
         uint96 bond; // the client's dispute bond (0 for a disagreement)
-        address proverA; // who proved side A far from the tie-breaker
-        address proverB; // who proved side B far from the tie-breaker
+        address proverA; // who proved side A far from the verdict
+        address proverB; // who proved side B far from the verdict
+        uint64 drawBlock; // a draw is armed on this block's hash (0: none armed)
+        uint8 seated; // seats drawn so far (seats 0..seated-1; a replaced seat keeps its number)
+        uint8 committedSeats; // seats whose current juror committed
+        uint8 revealedSeats; // seats whose juror revealed
+        uint8 rounds; // draws made (the first and replacements), at most MAX_DRAW_ROUNDS
+        uint40 jurorDeadline; // the latest commit deadline among the jurors (their reveals wait for it)
+        uint40 verdictAt; // when the verdict became final, stored when the contest resolves (before: `verdict`)
+    }
+
+    /// @notice Life of an availability challenge.
+    enum AvailabilityStatus {
+        None,
+        Open,
+        Answered,
+        Failed
+    }
+
+    /// @notice A bonded demand that the named leaves of one tile of a revealed lease be opened on
+    /// chain by `deadline`.
+    struct AvailabilityChallenge {
+        uint64 leaseId;
+        uint32 tile;
+        uint40 deadline;
+        AvailabilityStatus status;
+        address challenger;
+        uint96 bond;
+        bytes32 leavesHash; // keccak256(abi.encode(uint32[] leaves))
     }
 
     /// @notice One leaf index of one tile opened against two roots (see contracts/README.md for
@@ -161,14 +193,12 @@ interface IRenderMarket is IStaking, IPayments {
     error MarketTilesTaken(uint256 jobId, uint256 lane, uint256 firstTile, uint256 count);
     /// @notice claim: the worker already holds a replica of some tile of the range (any lane).
     error MarketTileHeld(uint256 jobId, address worker, uint256 firstTile, uint256 count);
-    /// @notice claim: a tie-breaker lane is for its contest's tile only, one tile.
-    error MarketNotContestTile(uint256 contestId, uint256 tile, uint256 firstTile, uint256 count);
-    /// @notice claim: the contest's tie-breaker lane is held by lease `leaseT`.
-    error MarketTieBreakerTaken(uint256 contestId, uint256 leaseT);
-    /// @notice claim: the contest's tie-breaker claim window has closed.
-    error MarketTieBreakerClosed(uint256 contestId, uint256 claimDeadline, uint256 now);
-    /// @notice claim: the job's client cannot be the tie-breaker of its own job.
-    error MarketClientTieBreaker(uint256 contestId, address client);
+    /// @notice claim or commit: a replica of `tile` was already revealed in another lane; a new
+    /// replica now could copy it (see contracts/README.md, "Copies").
+    error MarketTileRevealed(uint256 jobId, uint256 tile);
+    /// @notice postJob: tiles of this depth hold too few coefficient leaves to open `farCount`
+    /// far pairs (4 x min(2^leafDepth - 1, MAX_OPENINGS) must reach it; the last leaf is the digest).
+    error MarketLeafDepthTooShallow(uint256 leafDepth, uint256 farCount);
 
     /// @notice Only the lease's worker may do this.
     error MarketNotLeaseWorker(uint256 leaseId, address caller, address worker);
@@ -205,12 +235,30 @@ interface IRenderMarket is IStaking, IPayments {
     error MarketNotFarEnough(uint256 far, uint256 required);
 
     error MarketContestResolved(uint256 contestId);
-    /// @notice proveFar: the contest's tie-breaker has not revealed.
-    error MarketTieBreakerNotRevealed(uint256 contestId);
     /// @notice proveFar: side 0 (A) or 1 (B, disagreements only), not yet proven.
     error MarketBadSide(uint256 contestId, uint256 side);
-    /// @notice resolveContest: wait until `until` (or the tie-breaker lease's reveal or reclaim).
+    /// @notice resolveContest: wait until `until` (0: until every juror revealed or missed its deadline).
     error MarketContestPending(uint256 contestId, uint256 until);
+    /// @notice drawJury: no draw is armed, or its block (`drawBlock`) is not in the past yet.
+    error MarketDrawNotReady(uint256 contestId, uint256 drawBlock, uint256 blockNumber);
+    /// @notice drawJury: jurors are drawn until `claimDeadline` only.
+    error MarketDrawClosed(uint256 contestId, uint256 claimDeadline, uint256 now);
+    /// @notice proveFar / proveReplicaFar: the jury has no final verdict yet (or none at all).
+    error MarketNoVerdict(uint256 contestId);
+    /// @notice proveReplicaFar: the lease is one of the contest's sides (use proveFar).
+    error MarketContestSide(uint256 contestId, uint256 leaseId);
+
+    error MarketUnknownChallenge(uint256 challengeId);
+    /// @notice `viewInFaults` is the market's own route to MarketFaults's views.
+    error MarketNotSelf(address caller);
+    /// @notice The lease has an open availability challenge (`challengeId`).
+    error MarketAvailabilityOpen(uint256 leaseId, uint256 challengeId);
+    /// @notice The availability challenge is not open (answered or failed already).
+    error MarketChallengeNotOpen(uint256 challengeId);
+    /// @notice answerAvailability: past the deadline; resolveAvailability: before it.
+    error MarketAnswerWindow(uint256 challengeId, uint256 deadline, uint256 now);
+    /// @notice answerAvailability: the leaves answered are not the ones challenged.
+    error MarketWrongLeaves(uint256 challengeId);
 
     error MarketNotClient(uint256 jobId, address caller, address client);
     error MarketWrongBond(uint256 expected, uint256 sent);
@@ -291,13 +339,42 @@ interface IRenderMarket is IStaking, IPayments {
     /// @notice The client disputed `tile` of lease `leaseId`, posting `bond`; contest `contestId` decides.
     event Disputed(uint256 indexed contestId, uint256 indexed jobId, uint32 tile, uint256 leaseId, uint256 bond);
 
-    /// @notice A tie-breaker slot opened: claim lane `lane`, tile `tile`, count 1, by `claimDeadline`.
+    /// @notice A contest's jury lane opened: jurors are drawn into lane `lane` for `tile` until
+    /// `claimDeadline` (the first draw is armed on the opening block: see JuryDrawArmed).
     event TieBreakerOpened(
         uint256 indexed contestId, uint256 indexed jobId, uint32 tile, uint32 lane, uint40 claimDeadline
     );
 
-    /// @notice Lease `leaseId` (one side of the contest) was proven far from the tie-breaker.
+    /// @notice A draw is armed on the hash of block `drawBlock`: anyone calls `drawJury` after it.
+    event JuryDrawArmed(uint256 indexed contestId, uint256 indexed jobId, uint64 drawBlock);
+
+    /// @notice `worker` was drawn to seat `seat` of the contest's jury; its lease is `leaseId`.
+    event JurorDrawn(
+        uint256 indexed contestId, uint256 indexed jobId, uint8 seat, uint256 leaseId, address indexed worker
+    );
+
+    /// @notice Lease `leaseId` (a side of the contest, or another replica of its tile) was proven
+    /// far from the jury's verdict.
     event FarProven(uint256 indexed contestId, uint256 indexed leaseId, address prover, uint256 far);
+
+    /// @notice Someone demanded that `leaves` of `tile` of lease `leaseId` be opened on chain by `deadline`.
+    event AvailabilityChallenged(
+        uint256 indexed challengeId,
+        uint256 indexed leaseId,
+        uint256 indexed jobId,
+        uint32 tile,
+        uint32[] leaves,
+        address challenger,
+        uint40 deadline
+    );
+
+    /// @notice The challenged leaves were opened; `compensation` wei of the bond paid the answer's gas.
+    event AvailabilityAnswered(
+        uint256 indexed challengeId, uint256 indexed leaseId, address answerer, uint256 compensation
+    );
+
+    /// @notice Nobody opened the leaves in time: the lease is forfeited and its worker slashed.
+    event AvailabilityFailed(uint256 indexed challengeId, uint256 indexed leaseId, uint256 indexed jobId);
 
     /// @notice The contest ended with `outcome` (see ContestOutcome and contracts/README.md).
     event ContestResolved(uint256 indexed contestId, uint256 indexed jobId, uint32 tile, ContestOutcome outcome);
@@ -312,7 +389,7 @@ interface IRenderMarket is IStaking, IPayments {
         uint256 indexed leaseId, uint256 indexed jobId, address indexed worker, uint256 paidTiles, uint256 amount
     );
 
-    /// @notice A tie-breaker lease ended with its contest; `amount` wei reward (0 if unpaid).
+    /// @notice A juror lease ended with its contest; `amount` wei paid (0 if unpaid or slashed).
     event TieBreakerSettled(uint256 indexed leaseId, uint256 indexed contestId, address indexed worker, uint256 amount);
 
     /// @notice Escrow not owed to any live lease was credited back to the client after the deadline
@@ -362,28 +439,30 @@ interface IRenderMarket is IStaking, IPayments {
     /// @return refunded The wei credited to the client (0 when live leases reserve every slot).
     function cancelJob(uint256 jobId) external returns (uint256 refunded);
 
-    /// @notice Leases tiles [firstTile, firstTile + count) of `lane` to the caller, locking
-    /// count x collateralPerTile of its stake. Replica lanes (lane < replication) need a job that
-    /// is not cancelled and the lease's commit deadline (now + leaseLength) by the job deadline;
-    /// a tie-breaker lane (open even on a cancelled job) takes exactly
-    /// its contest's tile, before the contest's claim deadline, by a worker holding no replica of it.
+    /// @notice Leases tiles [firstTile, firstTile + count) of replica lane `lane` (< replication)
+    /// to the caller, locking count x collateralPerTile of its stake. Needs a job that is not
+    /// cancelled, the lease's commit deadline (now + leaseLength) by the job deadline, and no
+    /// tile of the range revealed in another lane. Jury lanes are never claimed: jurors are drawn.
     /// @param count Tiles in the lease (1..MAX_LEASE_TILES).
     /// @return leaseId The new lease's id (ids start at 1).
     function claim(uint256 jobId, uint32 lane, uint32 firstTile, uint16 count) external returns (uint256 leaseId);
 
     /// @notice Commits to the lease's result: `commitment` = keccak256(abi.encode(root, worker, salt)).
-    /// @dev Only the lease's worker, by the commit deadline.
+    /// @dev Only the lease's worker, by the commit deadline, while no other lane revealed a tile of it.
     function commit(uint256 leaseId, bytes32 commitment) external;
 
     /// @notice Reveals the Merkle root committed to and the CID of the result bundle. Replica
     /// lanes may reveal once every replica slot of the job has committed or once the lease's
-    /// commit window has closed; a tie-breaker reveals as soon as it has committed (its root may
-    /// equal a contested root). Deadline: the commit deadline + revealWindow.
+    /// commit window has closed; a juror once every seated juror committed and no draw is armed,
+    /// or after the contest's claimDeadline. Deadline: the commit deadline + revealWindow.
     function reveal(uint256 leaseId, bytes32 root, bytes calldata resultCid, bytes32 salt) external;
 
     /// @notice Ends an expired lease (no commit by its commit deadline, or no reveal by its reveal
     /// deadline): its tiles reopen, slashBps of its collateral is slashed, bountyBps of that is
-    /// credited to the caller and the rest to the client. Anyone may call.
+    /// credited to the caller (to the client when the caller is the lease's worker) and the rest
+    /// to the client. A juror that missed its commit may be replaced (a new draw is armed). A
+    /// claimed replica that could not commit because another lane revealed its tiles first
+    /// (copy gate) missed its commit like any other. Anyone may call.
     function reclaim(uint256 leaseId) external;
 
     /*//////////////////////////////////////////////////////////////
@@ -402,18 +481,62 @@ interface IRenderMarket is IStaking, IPayments {
         Opening[] calldata openings
     ) external returns (uint256 contestId);
 
-    /// @notice Proves a contested side (0 = A, 1 = B) far from the revealed tie-breaker, within
-    /// challengeWindow after the tie-breaker's reveal. In `openings`, A is the side, B the tie-breaker.
+    /// @notice Draws the contest's empty jury seats, weighted by stake, from the hash of the armed
+    /// draw block (fixed after the contest opened, unknown to whoever opened it). Excluded: the
+    /// job's client, the sides' workers, seated jurors, holders of a replica of the tile, workers
+    /// without collateralPerTile of free stake. Each juror gets a one-tile lease in the jury lane,
+    /// committing within the job's leaseLength. Anyone may call, after the draw block and until
+    /// claimDeadline; a draw block older than 256 blocks is re-armed instead.
+    function drawJury(uint256 contestId) external;
+
+    /// @notice Proves a contested side (0 = A, 1 = B) far from the jury's verdict, within
+    /// challengeWindow after the verdict became final. In `openings`, A is the side, B the verdict.
     function proveFar(uint256 contestId, uint8 side, Opening[] calldata openings) external;
 
-    /// @notice Ends a contest once its tie-breaker's challenge window passed (or no tie-breaker
-    /// came by the claim deadline) and moves the money of its tile. Anyone may call.
+    /// @notice Proves another revealed replica lease of the contest's tile (not a side) far from
+    /// the verdict, in the same window: it forfeits the tile and is slashed at once. So two lanes
+    /// of one operator revealing the same wrong root both lose, though a tile is contested once.
+    function proveReplicaFar(uint256 contestId, uint256 leaseId, Opening[] calldata openings) external;
+
+    /// @notice Ends a contest once the verdict's challenge window passed (or no juror was drawn
+    /// by claimDeadline) and moves the money of its tile: far sides forfeit and are slashed,
+    /// jurors off the verdict are slashed, jurors on it are paid. Anyone may call.
     function resolveContest(uint256 contestId) external;
 
     /// @notice The client disputes `tile` of a revealed replica lease, posting disputeBond, until
     /// acceptanceWindow after the lease's verification time. Opens a tie-breaker lane for the tile.
     /// @return contestId The new contest.
     function dispute(uint256 jobId, uint32 tile, uint256 leaseId) external payable returns (uint256 contestId);
+
+    /*//////////////////////////////////////////////////////////////
+                           DATA AVAILABILITY
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Demands that `leaves` (1..MAX_OPENINGS, strictly increasing) of `tile` of a revealed
+    /// replica lease be opened on chain within revealWindow, posting disputeBond. Anyone may
+    /// challenge, once per lease at a time, until the lease's acceptance window ends; the lease
+    /// cannot be settled or finalized while the challenge is open.
+    /// @return challengeId The new challenge (ids start at 1).
+    function challengeAvailability(uint256 leaseId, uint32 tile, uint32[] calldata leaves)
+        external
+        payable
+        returns (uint256 challengeId);
+
+    /// @notice Opens the challenged leaves (`leaves`, the indices challenged) against the lease's
+    /// root (proofs as in `Opening.proofA`). Anyone holding the bytes may answer; the answer's gas
+    /// (gas used x tx.gasprice, capped at the bond) is credited to the caller out of the bond and
+    /// the rest returns to the challenger.
+    function answerAvailability(
+        uint256 challengeId,
+        uint32[] calldata leaves,
+        bytes32[] calldata leafData,
+        bytes32[][] calldata proofs
+    ) external;
+
+    /// @notice After an unanswered challenge's deadline: the lease is Forfeited (no tile of it is
+    /// paid), its tiles reopen in their lane, its worker is slashed (fraud), the challenger gets
+    /// its bond back and the bounty share. Anyone may call.
+    function resolveAvailability(uint256 challengeId) external;
 
     /*//////////////////////////////////////////////////////////////
                               SETTLEMENT
@@ -474,13 +597,31 @@ interface IRenderMarket is IStaking, IPayments {
         view
         returns (uint32 firstTile, uint16 count);
 
-    /// @notice The contest whose tie-breaker lane is `lane` (0 if none).
+    /// @notice The contest whose jury lane is `lane` (0 if none).
     function tieBreakerContest(uint256 jobId, uint32 lane) external view returns (uint256 contestId);
+
+    /// @notice The juror leases of a contest, by seat.
+    function jurors(uint256 contestId) external view returns (uint256[] memory leaseIds);
+
+    /// @notice The jury's verdict as of now: `leaseT` a juror lease whose root a strict majority of
+    /// the jury (jurySize) revealed (0: none), `fixedAt` when it became final (0: not final yet).
+    /// getContest's `leaseT` and `verdictAt` hold the same once the contest resolved.
+    function verdict(uint256 contestId) external view returns (uint256 leaseT, uint256 fixedAt);
+
+    function getAvailabilityChallenge(uint256 challengeId) external view returns (AvailabilityChallenge memory);
+
+    /// @notice The open availability challenge of a lease (0 if none).
+    function openChallenge(uint256 leaseId) external view returns (uint256 challengeId);
+
+    /// @notice Availability challenges handed out so far (ids 1..this).
+    function challengeCount() external view returns (uint256);
 
     /// @notice When a revealed replica lease counts as verified: its tiles' challenge window ends
     /// (challengeWindow after the latest reveal among the tiles' replicas, or after the job's
     /// reveal horizon while some replica is missing: deadline + revealWindow, or for a cancelled
-    /// job min(deadline, cancelledAt + leaseLength) + revealWindow). Settlement needs
+    /// job min(deadline, cancelledAt + leaseLength) + revealWindow), never later than
+    /// challengeWindow after revealedAt + leaseLength + revealWindow: no replica of its tiles can
+    /// commit after its reveal, so none can reveal after that. Settlement needs
     /// now > verifiedAt; finalize and the end of disputes, now > verifiedAt + acceptanceWindow.
     /// 0 for an unrevealed lease.
     function verifiedAt(uint256 leaseId) external view returns (uint256);

@@ -25,8 +25,10 @@ interface IStaking {
     enum SlashReason {
         MissedCommit, // the lease's commit deadline passed without a commit
         MissedReveal, // the lease's reveal deadline passed without a reveal
-        FarFromTieBreaker, // proven far from a tie-breaker after a proven disagreement
-        LostDispute // proven far from the fresh replica of a client dispute
+        FarFromTieBreaker, // proven far from the jury's verdict after a proven disagreement (or another lane's contest)
+        LostDispute, // proven far from the jury's verdict in a client dispute
+        LostJury, // a juror whose revealed root differs from the jury's verdict
+        Unavailable // an availability challenge on the lease went unanswered
     }
 
     /*//////////////////////////////////////////////////////////////

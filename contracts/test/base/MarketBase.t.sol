@@ -65,6 +65,15 @@ contract MarketBaseTest is Test {
         _expectBad(p, "farCount");
         p.farCount = 129;
         _expectBad(p, "farCount");
+        p = Defaults.params();
+        p.jurySize = 0;
+        _expectBad(p, "jurySize");
+        p.jurySize = 2; // even: no strict majority guaranteed
+        _expectBad(p, "jurySize");
+        p.jurySize = 9; // above MAX_JURY
+        _expectBad(p, "jurySize");
+        p.jurySize = 7;
+        new RenderMarket(p);
     }
 
     function test_defaults_matchTheJsonTheDeployScriptReads() public view {
@@ -83,6 +92,7 @@ contract MarketBaseTest is Test {
         assertEq(vm.parseJsonUint(json, ".disputeBond"), d.disputeBond);
         assertEq(vm.parseJsonUint(json, ".tolerance"), d.tolerance);
         assertEq(vm.parseJsonUint(json, ".farCount"), d.farCount);
-        assertEq(vm.parseJsonKeys(json, "$").length, 14); // 13 parameters and the comment
+        assertEq(vm.parseJsonUint(json, ".jurySize"), d.jurySize);
+        assertEq(vm.parseJsonKeys(json, "$").length, 15); // 14 parameters and the comment
     }
 }

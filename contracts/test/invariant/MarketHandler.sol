@@ -13,10 +13,15 @@ import {TileTrees} from "../utils/TileTrees.sol";
 /// @title MarketHandler
 /// @notice Drives random sequences of every market action for the invariant tests, through a
 /// fixed set of actors: six workers (four honest, two forging different garbage), two
-/// clients and a keeper who runs the permissionless exits. Tie-breakers are always honest (the
-/// protocol's fresh-worker assumption). Actions whose preconditions fail are skipped, so most
-/// calls do something. Ghost variables track deposits, withdrawals, reclaims, the tiles a
-/// contest without tie-breaker refunded, and what each client's cancel refunded.
+/// clients and a keeper who runs the permissionless exits. Juries are drawn from the staked
+/// workers (the forgers included: a forging juror outputs its forgery); honest jurors share one
+/// root and the two forgers never do, so with two honest revealed jurors the verdict is honest;
+/// a lone revealed forger is a forged verdict (counted, and its faults on honest workers
+/// excused: outside the honest-majority assumption). Forgers also withhold
+/// their result bytes (availability challenges on them go unanswered half the time); honest
+/// workers always answer. Actions whose preconditions fail are skipped, so most calls do
+/// something. Ghost variables track deposits, withdrawals, faults for missed deadlines, the tiles
+/// a contest without verdict refunded, and what each client's cancel refunded.
 contract MarketHandler is CommonBase, StdCheats, StdUtils {
     RenderMarket internal immutable market;
     IRenderMarket.Params internal params;
@@ -28,6 +33,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
     uint256[] internal jobIds;
     uint256[] internal leaseIds;
     uint256[] internal contestIds;
+    uint256[] internal challengeIds;
 
     uint8 internal constant LEAF_DEPTH = 1;
 
@@ -36,9 +42,13 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
     /// @dev Wei that entered the market (stakes, escrows, bonds) and left it (withdrawals).
     uint256 public ghostIn;
     uint256 public ghostOut;
-    /// @dev Leases of each worker that were reclaimed (missed commit or reveal).
+    /// @dev Faults each worker may have: missed commits or reveals (reclaims, jurors that never
+    /// revealed), and any fault from a contest whose verdict was a forger's root (possible when
+    /// the honest majority assumption fails, e.g. a lone revealed juror was a forger).
     mapping(address worker => uint256) public ghostReclaims;
-    /// @dev Tiles of a lease refunded by a disagreement that found no tie-breaker.
+    /// @dev Contests whose verdict was a forged root (outside the honest-majority assumption).
+    uint256 public ghostDishonestVerdicts;
+    /// @dev Tiles of a lease refunded by a disagreement that found no verdict (NoTieBreaker).
     mapping(uint256 leaseId => uint256) public ghostExempt;
     mapping(uint256 contestId => bool) internal outcomeSeen;
     /// @dev Leases their worker walks away from (never commits, or commits and never reveals).
@@ -78,6 +88,10 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
 
     function contests() external view returns (uint256[] memory) {
         return contestIds;
+    }
+
+    function challenges() external view returns (uint256[] memory) {
+        return challengeIds;
     }
 
     function actors() public view returns (address[] memory a) {
@@ -124,6 +138,9 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         (uint32 first, uint16 n) =
             market.freeRange(jobId, uint32(lane), worker, uint32(from % job.tileCount), uint16(bound(count, 1, 4)));
         if (n == 0 || !_canLock(worker, n)) return;
+        // The copy gate: no replica claim on a tile another lane revealed.
+        while (n > 0 && _revealedElsewhere(jobId, lane, first, n)) --n;
+        if (n == 0) return;
         vm.prank(worker);
         uint256 leaseId = market.claim(jobId, uint32(lane), first, n);
         leaseIds.push(leaseId);
@@ -131,6 +148,13 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         forgery[leaseId] = isHonest(worker) ? 0 : (worker == workers[4] ? 1 : 2);
         abandoned[leaseId] = (count >> 8) % 5 == 0; // one lease in five is never finished
         ++calls["claim"];
+        // Prompt workers commit at once (a replica must commit before another lane reveals).
+        if (!abandoned[leaseId] && (count >> 16) % 4 != 0) {
+            IRenderMarket.Lease memory lease = market.getLease(leaseId);
+            vm.prank(worker);
+            market.commit(leaseId, keccak256(abi.encode(_root(leaseId, lease), worker, _salt(leaseId))));
+            ++calls["commit"];
+        }
     }
 
     /// @dev Commits up to three claimed leases (their workers are prompt; abandoned ones are not).
@@ -141,6 +165,8 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             if (leaseId == 0) return;
             if (block.timestamp > lease.commitDeadline) continue;
             if (abandoned[leaseId] && (l >> 8) % 2 == 0) continue; // half of them never commit
+            // Overtaken (another lane revealed a tile of it first): it can only be reclaimed.
+            if (_revealedElsewhere(lease.jobId, lease.lane, lease.firstTile, lease.count)) continue;
             bytes32 commitment = keccak256(abi.encode(_root(leaseId, lease), lease.worker, _salt(leaseId)));
             vm.prank(lease.worker);
             market.commit(leaseId, commitment);
@@ -154,18 +180,31 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             (uint256 leaseId, IRenderMarket.Lease memory lease) =
                 _pickLease((l >> 2) + k, IRenderMarket.LeaseStatus.Committed);
             if (leaseId == 0) return;
-            if (block.timestamp > lease.commitDeadline + params.revealWindow || abandoned[leaseId]) continue;
+            if (block.timestamp > _revealDeadline(lease) || abandoned[leaseId]) continue;
             IRenderMarket.Job memory job = market.getJob(lease.jobId);
-            if (
-                lease.lane < job.replication && block.timestamp <= lease.commitDeadline
-                    && job.committedSlots < uint256(job.tileCount) * job.replication
-            ) continue;
+            if (lease.lane < job.replication) {
+                if (
+                    block.timestamp <= lease.commitDeadline
+                        && job.committedSlots < uint256(job.tileCount) * job.replication
+                ) continue;
+            } else if (
+                !_jurorMayReveal(_contestLive(market.tieBreakerContest(lease.jobId, lease.lane)), job.leaseLength)
+            ) {
+                continue;
+            }
             bytes32 root = _root(leaseId, lease);
             vm.prank(lease.worker);
             market.reveal(leaseId, root, "bafy-result", _salt(leaseId));
-            if (lease.lane < job.replication) revealedOf[lease.jobId].push(leaseId);
-            // Half the time an (honest) tie-breaker proves the far sides itself: it is paid so.
-            else if ((l >> 16) % 2 == 0) _proveFarSides(market.tieBreakerContest(lease.jobId, lease.lane));
+            if (lease.lane < job.replication) {
+                revealedOf[lease.jobId].push(leaseId);
+                // Half the time a replica's node compares at once (render nodes do, right after a
+                // reveal) and proves a disagreement on this job.
+                if ((l >> 17) % 2 == 0) _proveIn(lease.jobId, l >> 24);
+            } else {
+                ++calls["jurorReveal"];
+                // Half the time an (honest) juror proves the far leases itself once the verdict is final.
+                if ((l >> 16) % 2 == 0) _proveFarSides(market.tieBreakerContest(lease.jobId, lease.lane));
+            }
             ++calls["reveal"];
         }
     }
@@ -236,9 +275,14 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
     /// be exactly the escrow no live lease reserved.
     function cancelJob(uint256 j) external {
         if (jobIds.length == 0 || j % 4 != 0) return; // most jobs run to their end
-        uint256 jobId = jobIds[(j >> 2) % jobIds.length];
-        IRenderMarket.Job memory job = market.getJob(jobId);
-        if (job.cancelledAt != 0 || block.timestamp > job.deadline) return;
+        uint256 jobId;
+        IRenderMarket.Job memory job;
+        for (uint256 i; i < jobIds.length && jobId == 0; ++i) {
+            uint256 id = jobIds[((j >> 2) + i) % jobIds.length];
+            job = market.getJob(id);
+            if (job.cancelledAt == 0 && block.timestamp <= job.deadline) jobId = id;
+        }
+        if (jobId == 0) return;
         uint256 free = job.escrow - uint256(job.reservedSlots) * job.rewardPerTileReplica;
         vm.prank(job.client);
         uint256 refunded = market.cancelJob(jobId);
@@ -259,6 +303,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         vm.prank(job.client);
         uint256 contestId = market.dispute{value: params.disputeBond}(lease.jobId, tile, leaseId);
         contestIds.push(contestId);
+        _maybeDraw(contestId, tileSeed >> 8);
         ghostIn += params.disputeBond;
         ++calls["dispute"];
     }
@@ -272,9 +317,11 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         uint256 leaseId = leaseIds[l % leaseIds.length];
         if (!_reclaimable(leaseId)) return;
         address worker = market.getLease(leaseId).worker;
+        uint256 faults = market.workerInfo(worker).faults;
         vm.prank(keeper);
         market.reclaim(leaseId);
-        ++ghostReclaims[worker];
+        // A missed deadline faults; an overtaken claim (copy gate) ends without fault.
+        ghostReclaims[worker] += market.workerInfo(worker).faults - faults;
         ++calls["reclaim"];
     }
 
@@ -318,72 +365,149 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             if (_contested(la.jobId, tile)) continue;
             IRenderMarket.Opening[] memory o = _openings(a, la, b, lb, uint32(tile));
             vm.prank(keeper);
-            contestIds.push(market.proveDisagreement(la.jobId, uint32(tile), a, b, o));
+            uint256 contestId = market.proveDisagreement(la.jobId, uint32(tile), a, b, o);
+            contestIds.push(contestId);
             ++calls["proveDisagreement"];
+            _maybeDraw(contestId, uint256(keccak256(abi.encode(contestId, block.timestamp))));
             return true;
         }
         return false;
     }
 
-    function claimTieBreaker(uint256 c, uint256 w) external {
-        if (contestIds.length == 0) return;
-        uint256 contestId = contestIds[c % contestIds.length];
-        IRenderMarket.Contest memory k = market.getContest(contestId);
-        if (k.outcome != IRenderMarket.ContestOutcome.Pending || k.leaseT != 0 || block.timestamp > k.claimDeadline) {
+    /// @dev Draws the jury of a contest whose draw is armed (rolling a block and giving the
+    /// armed block a hash when needed).
+    function drawJury(uint256 c) external {
+        uint256 n = contestIds.length;
+        for (uint256 i; i < n; ++i) {
+            uint256 contestId = contestIds[(c % n + i) % n];
+            IRenderMarket.Contest memory k = _contestLive(contestId);
+            if (k.outcome != IRenderMarket.ContestOutcome.Pending || k.drawBlock == 0) continue;
+            if (block.timestamp > k.claimDeadline - market.getJob(k.jobId).leaseLength) continue;
+            _draw(contestId, k, c);
             return;
         }
-        for (uint256 i; i < 4; ++i) {
-            address worker = workers[(w % 4 + i) % 4]; // honest workers only
-            bool holds = (market.heldBitmap(k.jobId, worker, k.tile >> 8) >> (k.tile & 255)) & 1 == 1;
-            if (holds) continue;
-            if (!_canLock(worker, 1)) {
-                // A fresh worker stakes to take the slot.
-                vm.prank(worker);
-                market.stake{value: 1 ether}(16);
-                ghostIn += 1 ether;
-                if (!_canLock(worker, 1)) continue;
-            }
-            vm.prank(worker);
-            uint256 leaseId = market.claim(k.jobId, k.lane, k.tile, 1);
-            leaseIds.push(leaseId);
-            leasesOf[k.jobId].push(leaseId);
-            forgery[leaseId] = 0;
-            ++calls["claimTieBreaker"];
-            return;
+    }
+
+    /// @dev Draws contest `contestId` (armed, in its window); prompt jurors commit at once.
+    function _draw(uint256 contestId, IRenderMarket.Contest memory k, uint256 c) internal {
+        if (block.number <= k.drawBlock) vm.roll(k.drawBlock + 1);
+        vm.setBlockhash(k.drawBlock, keccak256(abi.encode("block", contestId, k.drawBlock, c)));
+        uint256[] memory before = market.jurors(contestId);
+        vm.prank(keeper);
+        market.drawJury(contestId);
+        uint256[] memory seated = market.jurors(contestId);
+        for (uint256 seat; seat < seated.length; ++seat) {
+            uint256 id = seated[seat];
+            if (id == 0 || (seat < before.length && before[seat] == id)) continue;
+            IRenderMarket.Lease memory j = market.getLease(id);
+            leaseIds.push(id);
+            leasesOf[k.jobId].push(id);
+            forgery[id] = isHonest(j.worker) ? 0 : (j.worker == workers[4] ? 1 : 2);
+            abandoned[id] = (c >> (8 + seat)) % 8 == 0; // a squatting juror now and then
+            ++calls["jurorDrawn"];
+            if (abandoned[id] || (c >> (16 + seat)) % 8 == 0) continue; // a slow one now and then
+            vm.prank(j.worker);
+            market.commit(id, keccak256(abi.encode(_root(id, j), j.worker, _salt(id))));
+            ++calls["commit"];
         }
+        ++calls["drawJury"];
+        _jurorsReveal(contestId, seated); // prompt jurors reveal as soon as the rule lets them
+    }
+
+    /// @dev Every committed, prompt juror of the contest reveals if the rule lets it; then the
+    /// far sides and replicas are proven (by a juror) once the verdict is final.
+    function _jurorsReveal(uint256 contestId, uint256[] memory seated) internal {
+        IRenderMarket.Contest memory k = _contestLive(contestId);
+        if (!_jurorMayReveal(k, market.getJob(k.jobId).leaseLength)) return;
+        for (uint256 seat; seat < seated.length; ++seat) {
+            uint256 id = seated[seat];
+            if (id == 0 || abandoned[id]) continue;
+            IRenderMarket.Lease memory j = market.getLease(id);
+            if (j.status != IRenderMarket.LeaseStatus.Committed || block.timestamp > _revealDeadline(j)) continue;
+            vm.prank(j.worker);
+            market.reveal(id, _root(id, j), "bafy-result", _salt(id));
+            ++calls["jurorReveal"];
+            ++calls["reveal"];
+        }
+        _proveFarSides(contestId);
+    }
+
+    /// @dev Half the time the contest's draw runs in the next block at once.
+    function _maybeDraw(uint256 contestId, uint256 seed) internal {
+        if (seed % 2 == 0) return;
+        _draw(contestId, _contestLive(contestId), seed);
     }
 
     function proveFar(uint256 c, uint256 side) external {
         if (contestIds.length == 0) return;
         uint256 contestId = contestIds[c % contestIds.length];
-        IRenderMarket.Contest memory k = market.getContest(contestId);
-        if (k.outcome != IRenderMarket.ContestOutcome.Pending || k.leaseT == 0) return;
-        IRenderMarket.Lease memory lt = market.getLease(k.leaseT);
-        if (lt.status != IRenderMarket.LeaseStatus.Revealed) return;
-        if (block.timestamp > lt.revealedAt + params.challengeWindow) return;
+        (IRenderMarket.Contest memory k, bool open) = _verdictWindow(contestId);
+        if (!open) return;
         side = k.kind == IRenderMarket.ContestKind.Dispute ? 0 : side % 2;
         if ((k.farMask >> side) & 1 == 1) return;
         uint256 s = side == 0 ? k.leaseA : k.leaseB;
         if (forgery[s] == forgery[k.leaseT]) return; // not far: the proof would fail
-        IRenderMarket.Opening[] memory o = _openings(s, market.getLease(s), k.leaseT, lt, k.tile);
+        IRenderMarket.Opening[] memory o =
+            _openings(s, market.getLease(s), k.leaseT, market.getLease(k.leaseT), k.tile);
         vm.prank(keeper);
         market.proveFar(contestId, uint8(side), o);
         ++calls["proveFar"];
     }
 
-    /// @dev Proves every side of the contest that is far from its revealed tie-breaker.
+    /// @dev Proves another revealed replica of a contested tile far from the verdict (a sybil lane).
+    function proveReplicaFar(uint256 c) external {
+        if (contestIds.length == 0) return;
+        uint256 contestId = contestIds[c % contestIds.length];
+        (IRenderMarket.Contest memory k, bool open) = _verdictWindow(contestId);
+        if (!open) return;
+        if (_proveReplicas(contestId, k) == 0) return;
+        ++calls["proveReplicaFar"];
+    }
+
+    /// @dev The contest and whether its verdict is final with its far-proof window open.
+    function _verdictWindow(uint256 contestId) internal view returns (IRenderMarket.Contest memory k, bool open) {
+        k = _contestLive(contestId);
+        if (k.outcome != IRenderMarket.ContestOutcome.Pending || k.leaseT == 0) return (k, false);
+        (, uint256 fixedAt) = market.verdict(contestId);
+        open = fixedAt != 0 && block.timestamp <= fixedAt + params.challengeWindow;
+    }
+
+    function _proveReplicas(uint256 contestId, IRenderMarket.Contest memory k) internal returns (uint256 proven) {
+        uint256[] storage revealed = revealedOf[k.jobId];
+        IRenderMarket.Lease memory lt = market.getLease(k.leaseT);
+        for (uint256 i; i < revealed.length; ++i) {
+            uint256 id = revealed[i];
+            if (id == k.leaseA || id == k.leaseB || forgery[id] == forgery[k.leaseT]) continue;
+            IRenderMarket.Lease memory l = market.getLease(id);
+            if (l.status != IRenderMarket.LeaseStatus.Revealed) continue;
+            if (k.tile < l.firstTile || k.tile >= uint256(l.firstTile) + l.count) continue;
+            IRenderMarket.Opening[] memory o = _openings(id, l, k.leaseT, lt, k.tile);
+            vm.prank(keeper);
+            market.proveReplicaFar(contestId, id, o);
+            ++proven;
+            if (isHonest(l.worker)) {
+                // Only a forged verdict (no honest majority) proves an honest replica far.
+                ++ghostReclaims[l.worker];
+                ++ghostExempt[id];
+            }
+        }
+    }
+
+    /// @dev Proves every side and replica of the contest far from its verdict, once it is final.
     function _proveFarSides(uint256 contestId) internal {
-        IRenderMarket.Contest memory k = market.getContest(contestId);
+        (IRenderMarket.Contest memory k, bool open) = _verdictWindow(contestId);
+        if (!open) return;
         IRenderMarket.Lease memory lt = market.getLease(k.leaseT);
         uint256 sides = k.kind == IRenderMarket.ContestKind.Dispute ? 1 : 2;
         for (uint256 side; side < sides; ++side) {
             uint256 leaseId = side == 0 ? k.leaseA : k.leaseB;
-            if (forgery[leaseId] == forgery[k.leaseT]) continue;
+            if (forgery[leaseId] == forgery[k.leaseT] || (k.farMask >> side) & 1 == 1) continue;
             IRenderMarket.Opening[] memory o = _openings(leaseId, market.getLease(leaseId), k.leaseT, lt, k.tile);
             vm.prank(lt.worker);
             market.proveFar(contestId, uint8(side), o);
             ++calls["proveFar"];
         }
+        if (_proveReplicas(contestId, k) != 0) ++calls["proveReplicaFar"];
     }
 
     function resolveContest(uint256 c) external {
@@ -396,10 +520,109 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         // Half the time the keeper waits for the next contest that time alone will decide.
         if (contestId == 0 && (c >> 8) % 2 == 0) contestId = _waitForAContest();
         if (contestId == 0) return;
+        _resolve(contestId);
+        ++calls["resolveContest"];
+    }
+
+    /// @dev Resolves a contest. Jurors that never revealed are not slashed here (a reclaim does
+    /// that, counted there); an honest worker is slashed here only under a forger's verdict.
+    function _resolve(uint256 contestId) internal {
+        uint256[6] memory faults;
+        for (uint256 w; w < 6; ++w) {
+            faults[w] = market.workerInfo(workers[w]).faults;
+        }
+        IRenderMarket.Contest memory k = _contestLive(contestId);
+        uint256 forfeitedA = market.getLease(k.leaseA).forfeitedCount;
+        uint256 forfeitedB = k.leaseB == 0 ? 0 : market.getLease(k.leaseB).forfeitedCount;
         vm.prank(keeper);
         market.resolveContest(contestId);
         _recordOutcome(contestId);
-        ++calls["resolveContest"];
+        k = _contestLive(contestId);
+        // Outside the honest-majority assumption: the revealed jurors' majority was a forger
+        // (e.g. the only juror that revealed). Honest parties may then lose the tile and stake.
+        bool dishonest = k.leaseT != 0 && forgery[k.leaseT] != 0;
+        if (dishonest) {
+            ++ghostDishonestVerdicts;
+            ghostExempt[k.leaseA] += market.getLease(k.leaseA).forfeitedCount - forfeitedA;
+            if (k.leaseB != 0) ghostExempt[k.leaseB] += market.getLease(k.leaseB).forfeitedCount - forfeitedB;
+        }
+        for (uint256 w; w < 6; ++w) {
+            if (dishonest) ghostReclaims[workers[w]] += market.workerInfo(workers[w]).faults - faults[w];
+        }
+    }
+
+    function _workerIndex(address worker) internal view returns (uint256 w) {
+        while (workers[w] != worker) ++w;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                           DATA AVAILABILITY
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev A client (or the keeper) demands leaves of a revealed replica lease. Honest workers
+    /// answer at once; forgers withhold their bytes half the time.
+    function challengeAvailability(uint256 l, uint256 seed) external {
+        if (seed % 3 != 0) return; // rarer than the rest
+        (uint256 leaseId, IRenderMarket.Lease memory lease) = _pickLease(l, IRenderMarket.LeaseStatus.Revealed);
+        // Half the time the challenger goes after a forger (whose bytes are the likely missing ones).
+        if ((seed >> 40) % 2 == 0) {
+            for (uint256 k = leaseIds.length; k > 0; --k) {
+                IRenderMarket.Lease memory f = market.getLease(leaseIds[k - 1]);
+                if (f.status != IRenderMarket.LeaseStatus.Revealed || isHonest(f.worker)) continue;
+                (leaseId, lease) = (leaseIds[k - 1], f);
+                break;
+            }
+        }
+        if (leaseId == 0) return;
+        IRenderMarket.Job memory job = market.getJob(lease.jobId);
+        if (lease.lane >= job.replication || market.openChallenge(leaseId) != 0) return;
+        if (block.timestamp > market.verifiedAt(leaseId) + params.acceptanceWindow) return;
+        uint32 tile = uint32(lease.firstTile + (seed >> 8) % lease.count);
+        uint32[] memory leaves = new uint32[](1);
+        leaves[0] = uint32((seed >> 16) % (uint256(1) << LEAF_DEPTH));
+        address challenger = (seed >> 24) % 2 == 0 ? job.client : keeper;
+        vm.deal(challenger, challenger.balance + params.disputeBond);
+        vm.prank(challenger);
+        uint256 id = market.challengeAvailability{value: params.disputeBond}(leaseId, tile, leaves);
+        challengeIds.push(id);
+        challengedLeaves[id] = leaves[0];
+        ghostIn += params.disputeBond;
+        ++calls["challengeAvailability"];
+        if (isHonest(lease.worker) || (seed >> 32) % 2 == 0) _answer(id, lease.worker);
+    }
+
+    /// @dev Resolves an unanswered challenge past its deadline (the forger's lease is forfeited).
+    function resolveAvailability(uint256 c) external {
+        uint256 n = challengeIds.length;
+        for (uint256 i; i < n; ++i) {
+            uint256 id = challengeIds[(c % n + i) % n];
+            IRenderMarket.AvailabilityChallenge memory a = market.getAvailabilityChallenge(id);
+            if (a.status != IRenderMarket.AvailabilityStatus.Open || block.timestamp <= a.deadline) continue;
+            vm.prank(keeper);
+            market.resolveAvailability(id);
+            ++calls["resolveAvailability"];
+            return;
+        }
+    }
+
+    mapping(uint256 challengeId => uint32) internal challengedLeaves;
+
+    function _answer(uint256 id, address answerer) internal {
+        IRenderMarket.AvailabilityChallenge memory a = market.getAvailabilityChallenge(id);
+        IRenderMarket.Lease memory l = market.getLease(a.leaseId);
+        bytes32[][] memory t = _tiles(a.leaseId, l);
+        uint256 off = a.tile - l.firstTile;
+        uint32[] memory leaves = new uint32[](1);
+        leaves[0] = challengedLeaves[id];
+        bytes32[] memory data = new bytes32[](1);
+        data[0] = t[off][leaves[0]];
+        bytes32[][] memory proofs = new bytes32[][](1);
+        proofs[0] = TileTrees.proof(t, off, leaves[0]);
+        vm.txGasPrice(1 gwei); // the answer's gas is paid from the bond
+        vm.prank(answerer);
+        market.answerAvailability(id, leaves, data, proofs);
+        vm.txGasPrice(0); // a gas price left set would charge (or refund) the fuzzer's next sender
+        ++calls["answerAvailability"];
     }
 
     function finalize(uint256 j) external {
@@ -449,16 +672,22 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         vm.warp(block.timestamp + 30 days);
         for (uint256 i; i < leaseIds.length; ++i) {
             if (_reclaimable(leaseIds[i])) {
-                ++ghostReclaims[market.getLease(leaseIds[i]).worker];
+                address worker = market.getLease(leaseIds[i]).worker;
+                uint256 faults = market.workerInfo(worker).faults;
                 vm.prank(keeper);
                 market.reclaim(leaseIds[i]);
+                ghostReclaims[worker] += market.workerInfo(worker).faults - faults;
+            }
+        }
+        for (uint256 i; i < challengeIds.length; ++i) {
+            if (market.getAvailabilityChallenge(challengeIds[i]).status == IRenderMarket.AvailabilityStatus.Open) {
+                vm.prank(keeper);
+                market.resolveAvailability(challengeIds[i]);
             }
         }
         for (uint256 i; i < contestIds.length; ++i) {
-            if (market.getContest(contestIds[i]).outcome == IRenderMarket.ContestOutcome.Pending) {
-                vm.prank(keeper);
-                market.resolveContest(contestIds[i]);
-                _recordOutcome(contestIds[i]);
+            if (_contestLive(contestIds[i]).outcome == IRenderMarket.ContestOutcome.Pending) {
+                _resolve(contestIds[i]);
             }
         }
         for (uint256 i; i < jobIds.length; ++i) {
@@ -594,38 +823,70 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
     function _reclaimable(uint256 leaseId) internal view returns (bool) {
         IRenderMarket.Lease memory l = market.getLease(leaseId);
         if (l.status == IRenderMarket.LeaseStatus.Claimed) return block.timestamp > l.commitDeadline;
-        if (l.status == IRenderMarket.LeaseStatus.Committed) {
-            return block.timestamp > l.commitDeadline + params.revealWindow;
+        if (l.status == IRenderMarket.LeaseStatus.Committed) return block.timestamp > _revealDeadline(l);
+        return false;
+    }
+
+    /// @dev A lease's reveal deadline; a juror's is its contest's claim deadline + revealWindow.
+    function _revealDeadline(IRenderMarket.Lease memory l) internal view returns (uint256) {
+        if (l.lane >= market.getJob(l.jobId).replication) {
+            return _contestLive(market.tieBreakerContest(l.jobId, l.lane)).claimDeadline + params.revealWindow;
+        }
+        return l.commitDeadline + params.revealWindow;
+    }
+
+    /// @dev RenderMarket's juror reveal rule.
+    function _jurorMayReveal(IRenderMarket.Contest memory k, uint256 leaseLength) internal view returns (bool) {
+        bool pending = k.drawBlock != 0 && block.timestamp + leaseLength <= k.claimDeadline;
+        bool ready = !pending && (k.committedSeats == k.seated || block.timestamp > k.jurorDeadline);
+        return ready || block.timestamp > k.claimDeadline;
+    }
+
+    /// @dev Some tile of [first, first + count) revealed in another replica lane (the copy gate).
+    function _revealedElsewhere(uint256 jobId, uint256 lane, uint256 first, uint256 count)
+        internal
+        view
+        returns (bool)
+    {
+        uint256 replication = market.getJob(jobId).replication;
+        if (replication == 1) return false;
+        for (uint256 other; other < replication; ++other) {
+            if (other == lane) continue;
+            for (uint256 t = first; t < first + count; ++t) {
+                if ((market.revealedBitmap(jobId, uint32(other), t >> 8) >> (t & 255)) & 1 == 1) return true;
+            }
         }
         return false;
     }
 
     /// @dev Warps to the moment the first open contest becomes resolvable without any other
-    /// action (its tie-breaker's window ends, or its claim window with no tie-breaker); 0 if none.
+    /// action (its verdict's window ends, or every juror and the draw window are done); 0 if none.
     function _waitForAContest() internal returns (uint256 contestId) {
         uint256 earliest = type(uint256).max;
         for (uint256 i; i < contestIds.length; ++i) {
-            IRenderMarket.Contest memory k = market.getContest(contestIds[i]);
+            IRenderMarket.Contest memory k = _contestLive(contestIds[i]);
             if (k.outcome != IRenderMarket.ContestOutcome.Pending) continue;
-            uint256 at;
-            if (k.leaseT == 0) {
-                at = k.claimDeadline + 1;
+            (uint256 leaseT, uint256 fixedAt) = market.verdict(contestIds[i]);
+            uint256 when;
+            if (fixedAt != 0) {
+                when = leaseT == 0 ? block.timestamp : fixedAt + params.challengeWindow + 1;
             } else {
-                IRenderMarket.Lease memory t = market.getLease(k.leaseT);
-                if (t.status != IRenderMarket.LeaseStatus.Revealed) continue;
-                at = t.revealedAt + params.challengeWindow + 1;
+                uint256 drawEnd = k.claimDeadline - market.getJob(k.jobId).leaseLength;
+                uint256 jurors = k.claimDeadline + params.revealWindow;
+                when = (drawEnd > jurors ? drawEnd : jurors) + params.challengeWindow + 1;
             }
-            if (at < earliest) (earliest, contestId) = (at, contestIds[i]);
+            if (when < earliest) (earliest, contestId) = (when, contestIds[i]);
         }
         if (contestId != 0 && earliest > block.timestamp) vm.warp(earliest);
+        if (contestId != 0 && !_resolvable(contestId)) contestId = 0;
     }
 
     function _resolvable(uint256 contestId) internal view returns (bool) {
-        IRenderMarket.Contest memory k = market.getContest(contestId);
+        IRenderMarket.Contest memory k = _contestLive(contestId);
         if (k.outcome != IRenderMarket.ContestOutcome.Pending) return false;
-        if (k.leaseT == 0) return block.timestamp > k.claimDeadline;
-        IRenderMarket.Lease memory t = market.getLease(k.leaseT);
-        return t.status == IRenderMarket.LeaseStatus.Revealed && block.timestamp > t.revealedAt + params.challengeWindow;
+        (uint256 leaseT, uint256 fixedAt) = market.verdict(contestId);
+        if (fixedAt == 0) return false;
+        return leaseT == 0 || block.timestamp > fixedAt + params.challengeWindow;
     }
 
     /// @dev A job with leases ready to settle (or finalize), searching from `seed`.
@@ -651,6 +912,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             if (l.status != IRenderMarket.LeaseStatus.Revealed || l.lane >= replication || l.openContests != 0) {
                 continue;
             }
+            if (market.openChallenge(ofJob[i]) != 0 || _tileContestPending(jobId, l)) continue;
             uint256 v = market.verifiedAt(ofJob[i]);
             if (block.timestamp <= (finalizing ? v + params.acceptanceWindow : v)) continue;
             found[n++] = ofJob[i];
@@ -661,16 +923,37 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         }
     }
 
+    /// @dev Some tile of the lease has a pending contest (settlement of every replica waits).
+    function _tileContestPending(uint256 jobId, IRenderMarket.Lease memory l) internal view returns (bool) {
+        for (uint256 i; i < contestIds.length; ++i) {
+            IRenderMarket.Contest memory k = _contestLive(contestIds[i]);
+            if (k.jobId != jobId || k.outcome != IRenderMarket.ContestOutcome.Pending) continue;
+            if (k.tile >= l.firstTile && k.tile < uint256(l.firstTile) + l.count) return true;
+        }
+        return false;
+    }
+
     function _recordOutcome(uint256 contestId) internal {
         if (outcomeSeen[contestId]) return;
         outcomeSeen[contestId] = true;
-        IRenderMarket.Contest memory k = market.getContest(contestId);
+        IRenderMarket.Contest memory k = _contestLive(contestId);
         if (
             k.kind == IRenderMarket.ContestKind.Disagreement
                 && k.outcome == IRenderMarket.ContestOutcome.NoTieBreaker
         ) {
             ++ghostExempt[k.leaseA];
             ++ghostExempt[k.leaseB];
+        }
+    }
+
+    /// @dev getContest with the live verdict filled in (the market stores `leaseT` and
+    /// `verdictAt` only when the contest resolves; `verdict` computes them before).
+    function _contestLive(uint256 contestId) internal view returns (IRenderMarket.Contest memory k) {
+        k = market.getContest(contestId);
+        if (k.outcome == IRenderMarket.ContestOutcome.Pending) {
+            (uint256 leaseT, uint256 fixedAt) = market.verdict(contestId);
+            k.leaseT = uint64(leaseT);
+            k.verdictAt = uint40(fixedAt);
         }
     }
 }

@@ -34,11 +34,12 @@ contract RenderMarketInvariantTest is Test {
                 bountyBps: 2000,
                 disputeBond: 0.05 ether,
                 tolerance: uint64(1) << 40,
-                farCount: 4
+                farCount: 4,
+                jurySize: 3
             })
         );
         handler = new MarketHandler(market);
-        bytes4[] memory selectors = new bytes4[](19);
+        bytes4[] memory selectors = new bytes4[](23);
         selectors[0] = MarketHandler.stake.selector;
         selectors[1] = MarketHandler.claim.selector;
         selectors[2] = MarketHandler.commit.selector;
@@ -50,7 +51,7 @@ contract RenderMarketInvariantTest is Test {
         selectors[8] = MarketHandler.dispute.selector;
         selectors[9] = MarketHandler.reclaim.selector;
         selectors[10] = MarketHandler.proveDisagreement.selector;
-        selectors[11] = MarketHandler.claimTieBreaker.selector;
+        selectors[11] = MarketHandler.drawJury.selector;
         selectors[12] = MarketHandler.proveFar.selector;
         selectors[13] = MarketHandler.resolveContest.selector;
         selectors[14] = MarketHandler.finalize.selector;
@@ -58,12 +59,19 @@ contract RenderMarketInvariantTest is Test {
         selectors[16] = MarketHandler.withdraw.selector;
         selectors[17] = MarketHandler.warp.selector;
         selectors[18] = MarketHandler.cancelJob.selector;
+        selectors[19] = MarketHandler.proveReplicaFar.selector;
+        selectors[20] = MarketHandler.challengeAvailability.selector;
+        selectors[21] = MarketHandler.resolveAvailability.selector;
+        selectors[22] = MarketHandler.reveal.selector; // jurors reveal through it too: weigh it up
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
         targetContract(address(handler));
+        // The fuzzer draws senders from addresses it has seen: never the market itself (its own
+        // balance would move with the sender's gas accounting).
+        excludeSender(address(market));
     }
 
     /// @notice Every property below, after every call of every run. One campaign, deep runs: a
-    /// contest's whole life (two reveals, a proof, a tie-breaker, a far proof, resolution,
+    /// contest's whole life (two reveals, a proof, a jury draw, jurors' commits and reveals, a far proof, resolution,
     /// settlement) takes a dozen well-placed calls.
     /// forge-config: default.invariant.runs = 32
     /// forge-config: default.invariant.depth = 256
@@ -81,7 +89,7 @@ contract RenderMarketInvariantTest is Test {
     }
 
     /// @notice The market holds exactly what it owes: escrow + stakes (incl. unbonding) +
-    /// pending balances + open dispute bonds.
+    /// pending balances + open bonds (disputes and availability challenges).
     function _assertBalanceIsEverythingOwed() internal view {
         uint256 owed;
         uint256[] memory jobs = handler.jobs();
@@ -97,6 +105,11 @@ contract RenderMarketInvariantTest is Test {
         for (uint256 i; i < contests.length; ++i) {
             IRenderMarket.Contest memory c = market.getContest(contests[i]);
             if (c.outcome == IRenderMarket.ContestOutcome.Pending) owed += c.bond;
+        }
+        uint256[] memory challenges = handler.challenges();
+        for (uint256 i; i < challenges.length; ++i) {
+            IRenderMarket.AvailabilityChallenge memory a = market.getAvailabilityChallenge(challenges[i]);
+            if (a.status == IRenderMarket.AvailabilityStatus.Open) owed += a.bond;
         }
         assertEq(address(market).balance, owed, "balance != everything owed");
     }
@@ -121,9 +134,7 @@ contract RenderMarketInvariantTest is Test {
                 if (l.status == IRenderMarket.LeaseStatus.Claimed || l.status == IRenderMarket.LeaseStatus.Committed) {
                     active += l.count;
                 }
-                if (l.status != IRenderMarket.LeaseStatus.Settled && l.status != IRenderMarket.LeaseStatus.Reclaimed) {
-                    locked += (uint256(l.count) - l.forfeitedCount) * p.collateralPerTile;
-                }
+                if (_live(l.status)) locked += (uint256(l.count) - l.forfeitedCount) * p.collateralPerTile;
             }
             IStaking.WorkerInfo memory w = market.workerInfo(actors[a]);
             assertEq(w.activeTiles, active, "active tiles");
@@ -143,16 +154,22 @@ contract RenderMarketInvariantTest is Test {
             for (uint256 i; i < leases.length; ++i) {
                 IRenderMarket.Lease memory l = market.getLease(leases[i]);
                 if (l.jobId != jobs[j] || l.lane >= job.replication) continue;
-                if (l.status != IRenderMarket.LeaseStatus.Settled && l.status != IRenderMarket.LeaseStatus.Reclaimed) {
-                    reserved += uint256(l.count) - l.forfeitedCount;
-                }
+                if (_live(l.status)) reserved += uint256(l.count) - l.forfeitedCount;
             }
             assertEq(job.reservedSlots, reserved, "reserved slots");
             assertGe(job.escrow, reserved * job.rewardPerTileReplica, "escrow");
         }
     }
 
-    /// @notice An honest worker is only ever slashed for a missed commit or reveal deadline.
+    /// @dev A lease that still holds collateral (and, in a replica lane, a reserved slot).
+    function _live(IRenderMarket.LeaseStatus status) internal pure returns (bool) {
+        return status != IRenderMarket.LeaseStatus.Settled && status != IRenderMarket.LeaseStatus.Reclaimed
+            && status != IRenderMarket.LeaseStatus.Forfeited;
+    }
+
+    /// @notice An honest worker is only ever slashed for a missed commit or reveal deadline, or
+    /// by a contest whose verdict was a forger's root (no honest majority among the revealed
+    /// jurors: the handler counts these, see ghostDishonestVerdicts).
     function _assertHonestWorkersFaultOnlyByMissedDeadlines() internal view {
         address[] memory actors = handler.actors();
         for (uint256 a; a < 4; ++a) {
@@ -175,7 +192,7 @@ contract RenderMarketInvariantTest is Test {
 
     /// @notice After every deadline and every permissionless exit, nothing is left in the market,
     /// and every honest replica that revealed was paid for every tile except those a contest
-    /// without tie-breaker refunded.
+    /// without a verdict refunded.
     function afterInvariant() public {
         handler.drain();
         assertEq(address(market).balance, 0, "wei left in the market");
@@ -197,33 +214,15 @@ contract RenderMarketInvariantTest is Test {
     /// @notice The handler is not idle: a fixed pseudo-random walk of 5,000 steps through it
     /// reaches every action (prints the counts with -vv), and the books still balance after it.
     function test_handler_reachesEveryAction() public {
-        for (uint256 i; i < 5000; ++i) {
-            uint256 r = uint256(keccak256(abi.encode("walk", i)));
-            uint256 x = r >> 8;
-            uint256 action = r % 18;
-            if (action == 0) handler.stake(x, x >> 40, x >> 80);
-            else if (action == 1) handler.claim(x, x >> 20, x >> 40, x >> 60, x >> 80);
-            else if (action == 2) handler.commit(x);
-            else if (action == 3) handler.reveal(x);
-            else if (action == 4) handler.requestUnstake(x, x >> 40);
-            else if (action == 5) handler.unstake(x);
-            else if (action == 6) handler.postJob(x, x >> 20, x >> 40, x >> 60, x >> 80, x >> 120);
-            else if (action == 7) handler.settle(x);
-            else if (action == 8) handler.dispute(x, x >> 40);
-            else if (action == 9) handler.reclaim(x);
-            else if (action == 10) handler.proveDisagreement(x, x >> 40);
-            else if (action == 11) handler.claimTieBreaker(x, x >> 40);
-            else if (action == 12) handler.proveFar(x, x >> 40);
-            else if (action == 13) handler.resolveContest(x);
-            else if (action == 14) handler.finalize(x);
-            else if (action == 15) handler.refund(x);
-            else if (action == 16) handler.withdraw(x);
-            else handler.warp(x);
-            // Cancels come on top, in the last fifth (before it, the walk is the one the other actions were tuned on).
-            if (i >= 4000 && (r >> 248) % 8 == 0) handler.cancelJob(x >> 128);
+        // A deterministic walk of 5,000 steps, continued (up to 20,000) while some action has
+        // not run yet: the rare contest actions need a replica pair, a forger and a jury to line
+        // up, and where that happens shifts whenever the market's rules change.
+        for (uint256 i; i < 20_000; ++i) {
+            if (i >= 5000 && i % 1000 == 0 && _everyActionRan()) break;
+            _walkStep(i);
         }
         _callSummary();
-        string[19] memory names = _names();
+        string[23] memory names = _names();
         for (uint256 i; i < names.length; ++i) {
             assertGt(handler.calls(bytes32(bytes(names[i]))), 0, names[i]);
         }
@@ -233,21 +232,63 @@ contract RenderMarketInvariantTest is Test {
         afterInvariant();
     }
 
-    function _names() internal pure returns (string[19] memory) {
+    /// @dev One step of the walk: the action and its arguments from keccak256("walk", i).
+    function _walkStep(uint256 i) internal {
+        uint256 r = uint256(keccak256(abi.encode("walk", i)));
+        uint256 x = r >> 8;
+        uint256 action = r % 21;
+        if (action == 0) handler.stake(x, x >> 40, x >> 80);
+        else if (action == 1) handler.claim(x, x >> 20, x >> 40, x >> 60, x >> 80);
+        else if (action == 2) handler.commit(x);
+        else if (action == 3) handler.reveal(x);
+        else if (action == 4) handler.requestUnstake(x, x >> 40);
+        else if (action == 5) handler.unstake(x);
+        else if (action == 6) handler.postJob(x, x >> 20, x >> 40, x >> 60, x >> 80, x >> 120);
+        else if (action == 7) handler.settle(x);
+        else if (action == 8) handler.dispute(x, x >> 40);
+        else if (action == 9) handler.reclaim(x);
+        else if (action == 10) handler.proveDisagreement(x, x >> 40);
+        else if (action == 11) handler.drawJury(x);
+        else if (action == 12) handler.proveFar(x, x >> 40);
+        else if (action == 13) handler.resolveContest(x);
+        else if (action == 14) handler.finalize(x);
+        else if (action == 15) handler.refund(x);
+        else if (action == 16) handler.withdraw(x);
+        else if (action == 17) handler.proveReplicaFar(x);
+        else if (action == 18) handler.challengeAvailability(x, x >> 40);
+        else if (action == 19) handler.resolveAvailability(x);
+        else handler.warp(x);
+        // Cancels come on top, in the last fifth (before it, the walk is the one the other actions were tuned on).
+        if (i >= 4000 && (r >> 248) % 4 == 0) handler.cancelJob(x >> 128);
+    }
+
+    function _everyActionRan() internal view returns (bool) {
+        string[23] memory names = _names();
+        for (uint256 i; i < names.length; ++i) {
+            if (handler.calls(bytes32(bytes(names[i]))) == 0) return false;
+        }
+        return true;
+    }
+
+    function _names() internal pure returns (string[23] memory) {
         return [
             "stake", "claim", "commit", "reveal", "requestUnstake", "unstake", "postJob", "settle", "dispute",
-            "reclaim", "proveDisagreement", "claimTieBreaker", "proveFar", "resolveContest", "finalize", "refund",
-            "withdraw", "cancelJob", "warp"
+            "reclaim", "proveDisagreement", "drawJury", "proveFar", "resolveContest", "finalize", "refund",
+            "withdraw", "cancelJob", "warp", "jurorReveal", "challengeAvailability", "answerAvailability",
+            "resolveAvailability"
         ];
     }
 
     /// @dev Prints how often each action ran (forge test -vv).
     function _callSummary() internal view {
-        string[19] memory names = _names();
+        string[23] memory names = _names();
         for (uint256 i; i < names.length; ++i) {
             console.log(names[i], handler.calls(bytes32(bytes(names[i]))));
         }
         console.log("settledWithForfeits", handler.calls("settledWithForfeits"));
+        console.log("jurorDrawn", handler.calls("jurorDrawn"));
+        console.log("proveReplicaFar", handler.calls("proveReplicaFar"));
+        console.log("dishonestVerdicts (a forger's root was the majority)", handler.ghostDishonestVerdicts());
         console.log("claimRefused (cancelled)", handler.calls("claimRefused"));
         console.log("refundBeforeDeadline (cancelled)", handler.calls("refundBeforeDeadline"));
     }

@@ -21,7 +21,8 @@ library Defaults {
             bountyBps: 2000,
             disputeBond: 0.01 ether,
             tolerance: uint64(1) << 58,
-            farCount: 8
+            farCount: 8,
+            jurySize: 3
         });
     }
 }

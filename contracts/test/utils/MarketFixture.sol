@@ -33,8 +33,14 @@ abstract contract MarketFixture is Test {
     bytes internal constant RESULT_CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
     uint256 internal constant START = 1_700_000_000;
 
+    /// @dev Workers the jury helpers stake so that draws find eligible jurors (see `_stakeJurors`).
+    uint256 internal constant JURORS = 6;
+    address[JURORS] internal jurorPool;
+
     /// @dev Leases whose worker outputs forged data (the TileTrees forgery kind; 0 = honest).
     mapping(uint256 leaseId => uint8) internal forged;
+    /// @dev What each worker outputs when drawn as a juror (TileTrees forgery kind; 0 = honest).
+    mapping(address worker => uint8) internal jurorForge;
 
     function setUp() public virtual {
         vm.warp(START);
@@ -43,6 +49,10 @@ abstract contract MarketFixture is Test {
         address[6] memory actors = [client, alice, bob, carol, dave, eve];
         for (uint256 i; i < actors.length; ++i) {
             vm.deal(actors[i], 1000 ether);
+        }
+        for (uint256 i; i < JURORS; ++i) {
+            jurorPool[i] = makeAddr(string.concat("juror", vm.toString(i)));
+            vm.deal(jurorPool[i], 1000 ether);
         }
     }
 
@@ -164,18 +174,132 @@ abstract contract MarketFixture is Test {
     }
 
     function _proveFar(address prover, uint256 contestId, uint8 side) internal {
-        IRenderMarket.Contest memory c = market.getContest(contestId);
+        IRenderMarket.Contest memory c = _contestLive(contestId);
         IRenderMarket.Opening[] memory o = _openings(side == 0 ? c.leaseA : c.leaseB, c.leaseT, c.tile, _allLeaves());
         vm.prank(prover);
         market.proveFar(contestId, side, o);
     }
 
-    /// @dev `worker` takes the contest's tie-breaker lane and commits and reveals (forged or not).
-    function _tieBreak(address worker, uint256 contestId, uint8 forge) internal returns (uint256 t) {
-        IRenderMarket.Contest memory c = market.getContest(contestId);
-        t = _claim(worker, c.jobId, c.lane, c.tile, 1);
-        forged[t] = forge;
-        _commitReveal(t);
+    /// @dev Proves replica lease `leaseId` (not a side) far from the contest's verdict.
+    function _proveReplicaFar(address prover, uint256 contestId, uint256 leaseId) internal {
+        IRenderMarket.Contest memory c = _contestLive(contestId);
+        IRenderMarket.Opening[] memory o = _openings(leaseId, c.leaseT, c.tile, _allLeaves());
+        vm.prank(prover);
+        market.proveReplicaFar(contestId, leaseId, o);
+    }
+
+    /// @dev Stakes the juror pool (once): with them, every draw fills its seats.
+    function _stakeJurors() internal {
+        if (market.workerInfo(jurorPool[0]).stake != 0) return;
+        for (uint256 i; i < JURORS; ++i) {
+            _stake(jurorPool[i]);
+        }
+    }
+
+    /// @dev Moves past the contest's armed draw block, gives it a hash derived from `salt`
+    /// (Foundry's hashes of past blocks may be zero) and draws.
+    function _drawWith(uint256 contestId, uint256 salt) internal {
+        uint256 b = _contestLive(contestId).drawBlock;
+        if (block.number <= b) vm.roll(b + 1);
+        vm.setBlockhash(b, keccak256(abi.encode("block", contestId, b, salt)));
+        market.drawJury(contestId);
+    }
+
+    /// @dev Draws the contest's jury (staking the juror pool first), trying block hashes until
+    /// every seat is filled. Returns the juror leases by seat.
+    function _draw(uint256 contestId) internal returns (uint256[] memory ids) {
+        return _drawIncluding(contestId, address(0));
+    }
+
+    /// @dev As `_draw`, trying block hashes until `who` (unless zero) sits on the full jury: how
+    /// a test makes a chosen worker (a sybil) be drawn.
+    function _drawIncluding(uint256 contestId, address who) internal returns (uint256[] memory ids) {
+        _stakeJurors();
+        for (uint256 salt; salt < 256; ++salt) {
+            uint256 snap = vm.snapshotState();
+            _drawWith(contestId, salt);
+            ids = market.jurors(contestId);
+            bool full = ids.length == p.jurySize;
+            bool found = who == address(0);
+            for (uint256 i; i < ids.length; ++i) {
+                if (ids[i] == 0) full = false;
+                else if (market.getLease(ids[i]).worker == who) found = true;
+            }
+            if (full && found) return ids;
+            vm.revertToState(snap);
+        }
+        revert("no draw seats the jury");
+    }
+
+    /// @dev Every juror in `ids` commits (its output as `jurorForge` says), then every one reveals.
+    function _jurorsVote(uint256[] memory ids) internal {
+        for (uint256 i; i < ids.length; ++i) {
+            forged[ids[i]] = jurorForge[market.getLease(ids[i]).worker];
+            _commit(ids[i]);
+        }
+        for (uint256 i; i < ids.length; ++i) {
+            _reveal(ids[i]);
+        }
+    }
+
+    /// @dev Draws the contest's jury and has every juror commit and reveal: the verdict is final
+    /// at once (every juror revealed). Returns the juror leases by seat.
+    function _jury(uint256 contestId) internal returns (uint256[] memory ids) {
+        ids = _draw(contestId);
+        _jurorsVote(ids);
+    }
+
+    /// @dev The worker of a lease.
+    function _workerOf(uint256 leaseId) internal view returns (address) {
+        return market.getLease(leaseId).worker;
+    }
+
+    /// @dev `challenger` demands leaves `leaves` of `tile` of lease `leaseId`, posting the bond.
+    function _challenge(address challenger, uint256 leaseId, uint32 tile, uint32[] memory leaves)
+        internal
+        returns (uint256 id)
+    {
+        vm.prank(challenger);
+        id = market.challengeAvailability{value: p.disputeBond}(leaseId, tile, leaves);
+        challengeLeaves[id] = leaves;
+    }
+
+    /// @dev `answerer` opens the challenged leaves from the lease's output.
+    function _answer(address answerer, uint256 challengeId) internal {
+        IRenderMarket.AvailabilityChallenge memory a = market.getAvailabilityChallenge(challengeId);
+        (uint32[] memory leaves, bytes32[] memory data, bytes32[][] memory proofs) =
+            _answerOf(a.leaseId, a.tile, challengeLeaves[challengeId]);
+        vm.prank(answerer);
+        market.answerAvailability(challengeId, leaves, data, proofs);
+    }
+
+    /// @dev The leaves asked by each challenge (the test remembers them; the chain keeps a hash).
+    mapping(uint256 challengeId => uint32[]) internal challengeLeaves;
+
+    function _answerOf(uint256 leaseId, uint32 tile, uint32[] memory leaves)
+        internal
+        view
+        returns (uint32[] memory, bytes32[] memory data, bytes32[][] memory proofs)
+    {
+        bytes32[][] memory t = _tiles(leaseId);
+        uint256 off = tile - market.getLease(leaseId).firstTile;
+        data = new bytes32[](leaves.length);
+        proofs = new bytes32[][](leaves.length);
+        for (uint256 i; i < leaves.length; ++i) {
+            data[i] = t[off][leaves[i]];
+            proofs[i] = TileTrees.proof(t, off, leaves[i]);
+        }
+        return (leaves, data, proofs);
+    }
+
+    function _leaves(uint32 a) internal pure returns (uint32[] memory l) {
+        l = new uint32[](1);
+        l[0] = a;
+    }
+
+    function _leaves(uint32 a, uint32 b) internal pure returns (uint32[] memory l) {
+        l = new uint32[](2);
+        (l[0], l[1]) = (a, b);
     }
 
     function _dispute(uint256 job, uint32 tile, uint256 leaseId) internal returns (uint256) {
@@ -218,13 +342,38 @@ abstract contract MarketFixture is Test {
         }
         (,, uint256 contests) = market.counts();
         for (uint256 c = 1; c <= contests; ++c) {
-            IRenderMarket.Contest memory k = market.getContest(c);
+            IRenderMarket.Contest memory k = _contestLive(c);
             if (k.outcome == IRenderMarket.ContestOutcome.Pending) total += k.bond;
+        }
+        uint256 challenges = market.challengeCount();
+        for (uint256 i = 1; i <= challenges; ++i) {
+            IRenderMarket.AvailabilityChallenge memory a = market.getAvailabilityChallenge(i);
+            if (a.status == IRenderMarket.AvailabilityStatus.Open) total += a.bond;
         }
     }
 
     function _everyone() internal view returns (address[] memory a) {
-        a = new address[](6);
+        a = new address[](6 + JURORS);
         (a[0], a[1], a[2], a[3], a[4], a[5]) = (client, alice, bob, carol, dave, eve);
+        for (uint256 i; i < JURORS; ++i) {
+            a[6 + i] = jurorPool[i];
+        }
+    }
+
+    /// @dev Wei slashed for one proven fraud on one tile: the tile's collateral share plus
+    /// slashBps of the minimum stake (while the worker's free stake covers it).
+    function _fraudSlash() internal view returns (uint256) {
+        return uint256(p.collateralPerTile) * p.slashBps / 10_000 + uint256(p.minStake) * p.slashBps / 10_000;
+    }
+
+    /// @dev getContest with the live verdict filled in (the market stores `leaseT` and
+    /// `verdictAt` only when the contest resolves; `verdict` computes them before).
+    function _contestLive(uint256 contestId) internal view returns (IRenderMarket.Contest memory k) {
+        k = market.getContest(contestId);
+        if (k.outcome == IRenderMarket.ContestOutcome.Pending) {
+            (uint256 leaseT, uint256 fixedAt) = market.verdict(contestId);
+            k.leaseT = uint64(leaseT);
+            k.verdictAt = uint40(fixedAt);
+        }
     }
 }

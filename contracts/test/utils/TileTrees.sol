@@ -102,27 +102,43 @@ library TileTrees {
         return p;
     }
 
-    /// @notice One tile's output: the true coefficients of (job, tile) plus this replica's noise
-    /// below NOISE; a forgery k > 0 also shifts every coefficient by 2^(64 - k) (k = 1: 2^63,
-    /// k = 2: 2^62), far from the truth and from forgeries of another k.
+    /// @notice Forgery kind: coefficients honest, only the digest leaf (the last leaf) differs.
+    uint8 internal constant DIGEST_ONLY = 3;
+    /// @notice Forgery kind: coefficients within NOISE of the truth, digest leaf honest (an
+    /// honest-looking replica the tolerance rule must accept on coefficient leaves).
+    uint8 internal constant NOISY = 4;
+
+    /// @notice One tile's output: leaves 0 .. 2^leafDepth - 2 hold the true coefficients of
+    /// (job, tile); the last leaf is the digest leaf (a stand-in for sha256 of the output
+    /// bundle). Honest replicas are bit-identical (pinned FFT plans, fhe_core/AGREEMENT.md). A
+    /// forgery k in {1, 2} shifts every coefficient by 2^(64 - k) (k = 1: 2^63, k = 2: 2^62),
+    /// far from the truth and from forgeries of another k, and changes the digest leaf (two
+    /// replicas with the same forgery are identical: one operator's sybil lanes);
+    /// DIGEST_ONLY changes only the digest leaf; NOISY adds this replica's noise below NOISE to
+    /// the coefficients and keeps the honest digest leaf.
     function tileLeaves(uint256 jobId, uint256 tile, uint256 leafDepth, address replica, uint8 forgery)
         internal
         pure
         returns (bytes32[] memory leaves)
     {
         leaves = new bytes32[](uint256(1) << leafDepth);
-        for (uint256 i; i < leaves.length; ++i) {
+        uint256 last = leaves.length - 1;
+        for (uint256 i; i < last; ++i) {
             uint64[4] memory c;
             for (uint256 j; j < 4; ++j) {
                 uint64 truth = uint64(uint256(keccak256(abi.encode("truth", jobId, tile, i, j))));
                 uint64 noise = uint64(uint256(keccak256(abi.encode("noise", replica, jobId, tile, i, j)))) % NOISE;
                 unchecked {
                     // Torus arithmetic: wrapping is intended.
-                    c[j] = forgery == 0 ? truth + noise : truth + (uint64(1) << (64 - forgery)) + noise;
+                    if (forgery == 0 || forgery == DIGEST_ONLY) c[j] = truth;
+                    else if (forgery == NOISY) c[j] = truth + noise;
+                    else c[j] = truth + (uint64(1) << (64 - forgery));
                 }
             }
             leaves[i] = encodeLeaf(c);
         }
+        uint8 kind = forgery == NOISY ? 0 : forgery;
+        leaves[last] = keccak256(abi.encode("digest", jobId, tile, kind));
     }
 
     /// @notice The outputs of tiles [first, first + count) of a lease.

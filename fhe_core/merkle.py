@@ -1,22 +1,25 @@
 """Merkle commitments over a tile's output, exactly as the RenderMarket contract checks them.
 
 Stream of a tile (:func:`coefficient_stream`, what the tile root commits to), from its OUTPUT
-bundle:
+bundle, ``4 * 2**leafDepth`` uint64 words:
 
 1. the uint64 torus coefficients of the bundle's single value, as Concrete serializes them
    (:func:`ciphertext_coefficients`): output values in row-major pixel order (channel first for
    ``shade``), each an LWE ciphertext of ``n + 1`` words, the mask ``a_0 .. a_{n-1}`` then the
-   body ``b``; zero-padded to a multiple of 4 words;
-2. then one *digest leaf*: the 32 bytes of ``sha256(OUTPUT bundle)`` (:func:`wire.bundle_hash`)
+   body ``b``; then zero words up to the last leaf;
+2. the *digest leaf*, always the LAST leaf of the tree (index ``2**leafDepth - 1``,
+   :func:`digest_leaf`): the 32 bytes of ``sha256(OUTPUT bundle)`` (:func:`wire.bundle_hash`)
    read as 4 uint64 little-endian words.
 
 The coefficients make single leaves openable on chain (the agreement rule compares them); the
 digest leaf binds every other byte of the bundle the client decrypts (header, Cap'n Proto framing,
 type information), so no byte of an output can change without changing the root. Two
-bit-identical honest outputs give the same stream, digest included.
+bit-identical honest outputs give the same stream, digest included. Because the digest leaf sits
+at a position the contract knows from leafDepth alone, an opened digest leaf whose 32 bytes differ
+at all counts on chain as ``farCount`` far pairs: one opening proves two different outputs apart.
 
-The stream is zero-padded to ``4 * 2**leafDepth`` words, ``leafDepth = ceil(log2(L / 4))`` with
-``L`` the stream's length (:func:`stream_length`).
+``leafDepth = ceil(log2(L / 4))`` with ``L`` the coefficients rounded up to whole leaves plus the
+4 digest words (:func:`stream_length`), so the digest leaf never overlaps a coefficient.
 
 - leaf (32 bytes) = 4 consecutive words, each uint64 little-endian;
 - ``leafHash = keccak256(0x00 || leaf)``, ``node(l, r) = keccak256(0x01 || l || r)``;
@@ -58,6 +61,7 @@ __all__ = [
     "ciphertext_coefficients",
     "coefficient_stream",
     "digest_leaf",
+    "digest_leaf_at",
     "far_count",
     "keccak256",
     "leaf_depth",
@@ -106,16 +110,22 @@ def leaf_depth_for(coefficients: int) -> int:
 
 
 def stream_length(kernel_id: str) -> int:
-    """Words in one tile's stream: its coefficients rounded up to whole leaves, then the digest
-    leaf."""
+    """Words one tile's stream needs: its coefficients rounded up to whole leaves, plus the
+    digest leaf (what leafDepth is computed from; the stream itself fills the whole tree)."""
     kernel = get_kernel(kernel_id)
     coefficients = int(np.prod(kernel.out_shape)) * output_words(kernel_id)
     return -(-coefficients // 4) * 4 + DIGEST_WORDS
 
 
 def digest_leaf(kernel_id: str) -> int:
-    """Index of the leaf that holds the OUTPUT bundle's sha256 (the last non-padding leaf)."""
-    return stream_length(kernel_id) // 4 - 1
+    """Index of the leaf that holds the OUTPUT bundle's sha256: the last leaf of the tile tree,
+    ``2**leafDepth - 1``."""
+    return digest_leaf_at(leaf_depth(kernel_id))
+
+
+def digest_leaf_at(depth: int) -> int:
+    """The digest leaf's index in a tile tree of depth ``depth``: ``2**depth - 1``."""
+    return (1 << depth) - 1
 
 
 def leaf_depth(kernel_id: str) -> int:
@@ -138,14 +148,27 @@ def ciphertext_coefficients(kernel_id: str, output_bundle: bytes | memoryview) -
     return np.frombuffer(payload, dtype="<u8").astype(np.uint64)
 
 
-def coefficient_stream(kernel_id: str, output_bundle: bytes | memoryview) -> U64Array:
-    """The tile's stream (unpadded): its coefficients, zero-padded to whole leaves, then the
-    digest leaf, ``sha256(output_bundle)`` as 4 little-endian words. The tile root over it binds
-    every byte of the bundle."""
+def coefficient_stream(
+    kernel_id: str, output_bundle: bytes | memoryview, depth: int | None = None
+) -> U64Array:
+    """The tile's stream, ``4 * 2**depth`` words (``depth`` defaults to the kernel's
+    :func:`leaf_depth`; a job may name a deeper tree): its coefficients, zero-padded up to the
+    last leaf, then the digest leaf, ``sha256(output_bundle)`` as 4 little-endian words. The tile
+    root over it binds every byte of the bundle."""
+    minimum = leaf_depth(kernel_id)
+    depth = minimum if depth is None else depth
+    if depth < minimum:
+        raise ParameterError(
+            f"a {kernel_id} tile needs leaf depth {minimum} or more (coefficients and the digest "
+            f"leaf), not {depth}"
+        )
     coefficients = ciphertext_coefficients(kernel_id, output_bundle)
     digest = np.frombuffer(bytes.fromhex(wire.bundle_hash(output_bundle)), dtype="<u8")
-    pad = np.zeros((-len(coefficients)) % 4, dtype=np.uint64)
-    return np.concatenate([coefficients, pad, digest.astype(np.uint64)])
+    total = 4 << depth
+    stream = np.zeros(total, dtype=np.uint64)
+    stream[: len(coefficients)] = coefficients
+    stream[total - DIGEST_WORDS :] = digest
+    return stream
 
 
 def leaves_of(stream: U64Array, depth: int) -> npt.NDArray[np.uint8]:
@@ -177,20 +200,27 @@ class TileTree:
 
     @classmethod
     def build(cls, stream: U64Array, depth: int) -> TileTree:
-        """Hash a stream's leaves and nodes (all-zero padding subtrees are hashed once)."""
+        """Hash a stream's leaves and nodes. All-zero leaves and all-zero subtrees take their
+        precomputed hashes: a tile's zero padding (between its coefficients and the digest leaf)
+        costs nothing to hash."""
         leaves = leaves_of(stream, depth)
-        used = -(-len(stream) // 4) if len(stream) else 0
         zeros = _zero_hashes(depth)
         raw = leaves.tobytes()
-        level = [keccak256(b"\x00" + raw[32 * i : 32 * i + 32]) for i in range(used)]
+        nonzero = leaves.any(axis=1).tolist()
+        level = [
+            keccak256(b"\x00" + raw[32 * i : 32 * i + 32]) if nonzero[i] else zeros[0]
+            for i in range(len(nonzero))
+        ]
         levels = [level]
         for height in range(depth):
-            if len(level) % 2:
-                level = [*level, zeros[height]]
-            level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+            zero = zeros[height]
+            level = [
+                zeros[height + 1]
+                if level[i] == zero and level[i + 1] == zero
+                else node_hash(level[i], level[i + 1])
+                for i in range(0, len(level), 2)
+            ]
             levels.append(level)
-        if not levels[-1]:
-            levels[-1] = [zeros[depth]]
         return cls(depth, leaves, levels, zeros)
 
     @property
@@ -209,8 +239,7 @@ class TileTree:
         out = []
         for height in range(self.depth):
             sibling = (index >> height) ^ 1
-            level = self.levels[height]
-            out.append(level[sibling] if sibling < len(level) else self.zeros[height])
+            out.append(self.levels[height][sibling])
         return out
 
     def _check(self, index: int) -> None:

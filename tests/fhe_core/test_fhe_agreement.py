@@ -138,10 +138,16 @@ def test_tile_tree_of_an_output(honest: dict[str, object]) -> None:
     assert tree.root == TileTree.build(coefficient_stream(KID, out), tree.depth).root
     index = 1234
     assert verify_proof(tree.leaf(index), index, 0, tree.proof(index), tree.root, tree.depth)
-    # the digest leaf is the bundle's content hash, after the coefficients
+    # the digest leaf is the bundle's content hash, the last leaf of the tree; the leaves between
+    # the coefficients and it are zero
     digest = digest_leaf(KID)
-    assert digest == 64 * 4097 // 4 == len(coefficient_stream(KID, out)) // 4 - 1
+    stream = coefficient_stream(KID, out)
+    assert digest == (1 << 17) - 1 == len(stream) // 4 - 1
     assert tree.leaf(digest) == bytes.fromhex(wire.bundle_hash(out))
+    coefficients = ciphertext_coefficients(KID, out)
+    assert np.array_equal(stream[: len(coefficients)], coefficients)
+    assert not stream[len(coefficients) : 4 * digest].any()
+    assert tree.leaf(digest - 1) == bytes(32)
     assert verify_proof(tree.leaf(digest), digest, 0, tree.proof(digest), tree.root, tree.depth)
 
 

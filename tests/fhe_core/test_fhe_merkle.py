@@ -16,6 +16,7 @@ from blindframe.fhe_core.merkle import (
     ZERO32,
     TileTree,
     digest_leaf,
+    digest_leaf_at,
     far_count,
     keccak256,
     leaf_depth,
@@ -58,7 +59,37 @@ def test_leaf_depth() -> None:
     assert leaf_depth("volume@1") == 16  # 64 pixels x 2049 words, then the digest leaf
     assert stream_length("volume@1") == 64 * 2049 + DIGEST_WORDS
     assert stream_length("post@1") == 64 * 4097 + DIGEST_WORDS
-    assert digest_leaf("post@1") == (64 * 4097) // 4
+    assert leaf_depth("post@1") == 17
+    # the digest leaf is the last leaf of the tree, after the zero padding
+    assert digest_leaf("post@1") == (1 << 17) - 1
+    assert digest_leaf("volume@1") == (1 << 16) - 1
+    assert digest_leaf_at(0) == 0
+    assert digest_leaf_at(2) == 3
+
+
+@pytest.mark.parametrize(("depth", "used"), [(1, 1), (3, 2), (4, 9), (6, 33)])
+def test_digest_leaf_after_zero_padding(depth: int, used: int, rng: np.random.Generator) -> None:
+    """A tile's shape: ``used`` leaves of coefficients, zero leaves, then the digest leaf last.
+    The zero-subtree shortcut gives the independent implementation's root, and every leaf (a
+    zero one included) proves against it."""
+    stream = np.zeros(4 << depth, dtype=np.uint64)
+    stream[: 4 * used - 1] = rng.integers(1, 1 << 63, 4 * used - 1, dtype=np.uint64)
+    digest = digest_leaf_at(depth)
+    stream[4 * digest :] = rng.integers(1, 1 << 63, 4, dtype=np.uint64)
+    tree = TileTree.build(stream, depth)
+    assert tree.root == _naive_root([int(c) for c in stream])
+    assert tree.leaf(digest) == stream[4 * digest :].astype("<u8").tobytes()
+    for index in sorted({0, used - 1, used, digest - 1, digest} & set(range(1 << depth))):
+        proof = tree.proof(index)
+        assert len(proof) == depth
+        assert verify_proof(tree.leaf(index), index, 0, proof, tree.root, depth)
+        flipped = bytearray(tree.leaf(index))
+        flipped[31] ^= 1
+        assert not verify_proof(bytes(flipped), index, 0, proof, tree.root, depth)
+    # the digest leaf is part of the root: changing it changes the root
+    other = stream.copy()
+    other[-1] ^= np.uint64(1)
+    assert TileTree.build(other, depth).root != tree.root
 
 
 def test_leaves_are_little_endian_and_padded() -> None:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MARKET",
+    "AvailabilityChallengeView",
+    "AvailabilityStatus",
     "ContestOutcome",
     "ContestView",
     "JobView",
@@ -67,17 +69,17 @@ SENTENCES: dict[str, str] = {
     "already leased",
     "MarketTileHeld": "{worker} already holds a replica of some of tiles {firstTile}..+{count} of "
     "job {jobId}",
-    "MarketTieBreakerTaken": "contest {contestId} already has its tie-breaker (lease {leaseT})",
-    "MarketTieBreakerClosed": "contest {contestId} took tie-breakers until {claimDeadline} (now "
-    "{now})",
-    "MarketClientTieBreaker": "the client of a job cannot break its ties (contest {contestId})",
+    "MarketTileRevealed": "tile {tile} of job {jobId} was already revealed in another lane: a "
+    "replica of it now could be a copy",
+    "MarketLeafDepthTooShallow": "a leaf depth of {leafDepth} leaves too few coefficient leaves to "
+    "open {farCount} far pairs",
     "MarketNotLeaseWorker": "lease {leaseId} belongs to {worker}, not {caller}",
     "MarketWrongLeaseStatus": "lease {leaseId} is {status}, this needs it {expected}",
     "MarketLeaseExpired": "lease {leaseId} expired at {deadline} (now {now})",
     "MarketCommitmentMismatch": "the revealed root and salt do not match lease {leaseId}'s "
     "commitment",
-    "MarketRevealTooEarly": "lease {leaseId} may reveal once all {totalSlots} slots committed "
-    "({committedSlots} did) or after {commitDeadline}",
+    "MarketRevealTooEarly": "lease {leaseId} may reveal once all {totalSlots} slots (jurors: "
+    "seats) committed ({committedSlots} did) or after {commitDeadline}",
     "MarketLeaseNotExpired": "lease {leaseId} runs until {deadline} (now {now})",
     "MarketTileNotInLease": "lease {leaseId} does not cover tile {tile}",
     "MarketTileAlreadyContested": "tile {tile} of job {jobId} was already contested",
@@ -85,8 +87,22 @@ SENTENCES: dict[str, str] = {
     "MarketBadProof": "the opening of leaf {leaf} does not verify against lease {leaseId}'s root",
     "MarketNotFarEnough": "the openings show {far} far coefficients; {required} are needed",
     "MarketContestResolved": "contest {contestId} is already resolved",
-    "MarketTieBreakerNotRevealed": "contest {contestId}'s tie-breaker has not revealed yet",
-    "MarketContestPending": "contest {contestId} cannot be resolved before {until}",
+    "MarketContestPending": "contest {contestId} cannot be resolved before {until} (0: before "
+    "every juror revealed or missed its deadline)",
+    "MarketBadSide": "side {side} of contest {contestId} is not one that can still be proven far",
+    "MarketDrawNotReady": "contest {contestId} has no jury draw ready: its draw block is "
+    "{drawBlock} (0: none armed), the chain is at block {blockNumber}",
+    "MarketDrawClosed": "contest {contestId} drew jurors until {claimDeadline} (now {now})",
+    "MarketNoVerdict": "contest {contestId}'s jury has no final verdict (yet)",
+    "MarketContestSide": "lease {leaseId} is a side of contest {contestId}: prove it far with "
+    "proveFar",
+    "MarketUnknownChallenge": "there is no availability challenge {challengeId}",
+    "MarketAvailabilityOpen": "lease {leaseId} has an open availability challenge ({challengeId})",
+    "MarketChallengeNotOpen": "availability challenge {challengeId} is no longer open",
+    "MarketAnswerWindow": "availability challenge {challengeId} is answered until {deadline} and "
+    "resolved after it (now {now})",
+    "MarketWrongLeaves": "the leaves answered are not the ones availability challenge "
+    "{challengeId} named",
     "MarketNotClient": "only job {jobId}'s client {client} may do this, not {caller}",
     "MarketWrongBond": "the dispute bond is exactly {expected} wei, {sent} wei was sent",
     "MarketDisputeClosed": "lease {leaseId} could be disputed until {deadline} (now {now})",
@@ -118,6 +134,8 @@ HINTS: dict[str, str] = {
     "MarketJobNotExpired": "wait for the deadline, or cancel the job (`blindframe client cancel`)",
     "MarketJobExpired": "run `blindframe client refund` to take back the unfinished tiles' escrow",
     "MarketNotVerified": "wait for the challenge window to pass",
+    "MarketDrawNotReady": "the draw needs a later block: any transaction mines one",
+    "MarketAvailabilityOpen": "wait for the challenge to be answered or resolved",
     "StakingStillUnbonding": "run `blindframe worker unstake` again after that time",
 }
 
@@ -136,6 +154,16 @@ class LeaseStatus(enum.IntEnum):
     REVEALED = 3
     SETTLED = 4
     RECLAIMED = 5
+    FORFEITED = 6  # an availability challenge on it went unanswered
+
+
+class AvailabilityStatus(enum.IntEnum):
+    """IRenderMarket.AvailabilityStatus."""
+
+    NONE = 0
+    OPEN = 1
+    ANSWERED = 2
+    FAILED = 3
 
 
 class ContestOutcome(enum.IntEnum):
@@ -243,6 +271,31 @@ class ContestView:
     bond: int
     proverA: str  # noqa: N815
     proverB: str  # noqa: N815
+    drawBlock: int  # noqa: N815 - a jury draw is armed on this block's hash (0: none)
+    seated: int  # seats drawn so far (seats 0 .. seated - 1; a replaced seat keeps its number)
+    committedSeats: int  # noqa: N815 - seats whose current juror committed
+    revealedSeats: int  # noqa: N815 - seats whose juror revealed
+    rounds: int  # draws made (the first one and replacements)
+    jurorDeadline: int  # noqa: N815 - the latest commit deadline among the jurors
+    verdictAt: int  # noqa: N815 - when the verdict became final (0 while jurors may still act)
+
+
+@dataclass(frozen=True)
+class AvailabilityChallengeView:
+    """IRenderMarket.AvailabilityChallenge."""
+
+    leaseId: int  # noqa: N815
+    tile: int
+    deadline: int
+    status: int
+    challenger: str
+    bond: int
+    leavesHash: bytes  # noqa: N815 - keccak256(abi.encode(uint32[] leaves))
+
+    @property
+    def state(self) -> AvailabilityStatus:
+        """The status as an enum."""
+        return AvailabilityStatus(self.status)
 
 
 @dataclass(frozen=True)
@@ -371,8 +424,43 @@ class Market:
         )
 
     def tie_breaker_contest(self, job_id: int, lane: int) -> int:
-        """The contest whose tie-breaker lane is ``lane`` (0 if none)."""
+        """The contest whose jury lane is ``lane`` (0 if none)."""
         return int(self.contract.functions.tieBreakerContest(job_id, lane).call())
+
+    def jurors(self, contest_id: int) -> list[int]:
+        """The juror leases of a contest, by seat."""
+        raw = self._call(
+            self.contract.functions.jurors(contest_id), f"reading contest {contest_id}'s jurors"
+        )
+        return [int(lease) for lease in raw]
+
+    def verdict(self, contest_id: int) -> tuple[int, int]:
+        """(leaseT, fixedAt): a juror lease whose root a strict majority of the revealed jurors
+        share (0: none) and when that became final (0: not final yet)."""
+        lease, fixed = self._call(
+            self.contract.functions.verdict(contest_id), f"reading contest {contest_id}'s verdict"
+        )
+        return int(lease), int(fixed)
+
+    def availability_challenge(self, challenge_id: int) -> AvailabilityChallengeView:
+        """Availability challenge ``challenge_id``."""
+        raw = self._call(
+            self.contract.functions.getAvailabilityChallenge(challenge_id),
+            f"reading availability challenge {challenge_id}",
+        )
+        return _view(AvailabilityChallengeView, raw)
+
+    def open_challenge(self, lease_id: int) -> int:
+        """The open availability challenge of a lease (0 if none)."""
+        return int(self.contract.functions.openChallenge(lease_id).call())
+
+    def challenge_count(self) -> int:
+        """Availability challenges numbered so far."""
+        return int(self.contract.functions.challengeCount().call())
+
+    def block_number(self) -> int:
+        """The latest block's number (draws are armed on block numbers)."""
+        return int(self.w3.eth.block_number)
 
     def now(self) -> int:
         """The latest block's timestamp: the contract's clock."""
@@ -484,11 +572,66 @@ class Market:
         (proven,) = self.events(receipt, "DisagreementProven")
         return int(proven["contestId"])
 
+    def draw_jury(self, contest_id: int) -> list[dict[str, Any]]:
+        """Draw a contest's empty jury seats (anyone, after its armed draw block); returns the
+        JurorDrawn events (empty when the draw was only re-armed: JuryDrawArmed)."""
+        receipt = self._send(
+            self.contract.functions.drawJury(contest_id), f"drawing contest {contest_id}'s jury"
+        )
+        return self.events(receipt, "JurorDrawn")
+
     def prove_far(self, contest_id: int, side: int, openings: Sequence[Opening]) -> TxReceipt:
-        """Prove side ``side`` (0 = A, 1 = B) of a contest far from its tie-breaker."""
+        """Prove side ``side`` (0 = A, 1 = B) of a contest far from the jury's verdict (in the
+        openings, A is the side and B the verdict lease)."""
         return self._send(
             self.contract.functions.proveFar(contest_id, side, [o.as_tuple() for o in openings]),
-            f"proving side {'AB'[side]} of contest {contest_id} far from the tie-breaker",
+            f"proving side {'AB'[side]} of contest {contest_id} far from the verdict",
+        )
+
+    def prove_replica_far(
+        self, contest_id: int, lease_id: int, openings: Sequence[Opening]
+    ) -> TxReceipt:
+        """Prove another replica lease of a contest's tile (not a side) far from the verdict (in
+        the openings, A is that lease and B the verdict lease)."""
+        return self._send(
+            self.contract.functions.proveReplicaFar(
+                contest_id, lease_id, [o.as_tuple() for o in openings]
+            ),
+            f"proving lease {lease_id} far from contest {contest_id}'s verdict",
+        )
+
+    def challenge_availability(self, lease_id: int, tile: int, leaves: Sequence[int]) -> int:
+        """Demand that ``leaves`` of ``tile`` of a revealed lease be opened on chain, posting the
+        dispute bond; returns the challenge id."""
+        receipt = self._send(
+            self.contract.functions.challengeAvailability(lease_id, tile, list(leaves)),
+            f"challenging the availability of tile {tile} of lease {lease_id}",
+            int(self.params["disputeBond"]),
+        )
+        (challenged,) = self.events(receipt, "AvailabilityChallenged")
+        return int(challenged["challengeId"])
+
+    def answer_availability(
+        self,
+        challenge_id: int,
+        leaves: Sequence[int],
+        leaf_data: Sequence[bytes],
+        proofs: Sequence[Sequence[bytes]],
+    ) -> TxReceipt:
+        """Open the challenged leaves (their indices, as the challenge named them) against the
+        lease root (proofs as in Opening.proofA)."""
+        return self._send(
+            self.contract.functions.answerAvailability(
+                challenge_id, list(leaves), list(leaf_data), [list(p) for p in proofs]
+            ),
+            f"answering availability challenge {challenge_id}",
+        )
+
+    def resolve_availability(self, challenge_id: int) -> TxReceipt:
+        """End an unanswered availability challenge past its deadline (anyone)."""
+        return self._send(
+            self.contract.functions.resolveAvailability(challenge_id),
+            f"resolving availability challenge {challenge_id}",
         )
 
     def resolve_contest(self, contest_id: int) -> TxReceipt:

@@ -25,6 +25,7 @@ from blindframe.fhe_core.merkle import (
     TileTree,
     U64Array,
     coefficient_stream,
+    digest_leaf_at,
     lease_proof,
     lease_root,
     torus_distance,
@@ -109,16 +110,11 @@ def _trees(
     streams, trees = [], []
     for index, output in enumerate(outputs):
         try:
-            stream = coefficient_stream(kernel, output)
+            stream = coefficient_stream(kernel, output, leaf_depth)
         except FheCoreError as exc:
             raise LeaseResultError(
                 f"the output of tile #{index} of the lease is invalid: {exc.message}"
             ) from None
-        if len(stream) > 4 << leaf_depth:
-            raise LeaseResultError(
-                f"tile #{index} has {len(stream)} coefficients, "
-                f"more than leaf depth {leaf_depth} holds"
-            )
         streams.append(stream)
         trees.append(TileTree.build(stream, leaf_depth))
     return streams, trees
@@ -211,9 +207,43 @@ def open_lease_result(
 def disagreement_openings(
     a: LeaseResult, b: LeaseResult, tile: int, *, tolerance: int, far_count: int
 ) -> list[Opening] | None:
-    """Openings proving ``a`` and ``b`` far apart on ``tile`` (fewest leaves, most far pairs
-    first, ascending indices), or None when the whole tile does not hold ``far_count`` far pairs
-    within the contract's limit of openings."""
+    """Openings proving ``a`` and ``b`` far apart on ``tile``, or None when they cannot be.
+
+    When the two tiles' digest leaves (the last leaf, the OUTPUT bundle's sha256) differ, that
+    one opening suffices: the contract counts a differing digest leaf as ``farCount`` far pairs.
+    Two outputs that differ in any byte differ there. Otherwise the coefficient rule applies:
+    the leaves with the most coefficient pairs farther apart than ``tolerance`` (fewest leaves,
+    ascending indices), None when the whole tile does not hold ``far_count`` of them within the
+    contract's limit of openings."""
+    ta, tb = a.trees[a._position(tile)], b.trees[b._position(tile)]
+    if ta.depth != tb.depth:
+        raise LeaseResultError(
+            f"leases {a.lease_id} and {b.lease_id} have tile trees of depth {ta.depth} and "
+            f"{tb.depth}: they are not replicas of one job"
+        )
+    digest = digest_leaf_at(ta.depth)
+    chosen: list[int] | None = [digest]
+    if ta.leaf(digest) == tb.leaf(digest):
+        chosen = _far_leaves(a, b, tile, tolerance=tolerance, far_count=far_count)
+    if chosen is None:
+        return None
+    return [
+        Opening(
+            leaf=leaf,
+            leafA=ta.leaf(leaf),
+            leafB=tb.leaf(leaf),
+            proofA=a.proof(tile, leaf),
+            proofB=b.proof(tile, leaf),
+        )
+        for leaf in sorted(chosen)
+    ]
+
+
+def _far_leaves(
+    a: LeaseResult, b: LeaseResult, tile: int, *, tolerance: int, far_count: int
+) -> list[int] | None:
+    """The coefficient rule: the fewest leaves holding ``far_count`` far pairs (most far pairs
+    first), None when the whole tile does not hold them within MAX_OPENINGS leaves."""
     sa, sb = a.streams[a._position(tile)], b.streams[b._position(tile)]
     n = max(len(sa), len(sb))
     pa = np.pad(sa, (0, (-n) % 4 + n - len(sa)))
@@ -227,15 +257,4 @@ def disagreement_openings(
             break
         chosen.append(int(leaf))
         total += int(per_leaf[leaf])
-    if total < far_count:
-        return None
-    return [
-        Opening(
-            leaf=leaf,
-            leafA=a.trees[a._position(tile)].leaf(leaf),
-            leafB=b.trees[b._position(tile)].leaf(leaf),
-            proofA=a.proof(tile, leaf),
-            proofB=b.proof(tile, leaf),
-        )
-        for leaf in sorted(chosen)
-    ]
+    return chosen if total >= far_count else None

@@ -30,6 +30,9 @@ LOCAL_OVERRIDES: dict[str, int] = {
     "challengeWindow": 60,
     "acceptanceWindow": 120,
     "tieBreakWindow": 120,
+    # One juror per contest: a local stack rarely stakes more than a few nodes (tests that need
+    # a jury of several override it).
+    "jurySize": 1,
 }
 
 

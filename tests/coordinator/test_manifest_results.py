@@ -11,13 +11,21 @@ import pytest
 from blindframe.coordinator.errors import LeaseResultError, ManifestError
 from blindframe.coordinator.manifest import ContentRef, Manifest
 from blindframe.coordinator.results import (
+    LeaseResult,
     disagreement_openings,
     open_lease_result,
     pack_lease_result,
 )
 from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERANCE
 from blindframe.fhe_core.kernels import client_spec_hash
-from blindframe.fhe_core.merkle import leaf_depth, verify_proof
+from blindframe.fhe_core.merkle import (
+    TileTree,
+    coefficient_stream,
+    digest_leaf,
+    digest_leaf_at,
+    leaf_depth,
+    verify_proof,
+)
 from blindframe.fhe_core.plans import PlanUnreachableError, isa_level, plan_sizes
 
 if TYPE_CHECKING:
@@ -182,11 +190,13 @@ def test_openings_prove_a_lazy_result_far(volume_job: VolumeJob) -> None:
         honest, lazy, 1, tolerance=AGREEMENT_TOLERANCE, far_count=AGREEMENT_FAR_COUNT
     )
     assert openings is not None
-    assert 1 <= len(openings) <= 4
-    assert [o.leaf for o in openings] == sorted(o.leaf for o in openings)
-    for o in openings:
-        assert verify_proof(o.leafA, o.leaf, 0, o.proofA, honest.root, depth)
-        assert verify_proof(o.leafB, o.leaf, 0, o.proofB, lazy.root, depth)
+    # Two different outputs: the digest leaf (the last one) alone proves them apart.
+    (opening,) = openings
+    assert opening.leaf == digest_leaf("volume@1") == (1 << depth) - 1
+    assert opening.leafA != opening.leafB
+    assert opening.leafA == coefficient_stream("volume@1", volume_job.outputs[1])[-4:].tobytes()
+    assert verify_proof(opening.leafA, opening.leaf, 0, opening.proofA, honest.root, depth)
+    assert verify_proof(opening.leafB, opening.leaf, 0, opening.proofB, lazy.root, depth)
     assert (
         disagreement_openings(
             honest, honest, 1, tolerance=AGREEMENT_TOLERANCE, far_count=AGREEMENT_FAR_COUNT
@@ -194,3 +204,46 @@ def test_openings_prove_a_lazy_result_far(volume_job: VolumeJob) -> None:
         is None
     )
     assert np.array_equal(honest.streams[0], honest.streams[0])
+
+
+def _synthetic(lease_id: int, stream: np.ndarray, depth: int) -> LeaseResult:
+    """A one-tile lease result over a given stream (no bundle behind it: only its trees and
+    streams are read by the openings)."""
+    return LeaseResult(
+        "volume@1", 1, lease_id, 0, [b"x"], [stream], [TileTree.build(stream, depth)]
+    )
+
+
+def test_openings_fall_back_to_far_coefficients_when_the_digest_leaves_agree() -> None:
+    """With equal digest leaves (streams that differ only in coefficients, which no real pair of
+    outputs gives), the coefficient rule applies: the leaves with the most pairs farther apart
+    than the tolerance, exactly at the tolerance not far."""
+    depth = 4
+    digest = digest_leaf_at(depth)
+    rng = np.random.default_rng(10)
+    base = rng.integers(0, 1 << 64, 4 << depth, dtype=np.uint64)
+    far = base.copy()
+    far[12:16] += np.uint64(AGREEMENT_TOLERANCE + 1)  # leaf 3: 4 far pairs
+    far[20:24] -= np.uint64(AGREEMENT_TOLERANCE + 1)  # leaf 5: 4 far pairs
+    far[40] += np.uint64(AGREEMENT_TOLERANCE + 1)  # leaf 10: 1 far pair, not needed
+    near = base.copy()
+    near[:-4] += np.uint64(AGREEMENT_TOLERANCE)  # every coefficient moved, none far
+    a, b, c = _synthetic(1, base, depth), _synthetic(2, far, depth), _synthetic(3, near, depth)
+    assert a.trees[0].leaf(digest) == b.trees[0].leaf(digest) == c.trees[0].leaf(digest)
+    openings = disagreement_openings(
+        a, b, 0, tolerance=AGREEMENT_TOLERANCE, far_count=AGREEMENT_FAR_COUNT
+    )
+    assert openings is not None
+    assert [o.leaf for o in openings] == [3, 5]
+    for o in openings:
+        assert verify_proof(o.leafA, o.leaf, 0, o.proofA, a.root, depth)
+        assert verify_proof(o.leafB, o.leaf, 0, o.proofB, b.root, depth)
+    assert disagreement_openings(a, c, 0, tolerance=AGREEMENT_TOLERANCE, far_count=1) is None
+    # A changed digest leaf alone is one opening, whatever the coefficients.
+    d = base.copy()
+    d[-1] ^= np.uint64(1)
+    changed = disagreement_openings(
+        a, _synthetic(4, d, depth), 0, tolerance=AGREEMENT_TOLERANCE, far_count=AGREEMENT_FAR_COUNT
+    )
+    assert changed is not None
+    assert [o.leaf for o in changed] == [digest]

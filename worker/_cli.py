@@ -497,8 +497,9 @@ def run_cmd(ctx: click.Context, /, verbose: bool, **kwargs: Any) -> None:
     client-spec hash, the job on chain); claims tiles by priority, pay per compute second and
     deadline, within the node's capacity and what fits a lease at the measured speed; computes
     each lease in a sandboxed child (memory and time limits); commits, then reveals; compares
-    other replicas of its tiles and proves disagreements on chain; takes tie-breaker lanes;
-    finalizes its verified leases.
+    other replicas of its tiles and proves disagreements on chain; draws contests' juries and,
+    when drawn as a juror, computes the contested tile; proves sides far from a jury's verdict;
+    answers availability challenges on its leases; finalizes its verified leases.
 
     Ctrl-C stops claiming and finishes the leases in flight (commit and reveal), then exits; a
     second Ctrl-C abandons them, saying which and what collateral is at stake. Every option

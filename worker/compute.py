@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blindframe.coordinator.results import LeaseResult, pack_lease_result
+from blindframe.coordinator.store import kubo_cid_of_bytes
 from blindframe.worker import faults
 from blindframe.worker._compute import TARGET
 from blindframe.worker.errors import WorkerError
@@ -26,7 +27,13 @@ if TYPE_CHECKING:
     from blindframe.coordinator.store import IpfsStore, KeyCache
     from blindframe.worker.pinned import PinnedPool
 
-__all__ = ["BadJobDataError", "LeaseComputer", "LeaseOutput", "LeaseTask", "result_file"]
+__all__ = [
+    "BadJobDataError",
+    "LeaseComputer",
+    "LeaseOutput",
+    "LeaseTask",
+    "result_file",
+]
 
 
 class BadJobDataError(WorkerError, ValueError):
@@ -150,17 +157,14 @@ class LeaseComputer:
         root = result.root
         if self.fault == "wrong-root":
             root = faults.wrong_root(result, task.leaf_depth)
-        path = result_file(self.results_dir, task.lease_id)
-        data = result.to_bytes()
-        _write_atomic(path, data)
-        added = self.store.add_file(path)
+        path, cid, size = self._publish(result)
         return LeaseOutput(
             lease_id=task.lease_id,
             result=result,
             root=root,
             path=path,
-            cid=added.cid,
-            size=len(data),
+            cid=cid,
+            size=size,
             fetch_seconds=fetched - began,
             setup_seconds=float(answer["setup_seconds"]),
             tile_seconds=sum(float(item["seconds"]) for item in answer["tiles"]),
@@ -168,6 +172,44 @@ class LeaseComputer:
             tiles_computed=len(run),
             fft_plan=manifest.fft_plan,
         )
+
+    def copy(self, task: LeaseTask, source: LeaseResult, tile: int) -> LeaseOutput:
+        """TEST-ONLY (``--fault copy``): a one-tile juror lease "computed" by repacking another
+        lease's output of ``tile`` as this lease's result (its root is the copied tile root)."""
+        began = time.monotonic()
+        result = pack_lease_result(
+            kernel=task.kernel,
+            job_id=task.job_id,
+            lease_id=task.lease_id,
+            first_tile=tile,
+            leaf_depth=task.leaf_depth,
+            outputs=[source.output(tile)],
+        )
+        path, cid, size = self._publish(result)
+        return LeaseOutput(
+            lease_id=task.lease_id,
+            result=result,
+            root=result.root,
+            path=path,
+            cid=cid,
+            size=size,
+            fetch_seconds=0.0,
+            setup_seconds=0.0,
+            tile_seconds=0.0,
+            total_seconds=time.monotonic() - began,
+            tiles_computed=0,
+            fft_plan=task.manifest.fft_plan,
+        )
+
+    def _publish(self, result: LeaseResult) -> tuple[Path, str, int]:
+        """Write the result file and add it to IPFS: (path, CID, bytes). A ``withhold`` node
+        only computes the CID the bytes would have (Kubo's ``ipfs add``): nobody can fetch them."""
+        path = result_file(self.results_dir, result.lease_id)
+        data = result.to_bytes()
+        _write_atomic(path, data)
+        if self.fault == "withhold":
+            return path, str(kubo_cid_of_bytes(data)), len(data)
+        return path, self.store.add_file(path).cid, len(data)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

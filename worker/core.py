@@ -101,6 +101,8 @@ class NodeCore:
     compute_pool: ThreadPoolExecutor
     io_pool: ThreadPoolExecutor
     results_dir: Path
+    # Answers to availability challenges: their own thread, never queued behind downloads.
+    defense_pool: ThreadPoolExecutor
     stopping: bool = False
     tasks: dict[tuple[Any, ...], _Task] = field(default_factory=dict)
     _results: OrderedDict[int, LeaseResult] = field(default_factory=OrderedDict)

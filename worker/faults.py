@@ -6,7 +6,14 @@ the work would do); it commits and reveals the root of those bytes, so replicas 
 ``--fault wrong-root``: the node computes honestly and uploads the honest result, but commits and
 reveals the root of a lazy result: the bytes behind its CID do not give its revealed root.
 
-Both work only on a local Anvil chain (chain id 31337); the option is hidden from ``--help``.
+``--fault withhold``: the node computes honestly, commits and reveals the root and the CID of its
+result, but never serves the bytes (they are never added to its IPFS node) and never answers an
+availability challenge: a data-withholding worker.
+``--fault copy``: as a juror, the node does not compute the contested tile: it commits to a side's
+revealed tile (side B of a disagreement, the disputed lease of a dispute), repacked as its own
+result; its replica leases are computed honestly.
+
+All work only on a local Anvil chain (chain id 31337); the option is hidden from ``--help``.
 """
 
 from __future__ import annotations
@@ -24,9 +31,25 @@ from blindframe.fhe_core.kernels import (
 )
 from blindframe.worker.errors import NodeOptionError
 
-__all__ = ["LOCAL_CHAIN_ID", "check_fault_allowed", "lazy_outputs", "wrong_root"]
+__all__ = [
+    "DESCRIPTIONS",
+    "LOCAL_CHAIN_ID",
+    "check_fault_allowed",
+    "copied_side",
+    "lazy_outputs",
+    "wrong_root",
+]
 
 LOCAL_CHAIN_ID = 31337
+
+# What each fault makes the node do, for its warnings.
+DESCRIPTIONS = {
+    "lazy": "it reveals random coefficients instead of computed results",
+    "wrong-root": "it reveals roots that its uploaded results do not give",
+    "withhold": "it reveals its results' roots but never serves their bytes nor answers "
+    "availability challenges",
+    "copy": "as a juror it copies a contested side's revealed tile instead of computing",
+}
 
 
 def check_fault_allowed(fault: str | None, chain_id: int) -> None:
@@ -82,3 +105,9 @@ def wrong_root(result: LeaseResult, leaf_depth: int) -> bytes:
         leaf_depth=leaf_depth,
         outputs=forged,
     ).root
+
+
+def copied_side(lease_a: int, lease_b: int) -> int:
+    """The side a ``copy`` juror copies: B of a disagreement (the lease the challenger proved
+    far), the disputed lease of a dispute."""
+    return lease_b or lease_a

@@ -65,6 +65,8 @@ def status_report(
     state = NodeState(state_db, readonly=True)
     try:
         own = state.own_leases()
+        window = int(market.params["revealWindow"])
+        reveal_deadlines = {lease.lease_id: state.reveal_deadline(lease, window) for lease in own}
         jobs = state.jobs()
         credited = state.credited()
         checks = state.checks()
@@ -85,7 +87,7 @@ def status_report(
             "count": lease.count,
             "state": lease.state,
             "commitDeadline": lease.commit_deadline,
-            "revealDeadline": lease.commit_deadline + int(market.params["revealWindow"]),
+            "revealDeadline": reveal_deadlines[lease.lease_id],
             "resultCid": lease.result_cid,
             "paid": int(lease.paid) if lease.paid else 0,
             "error": lease.error,
@@ -104,6 +106,10 @@ def status_report(
     for job in jobs:
         by_status[job.status] = by_status.get(job.status, 0) + 1
     own_ids = {lease.lease_id for lease in own}
+    juries: dict[int, set[int]] = {}  # contest -> our juror leases in it
+    for lease in own:
+        if lease.kind == "juror" and lease.contest_id is not None:
+            juries.setdefault(lease.contest_id, set()).add(lease.lease_id)
     return {
         "address": address,
         "stateDb": str(state_db),
@@ -130,10 +136,11 @@ def status_report(
                 "kind": c.kind,
                 "leaseA": c.lease_a,
                 "leaseB": c.lease_b,
-                "tieBreaker": c.tie_lease,
+                "verdict": c.tie_lease,
+                "jurors": sorted(juries.get(c.contest_id, ())),
                 "outcome": c.outcome or "open",
             }
             for c in contests
-            if {c.lease_a, c.lease_b, c.tie_lease} & own_ids
+            if {c.lease_a, c.lease_b} & own_ids or c.contest_id in juries
         ],
     }

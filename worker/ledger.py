@@ -21,11 +21,14 @@ if TYPE_CHECKING:
 
 __all__ = ["Ledger", "event_text"]
 
+# IStaking.SlashReason, in order.
 _SLASH_REASONS = (
     "missed its commit",
     "missed its reveal",
-    "was far from a tie-breaker",
+    "was proven far from the jury's verdict",
     "lost a client dispute",
+    "voted against the jury's verdict",
+    "did not answer an availability challenge",
 )
 
 
@@ -63,7 +66,12 @@ class Ledger:
             "DisagreementProven": self._disagreement,
             "Disputed": self._disputed,
             "TieBreakerOpened": self._tie_opened,
+            "JuryDrawArmed": self._draw_armed,
+            "JurorDrawn": self._juror_drawn,
             "FarProven": self._far_proven,
+            "AvailabilityChallenged": self._availability_challenged,
+            "AvailabilityAnswered": self._availability_answered,
+            "AvailabilityFailed": self._availability_failed,
             "ContestResolved": self._resolved,
             "LeaseSettled": self._paid,
             "LeaseFinalized": self._paid,
@@ -119,32 +127,46 @@ class Ledger:
         state.add_lease(a)
         lease_id, job_id, lane = int(a["leaseId"]), int(a["jobId"]), int(a["lane"])
         job = state.job(job_id)
-        tie = job is not None and lane >= job.replication
+        juror = job is not None and lane >= job.replication
         contest_id = None
-        if tie:
-            for contest in state.contests(open_only=False):
-                if contest.job_id == job_id and contest.lane == lane:
+        tile = int(a["firstTile"])
+        if juror:
+            for contest in state.contests_of(job_id, tile):
+                if contest.lane == lane:
                     contest_id = contest.contest_id
-                    if contest.outcome is None:
-                        state.update_contest(contest.contest_id, tie_lease=lease_id)
         if not self._mine(a["worker"]) or state.own(lease_id) is not None:
             return
-        # Our claim, but the node did not record it (it stopped between the transaction and
-        # the database write): take it over.
         state.add_own(
             lease_id=lease_id,
             job_id=job_id,
             lane=lane,
-            first_tile=int(a["firstTile"]),
+            first_tile=tile,
             count=int(a["count"]),
-            kind="tiebreaker" if tie else "replica",
+            kind="juror" if juror else "replica",
             commit_deadline=int(a["commitDeadline"]),
             contest_id=contest_id,
         )
+        if juror:
+            # Nobody claims a jury seat: the market drew this node. It computes the tile like
+            # any lease of its own.
+            self.log.info(
+                "juror_drawn",
+                f"drawn as a juror of contest {contest_id} (job {job_id}, tile {tile}): lease "
+                f"{lease_id} in lane {lane}; computing the tile, commit by "
+                f"{a['commitDeadline']}",
+                lease=lease_id,
+                contest=contest_id,
+                job=job_id,
+                tile=tile,
+                lane=lane,
+            )
+            return
+        # Our claim, but the node did not record it (it stopped between the transaction and
+        # the database write): take it over.
         self.log.info(
             "lease_found",
             f"found our lease {lease_id} (job {job_id}, "
-            f"{span(int(a['firstTile']), int(a['count']))}) on chain: taking it over",
+            f"{span(tile, int(a['count']))}) on chain: taking it over",
             lease=lease_id,
         )
 
@@ -167,9 +189,6 @@ class Ledger:
         lease_id = int(a["leaseId"])
         state.lease_status(lease_id, "reclaimed")
         self.on_reopened(int(a["jobId"]))
-        for contest in state.contests():
-            if contest.tie_lease == lease_id:
-                state.update_contest(contest.contest_id, tie_lease=0)
         own = state.own(lease_id)
         if own is None or own.state == "lost":
             return
@@ -210,8 +229,8 @@ class Ledger:
                 self.log.warning(
                     "our_lease_contested",
                     f"{a['challenger']} proved our lease {ours} and lease {theirs} disagree on "
-                    f"tile {a['tile']} of job {a['jobId']}: contest {contest_id}; a tie-breaker "
-                    "replica decides",
+                    f"tile {a['tile']} of job {a['jobId']}: contest {contest_id}; a jury drawn "
+                    "at random decides",
                     contest=contest_id,
                     lease=ours,
                 )
@@ -230,14 +249,35 @@ class Ledger:
             self.log.warning(
                 "disputed",
                 f"the client of job {a['jobId']} disputes tile {a['tile']} of our lease "
-                f"{lease_id} (contest {contest_id}): a fresh tie-breaker replica decides",
+                f"{lease_id} (contest {contest_id}): a jury drawn at random decides",
                 contest=contest_id,
                 lease=lease_id,
             )
 
     def _tie_opened(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        # Opening a contest arms its first jury draw on the opening block.
         self.state.update_contest(
-            int(a["contestId"]), lane=int(a["lane"]), claim_deadline=int(a["claimDeadline"])
+            int(a["contestId"]),
+            lane=int(a["lane"]),
+            claim_deadline=int(a["claimDeadline"]),
+            draw_block=event.block_number,
+            retry_at=0.0,
+        )
+
+    def _draw_armed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        self.state.update_contest(int(a["contestId"]), draw_block=int(a["drawBlock"]), retry_at=0.0)
+
+    def _juror_drawn(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        contest_id, lease_id = int(a["contestId"]), int(a["leaseId"])
+        self.state.update_contest(contest_id, draw_block=0, retry_at=0.0)
+        own = self.state.own(lease_id)
+        if own is not None and own.contest_id is None:
+            self.state.update_own(lease_id, contest_id=contest_id)
+        self.log.debug(
+            "juror_seated",
+            f"contest {contest_id}: seat {a['seat']} went to {a['worker']} (lease {lease_id})",
+            contest=contest_id,
+            lease=lease_id,
         )
 
     def _far_proven(self, event: ChainEvent, a: dict[str, Any]) -> None:
@@ -245,12 +285,19 @@ class Ledger:
         if contest is None:
             return
         lease_id = int(a["leaseId"])
-        side = 0 if lease_id == contest.lease_a else 1
-        self.state.update_contest(contest.contest_id, far_mask=contest.far_mask | (1 << side))
+        if lease_id == contest.lease_a:
+            self.state.update_contest(contest.contest_id, far_mask=contest.far_mask | 1)
+        elif lease_id == contest.lease_b:
+            self.state.update_contest(contest.contest_id, far_mask=contest.far_mask | 2)
+        else:  # another replica of the tile (proveReplicaFar): it forfeits the tile at once
+            looked = contest.replicas_compared | {lease_id}
+            self.state.update_contest(
+                contest.contest_id, replicas_looked=",".join(map(str, sorted(looked)))
+            )
         if self.state.own(lease_id) is not None:
             self.log.warning(
                 "proven_far",
-                f"our lease {lease_id} was proven far from the tie-breaker of contest "
+                f"our lease {lease_id} was proven far from the jury's verdict in contest "
                 f"{contest.contest_id}: it forfeits tile {contest.tile}",
                 contest=contest.contest_id,
                 lease=lease_id,
@@ -259,6 +306,65 @@ class Ledger:
     def _resolved(self, event: ChainEvent, a: dict[str, Any]) -> None:
         outcome = ContestOutcome(int(a["outcome"])).name
         self.state.update_contest(int(a["contestId"]), outcome=outcome)
+
+    # -- data availability -----------------------------------------------------------------------
+
+    def _availability_challenged(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        challenge_id, lease_id = int(a["challengeId"]), int(a["leaseId"])
+        leaves = [int(leaf) for leaf in a["leaves"]]
+        self.state.add_challenge(
+            challenge_id=challenge_id,
+            lease_id=lease_id,
+            job_id=int(a["jobId"]),
+            tile=int(a["tile"]),
+            leaves=leaves,
+            challenger=str(a["challenger"]),
+            deadline=int(a["deadline"]),
+        )
+        if self.state.own(lease_id) is not None:
+            self.log.warning(
+                "availability_challenged",
+                f"{a['challenger']} challenges the availability of our lease {lease_id} "
+                f"(tile {a['tile']}, {len(leaves)} leaf/leaves, challenge {challenge_id}): "
+                f"the leaves must be opened on chain by {a['deadline']}",
+                challenge=challenge_id,
+                lease=lease_id,
+                tile=int(a["tile"]),
+                leaves=leaves,
+            )
+
+    def _availability_answered(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        challenge_id = int(a["challengeId"])
+        self.state.update_challenge(challenge_id, status="answered")
+        if self._mine(a["answerer"]):
+            self.log.info(
+                "availability_answered",
+                f"answered availability challenge {challenge_id} on lease {a['leaseId']}: "
+                f"{eth(int(a['compensation']))} of the bond paid the answer's gas",
+                challenge=challenge_id,
+                lease=int(a["leaseId"]),
+                compensation=int(a["compensation"]),
+            )
+
+    def _availability_failed(self, event: ChainEvent, a: dict[str, Any]) -> None:
+        challenge_id, lease_id = int(a["challengeId"]), int(a["leaseId"])
+        self.state.update_challenge(challenge_id, status="failed")
+        self.state.lease_status(lease_id, "forfeited")
+        self.on_reopened(int(a["jobId"]))
+        own = self.state.own(lease_id)
+        if own is None or own.state == "lost":
+            return
+        self.state.update_own(
+            lease_id, state="lost", error=f"availability challenge {challenge_id} went unanswered"
+        )
+        self.log.warning(
+            "lease_forfeited",
+            f"our lease {lease_id} ({span(own.first_tile, own.count)} of job {own.job_id}) is "
+            f"forfeited: availability challenge {challenge_id} went unanswered; none of its "
+            "tiles is paid and its collateral was slashed",
+            lease=lease_id,
+            challenge=challenge_id,
+        )
 
     # -- money -----------------------------------------------------------------------------------
 
@@ -288,7 +394,7 @@ class Ledger:
         self.state.update_own(lease_id, state="settled", paid=str(int(a["amount"])))
         self.log.info(
             "paid",
-            f"our tie-breaker lease {lease_id} (contest {a['contestId']}) ended: "
+            f"our juror lease {lease_id} (contest {a['contestId']}) ended: "
             f"{eth(int(a['amount']))} credited",
             lease=lease_id,
             amount=int(a["amount"]),
@@ -311,8 +417,8 @@ class Ledger:
         why = _SLASH_REASONS[reason] if reason < len(_SLASH_REASONS) else "faulted"
         self.log.warning(
             "slashed",
-            f"slashed {eth(int(a['amount']))} of lease {a['leaseId']}'s collateral: the lease "
-            f"{why}",
+            f"slashed {eth(int(a['amount']))} over lease {a['leaseId']}: the lease {why}",
             lease=int(a["leaseId"]),
             amount=int(a["amount"]),
+            reason=reason,
         )

@@ -1,6 +1,11 @@
 """The render node's run loop: watch the market's events, claim tiles by policy, compute each
 lease in a sandboxed process pinned to the job's FFT plan, commit, reveal, police replicas,
-finalize, and stop cleanly.
+serve on contests' juries when drawn, answer availability challenges, finalize, and stop cleanly.
+
+Replica leases are claimed; juror leases are not: a contest's jury is drawn at random by the
+market (:mod:`blindframe.worker.referee` calls the draw), and a juror lease drawn for this node
+arrives as a ``TilesClaimed`` event (:mod:`blindframe.worker.ledger`) and then goes through the
+same compute, commit and reveal steps as any lease of its own.
 
 One main thread owns the state database and sends every transaction; leases compute on a
 compute pool (each in a fork of a long-lived child pinned to the job's FFT plan, see
@@ -60,6 +65,7 @@ from blindframe.errors import BlindframeError
 from blindframe.fhe_core.errors import FheCoreError, SandboxError
 from blindframe.fhe_core.jobs import PublicJob, task_clear_args
 from blindframe.fhe_core.kernels import client_spec_hash, output_words
+from blindframe.fhe_core.merkle import leaf_depth
 from blindframe.fhe_core.plans import PlanUnreachableError
 from blindframe.worker import faults
 from blindframe.worker.compute import BadJobDataError, LeaseComputer, LeaseOutput, LeaseTask
@@ -75,9 +81,10 @@ if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
     from blindframe.coordinator.market import Market
+    from blindframe.coordinator.results import LeaseResult
     from blindframe.worker.context import NodePaths
     from blindframe.worker.options import NodeOptions
-    from blindframe.worker.state import ContestRow, JobRow
+    from blindframe.worker.state import JobRow
 
 __all__ = ["EXIT_ABANDONED", "EXIT_OK", "Node", "open_state"]
 
@@ -200,11 +207,7 @@ class Node:
             log.warning(
                 "fault_injection",
                 f"TEST-ONLY FAULT INJECTION: this node is DISHONEST (--fault {options.fault}): "
-                + (
-                    "it reveals random coefficients instead of computed results"
-                    if options.fault == "lazy"
-                    else "it reveals roots that its uploaded results do not give"
-                )
+                + faults.DESCRIPTIONS[options.fault]
                 + f"; allowed on the local chain {faults.LOCAL_CHAIN_ID} only",
                 fault=options.fault,
             )
@@ -222,6 +225,7 @@ class Node:
             )
         self.compute_pool = ThreadPoolExecutor(options.parallel, thread_name_prefix="compute")
         self.io_pool = ThreadPoolExecutor(2, thread_name_prefix="io")
+        self.defense_pool = ThreadPoolExecutor(1, thread_name_prefix="defense")
         self.core = NodeCore(
             me=self.me,
             market=market,
@@ -233,6 +237,7 @@ class Node:
             compute_pool=self.compute_pool,
             io_pool=self.io_pool,
             results_dir=self.paths.results,
+            defense_pool=self.defense_pool,
         )
         self.pinned = PinnedPool(
             memory_bytes=options.memory_limit_mb << 20,
@@ -248,9 +253,7 @@ class Node:
             pinned=self.pinned,
             fault=options.fault,
         )
-        self.referee = Referee(
-            self.core, can_claim=self._can_take, claim_tie_breaker=self._claim_tie_breaker
-        )
+        self.referee = Referee(self.core)
         self.ledger = Ledger(
             self.state,
             log,
@@ -300,6 +303,7 @@ class Node:
                 signal.signal(sig, handler)
             self.compute_pool.shutdown(wait=False, cancel_futures=True)
             self.io_pool.shutdown(wait=False, cancel_futures=True)
+            self.defense_pool.shutdown(wait=False, cancel_futures=True)
             self.pinned.close()
             self.indexer.close()
 
@@ -328,6 +332,7 @@ class Node:
             self._evaluate_jobs()
             self._drive_own_leases()
             self.referee.drive()
+            self.referee.defend()
             self._finalize_verified()
             self._reclaim_expired()
             self._claimed_last_round = False
@@ -389,10 +394,12 @@ class Node:
     def _evaluate_jobs(self) -> None:
         """Validate new jobs' manifests (on the io pool), never more than two at once."""
         now, wall = self.core.clock.now(), time.time()
+        # A job stays of interest while a contest over it may still draw this node as a juror.
         horizon = sum(
             int(self.market.params[k])
-            for k in ("revealWindow", "challengeWindow", "tieBreakWindow")
+            for k in ("revealWindow", "challengeWindow", "acceptanceWindow", "tieBreakWindow")
         )
+        held = {lease.job_id for lease in self.state.own_leases()}
         for job in self.state.jobs(("new", "unavailable")):
             if self.core.running("manifest") >= 2:
                 return
@@ -411,7 +418,7 @@ class Node:
                     job=job.job_id,
                 )
                 continue
-            if job.deadline + horizon < now:
+            if job.deadline + horizon < now and job.job_id not in held:
                 self.state.set_job(job.job_id, "ignored", reason="it ended before this node saw it")
                 continue
             self.core.spawn(
@@ -435,6 +442,11 @@ class Node:
         manifest.check_against_chain(
             kernel=job.kernel, tile_count=job.tile_count, leaf_depth=job.leaf_depth
         )
+        if job.leaf_depth < leaf_depth(job.kernel):
+            raise ManifestError(
+                f"its leaf depth {job.leaf_depth} is too shallow for {job.kernel} tiles (their "
+                f"coefficients and digest leaf need {leaf_depth(job.kernel)})"
+            )
         public = PublicJob.from_json(manifest.job)
         for tile in range(job.tile_count):
             task_clear_args(public, tile)  # every tile's public parameters within bounds
@@ -551,15 +563,45 @@ class Node:
         return self._slots() > 0 and self._free_tiles() >= count
 
     def _free_ranges(self, job: JobRow, lane: int) -> list[tuple[int, int]]:
+        """Runs of tiles this node may claim in ``lane``: free there, not held by us, not
+        revealed in any lane yet (the market takes no new replica of a revealed tile: it could
+        be a copy), and not held in another lane by a lease whose commit window closes before
+        ours could be done (that lease may reveal then, and ours could no longer commit)."""
+        revealed = self._revealed_tiles(job) | self._closing_tiles(job, lane)
         ranges: list[tuple[int, int]] = []
         tile = 0
         while tile < job.tile_count:
             first, count = self.market.free_range(job.job_id, lane, self.me, tile, 256)
             if count == 0:
                 break
-            ranges.append((first, count))
+            start = first
+            for t in range(first, first + count + 1):
+                if t == first + count or t in revealed:
+                    if t > start:
+                        ranges.append((start, t - start))
+                    start = t + 1
             tile = first + count
         return ranges
+
+    def _closing_tiles(self, job: JobRow, lane: int) -> set[int]:
+        """Tiles another lane's live lease holds with a commit deadline sooner than the share of
+        a lease this node plans to fill (``safety``): a replica claimed now could be overtaken."""
+        soon = self.core.clock.now() + int(job.lease_length * self.options.safety)
+        return {
+            tile
+            for lease in self.state.leases(job_id=job.job_id, statuses=("claimed", "committed"))
+            if lease.lane < job.replication and lease.lane != lane and lease.commit_deadline < soon
+            for tile in lease.tiles
+        }
+
+    def _revealed_tiles(self, job: JobRow) -> set[int]:
+        """Tiles of ``job`` some replica lease revealed (as this node's index saw it)."""
+        return {
+            tile
+            for lease in self.state.leases(job_id=job.job_id, statuses=("revealed", "settled"))
+            if lease.lane < job.replication
+            for tile in lease.tiles
+        }
 
     def _claim_new_work(self) -> None:
         slots = self._slots()
@@ -652,9 +694,13 @@ class Node:
             lease_id, event = self.market.claim(claim.job_id, claim.lane, claim.first, claim.count)
         except ContractRevertError as exc:
             self._full_until[claim.job_id] = time.monotonic() + 2.0
+            if exc.name == "MarketTileRevealed":
+                # Another lane revealed a tile of the range: no replica of it may start now.
+                self._full_until[claim.job_id] = time.monotonic() + _FULL_RECHECK
             if exc.name in (
                 "MarketTilesTaken",
                 "MarketTileHeld",
+                "MarketTileRevealed",
                 "MarketClaimClosed",
                 "MarketJobCancelled",
             ):
@@ -663,8 +709,6 @@ class Node:
                 self.log.warning("claim_failed", f"claim not made: {exc}", job=claim.job_id)
             return None
         self._claimed_last_round = True
-        job = self.state.job(claim.job_id)
-        replica = job is None or claim.lane < job.replication
         self.state.add_lease({**event, "worker": self.me})
         self.state.add_own(
             lease_id=lease_id,
@@ -672,7 +716,7 @@ class Node:
             lane=claim.lane,
             first_tile=claim.first,
             count=claim.count,
-            kind="replica" if replica else "tiebreaker",
+            kind="replica",  # only replica lanes are claimed: jurors are drawn
             commit_deadline=int(event["commitDeadline"]),
         )
         what = f"claimed {span(claim.first, claim.count)} of job {claim.job_id} (lane {claim.lane})"
@@ -697,23 +741,6 @@ class Node:
         )
         return lease_id
 
-    def _claim_tie_breaker(self, contest: ContestRow, job: JobRow) -> int | None:
-        assert contest.lane is not None
-        self.log.info(
-            "tie_breaker",
-            f"contest {contest.contest_id} needs a tie-breaker for tile {contest.tile} of job "
-            f"{job.job_id}: this node holds no replica of it, claiming lane {contest.lane}",
-            contest=contest.contest_id,
-        )
-        note = f"the tie-breaker of contest {contest.contest_id}"
-        lease_id = self._claim(
-            _Plan(Claim(job.job_id, contest.lane, contest.tile, 1), job.kernel, None, 1, 0, note)
-        )
-        if lease_id is not None:
-            self.state.update_own(lease_id, kind="tiebreaker", contest_id=contest.contest_id)
-            self.state.update_contest(contest.contest_id, tie_lease=lease_id)
-        return lease_id
-
     # -- computing -------------------------------------------------------------------------------
 
     def _start_computes(self) -> None:
@@ -726,8 +753,9 @@ class Node:
             job = self.state.job(lease.job_id)
             if job is None:
                 continue
-            if job.status == "refused":
-                self._fail(lease, f"its job was refused ({job.reason})")
+            if job.status in ("refused", "ignored"):
+                what = "refused" if job.status == "refused" else "ignored by this node"
+                self._fail(lease, f"its job was {what} ({job.reason})")
                 continue
             manifest = self._manifest(job)
             if manifest is None:
@@ -748,6 +776,9 @@ class Node:
                 manifest=manifest,
                 timeout_s=float(left),
             )
+            if lease.kind == "juror" and self.options.fault == "copy":
+                self._start_copy(lease, job, task)
+                continue
             self.log.info(
                 "computing",
                 f"computing lease {lease.lease_id} ({span(lease.first_tile, lease.count)} of job "
@@ -769,6 +800,48 @@ class Node:
                     deadline=time.monotonic() + task.timeout_s,
                 ),
             )
+
+    def _start_copy(self, lease: OwnLease, job: JobRow, task: LeaseTask) -> None:
+        """TEST-ONLY (``--fault copy``): a juror lease takes a contested side's revealed tile
+        instead of computing it."""
+        contest = self.state.contest(lease.contest_id) if lease.contest_id is not None else None
+        source = None
+        if contest is not None:
+            source = self.state.lease(faults.copied_side(contest.lease_a, contest.lease_b))
+        if source is None or source.root is None or source.result_cid is None:
+            self.state.update_own(lease.lease_id, state="claimed", next_check=time.time() + 2)
+            return
+        ref = source
+
+        def copy() -> LeaseOutput:
+            result: LeaseResult = self.core.lease_result(
+                job=job,
+                lease_id=ref.lease_id,
+                first_tile=ref.first_tile,
+                count=ref.count,
+                root=bytes.fromhex(str(ref.root).removeprefix("0x")),
+                cid=ref.result_cid,
+            )
+            return self.computer.copy(task, result, lease.first_tile)
+
+        self.log.warning(
+            "copying",
+            f"FAULT copy: juror lease {lease.lease_id} copies lease {source.lease_id}'s tile "
+            f"{lease.first_tile} instead of computing it",
+            lease=lease.lease_id,
+            source=source.lease_id,
+        )
+        self.core.spawn(
+            ("compute", lease.lease_id),
+            self.io_pool,
+            copy,
+            functools.partial(
+                self._computed,
+                lease=lease,
+                job=job,
+                deadline=time.monotonic() + task.timeout_s,
+            ),
+        )
 
     def _estimate(self, kernel: str, count: int) -> float | None:
         per_tile = self.runtime.seconds_per_tile(kernel)
@@ -823,8 +896,9 @@ class Node:
             self.log.debug("compute_traceback", "".join(traceback.format_exception(exc)))
             self._fail(lease, f"{type(exc).__name__}: {exc}")
             return
-        self.runtime.record(job.kernel, out.tiles_computed, out.tile_seconds)
-        self._overheads.append(max(out.total_seconds - out.tile_seconds, 0.0))
+        if out.tiles_computed:
+            self.runtime.record(job.kernel, out.tiles_computed, out.tile_seconds)
+            self._overheads.append(max(out.total_seconds - out.tile_seconds, 0.0))
         self.core.remember_result(lease.lease_id, out.result)
         salt = secrets.token_bytes(32)
         # The salt and root are on disk before the commit transaction exists: a node restarted
@@ -852,15 +926,17 @@ class Node:
             cid=out.cid,
             bytes=out.size,
         )
-        if self.options.fault is not None:
+        fault = self.options.fault
+        if fault is not None and (fault != "copy" or lease.kind == "juror"):
             log.warning(
                 "fault_injected",
-                f"FAULT {self.options.fault}: lease {lease.lease_id} "
-                + (
-                    "carries random coefficients, not the computed result"
-                    if self.options.fault == "lazy"
-                    else "will reveal a root its uploaded result does not give"
-                ),
+                f"FAULT {fault}: lease {lease.lease_id} "
+                + {
+                    "lazy": "carries random coefficients, not the computed result",
+                    "wrong-root": "will reveal a root its uploaded result does not give",
+                    "withhold": "is never served: its bytes stay on this machine",
+                    "copy": "is a copy of a contested side's tile, not computed",
+                }[fault],
                 lease=lease.lease_id,
             )
 
@@ -888,7 +964,10 @@ class Node:
     # -- our leases: commit, reveal, recover -----------------------------------------------------
 
     def _drive_own_leases(self) -> None:
+        wall = time.time()
         for lease in self.state.own_leases(("computed", "committed", "failed", "abandoned")):
+            if lease.kind == "juror" and lease.state == "committed" and lease.next_check > wall:
+                continue  # a juror waiting for the other jurors' commits
             try:
                 if lease.state == "computed":
                     self._commit(lease)
@@ -921,6 +1000,9 @@ class Node:
             elif exc.name == "MarketLeaseExpired" or view.state == LeaseStatus.RECLAIMED:
                 self._lose(lease, exc.message, committed=False)
                 return
+            elif exc.name == "MarketTileRevealed":
+                self._overtaken(lease, exc.message)
+                return
             else:
                 raise
         self.state.update_own(lease.lease_id, state="committed")
@@ -932,12 +1014,27 @@ class Node:
         )
         self._reveal(self.state.own(lease.lease_id) or lease)
 
+    def _overtaken(self, lease: OwnLease, reason: str) -> None:
+        """Another lane revealed a tile of our lease before we committed: the market takes no
+        commit for it now (a replica then could be a copy). The lease misses its commit and is
+        reclaimed after its deadline like any other (an unslashed exit would let one operator
+        hold a second lane for free); the claim policy avoids this by leaving tiles whose
+        partner leases close their commit windows too soon."""
+        self.state.update_own(lease.lease_id, state="lost", error=reason)
+        self.log.warning(
+            "lease_overtaken",
+            f"lease {lease.lease_id} ({span(lease.first_tile, lease.count)} of job "
+            f"{lease.job_id}) cannot commit: {reason}; it will be reclaimed (slashed) after "
+            f"{when(lease.commit_deadline, self.core.clock.now())}",
+            lease=lease.lease_id,
+        )
+
     def _reveal(self, lease: OwnLease) -> None:
         assert lease.root is not None
         assert lease.salt is not None
         assert lease.result_cid is not None
         now = self.core.clock.now()
-        reveal_deadline = lease.commit_deadline + int(self.market.params["revealWindow"])
+        reveal_deadline = self.state.reveal_deadline(lease, int(self.market.params["revealWindow"]))
         if now > reveal_deadline:
             self._lose(lease, "the reveal deadline passed", committed=True)
             return
@@ -969,6 +1066,18 @@ class Node:
             elif view.state == LeaseStatus.RECLAIMED or exc.name == "MarketLeaseExpired":
                 self._lose(lease, exc.message, committed=True)
                 return
+            elif exc.name == "MarketRevealTooEarly" and lease.kind == "juror":
+                # A juror reveals once every seated juror committed (or the draw window closed).
+                if lease.lease_id not in self._waiting_logged:
+                    self._waiting_logged.add(lease.lease_id)
+                    self.log.info(
+                        "reveal_wait",
+                        f"juror lease {lease.lease_id} waits to reveal until every juror of "
+                        f"contest {lease.contest_id} has committed: {exc.message}",
+                        lease=lease.lease_id,
+                    )
+                self.state.update_own(lease.lease_id, next_check=time.time() + 2)
+                return
             else:
                 raise
         self.state.update_own(lease.lease_id, state="revealed", next_check=0)
@@ -999,7 +1108,12 @@ class Node:
             return
         view = self.market.lease(lease.lease_id)
         now = self.core.clock.now()
-        if view.state in (LeaseStatus.RECLAIMED, LeaseStatus.SETTLED, LeaseStatus.NONE):
+        if view.state in (
+            LeaseStatus.RECLAIMED,
+            LeaseStatus.SETTLED,
+            LeaseStatus.FORFEITED,
+            LeaseStatus.NONE,
+        ):
             self.state.update_own(lease.lease_id, state="lost")
             return
         if view.state == LeaseStatus.REVEALED:
@@ -1019,11 +1133,12 @@ class Node:
         for lease in self.state.own_leases(states):
             view = self.market.lease(lease.lease_id)
             now = self.core.clock.now()
-            if view.state == LeaseStatus.RECLAIMED:
+            if view.state in (LeaseStatus.RECLAIMED, LeaseStatus.FORFEITED):
                 self.state.update_own(lease.lease_id, state="lost")
+                how = "reclaimed" if view.state == LeaseStatus.RECLAIMED else "forfeited"
                 self.log.warning(
                     "lease_lost",
-                    f"lease {lease.lease_id} was reclaimed while this node was away",
+                    f"lease {lease.lease_id} was {how} while this node was away",
                     lease=lease.lease_id,
                 )
             elif view.state == LeaseStatus.SETTLED:
@@ -1090,6 +1205,8 @@ class Node:
         """Add our result file to IPFS again (pinned); False if the file is gone."""
         if lease.result_path is None or not Path(lease.result_path).is_file():
             return False
+        if self.options.fault == "withhold":
+            return True  # TEST-ONLY: its bytes are never served
         added = self.store.add_file(Path(lease.result_path))
         return lease.result_cid is None or added.cid == lease.result_cid
 

@@ -20,7 +20,7 @@ from blindframe.worker.errors import NodeOptionError
 __all__ = ["ENV_PREFIX", "FAULTS", "NodeOptions", "resolve_options"]
 
 ENV_PREFIX = "BLINDFRAME_WORKER_"
-FAULTS = ("lazy", "wrong-root")
+FAULTS = ("lazy", "wrong-root", "withhold", "copy")
 
 
 @dataclass(frozen=True)

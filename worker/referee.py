@@ -1,46 +1,53 @@
 """Keeping replicas honest: compare other replicas of our tiles with ours, prove disagreements,
-take tie-breaker lanes, prove the far side, resolve contests.
+draw contests' juries, prove sides and other replicas far from the jury's verdict, resolve
+contests, and answer availability challenges on our own leases.
 
 Every comparison opens the other worker's result against the root it revealed on chain
 (``open_lease_result``), then applies the contract's agreement rule tile by tile
-(``disagreement_openings`` with the deployment's ``tolerance`` and ``farCount``); the openings
-it returns are exactly what ``proveDisagreement`` / ``proveFar`` verify. Downloads run on the io
-pool; transactions are sent from the main loop.
+(``disagreement_openings`` with the deployment's ``tolerance`` and ``farCount``: one opening of
+the digest leaf when two outputs differ at all); the openings it returns are exactly what
+``proveDisagreement`` / ``proveFar`` / ``proveReplicaFar`` verify. Nobody claims a contest's
+tie-breaker: once a contest's draw block is mined, any node following the job calls
+``drawJury``, and a node drawn as a juror computes the tile as one of its own leases (see
+:mod:`blindframe.worker.node`). Downloads run on the io pool; transactions are sent from the
+main loop.
 """
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from web3.types import RPCEndpoint
+
 from blindframe.coordinator.errors import ContractRevertError, LeaseResultError
-from blindframe.coordinator.market import ContestOutcome, LeaseStatus, Opening
+from blindframe.coordinator.market import ContestOutcome, ContestView, Opening
 from blindframe.coordinator.results import LeaseResult, disagreement_openings
 from blindframe.coordinator.store import StoreError
+from blindframe.worker.faults import LOCAL_CHAIN_ID
 from blindframe.worker.logs import span, when
 
 if TYPE_CHECKING:
     from blindframe.worker.core import NodeCore
-    from blindframe.worker.state import ChainLease, ContestRow, JobRow, OwnLease
+    from blindframe.worker.state import ChainLease, ChallengeRow, ContestRow, JobRow, OwnLease
 
 __all__ = ["OUTCOMES", "Referee"]
 
 OUTCOMES = {
-    ContestOutcome.A_FAR: "side A was far from the tie-breaker: it forfeits the tile and is "
-    "slashed, the tie-breaker is paid",
-    ContestOutcome.B_FAR: "side B was far from the tie-breaker: it forfeits the tile and is "
-    "slashed, the tie-breaker is paid",
-    ContestOutcome.BOTH_FAR: "both sides were far from the tie-breaker: the tile's rewards go back "
-    "to the client, nobody is slashed",
+    ContestOutcome.A_FAR: "side A was far from the jury's verdict: it forfeits the tile and is "
+    "slashed, the jurors on the verdict are paid",
+    ContestOutcome.B_FAR: "side B was far from the jury's verdict: it forfeits the tile and is "
+    "slashed, the jurors on the verdict are paid",
+    ContestOutcome.BOTH_FAR: "both sides were far from the jury's verdict: both forfeit the tile",
     ContestOutcome.NONE_FAR: "neither side was proven far: both keep the tile",
-    ContestOutcome.NO_TIE_BREAKER: "no tie-breaker revealed in time: as if both were far",
+    ContestOutcome.NO_TIE_BREAKER: "the jury reached no verdict in time: as if both were far",
 }
 _RETRY = 2.0
+_MINE_AFTER = 3.0  # seconds without a new block before a dev chain is asked to mine one
 
 
 @dataclass(frozen=True)
@@ -63,21 +70,28 @@ class _Comparison:
     identical: bool
 
 
-# Callbacks the node gives the referee: may it take a tie-breaker now, and take it.
-CanClaim = Callable[[int], bool]
-ClaimTieBreaker = Callable[["ContestRow", "JobRow"], int | None]
+@dataclass(frozen=True)
+class _Found:
+    """One lease compared with a contest's verdict: far (``openings``), agreeing (neither set),
+    or not comparable: ``problem`` says why, ``final`` whether trying again could help."""
+
+    openings: list[Opening] | None = None
+    problem: str | None = None
+    final: bool = True
+
+
+# A lease to compare with the verdict: ("side", 0 | 1, lease) or ("replica", -1, lease).
+_Target = tuple[str, int, int]
 
 
 class Referee:
-    """Replica checks and contests of one node."""
+    """Replica checks, contests and availability challenges of one node."""
 
-    def __init__(
-        self, core: NodeCore, *, can_claim: CanClaim, claim_tie_breaker: ClaimTieBreaker
-    ) -> None:
+    def __init__(self, core: NodeCore) -> None:
         self.core = core
-        self.can_claim = can_claim
-        self.claim_tie_breaker = claim_tie_breaker
         self._deadlines: dict[tuple[int, int], int] = {}
+        self._draw_waiting: dict[int, tuple[int, float]] = {}
+        self._draw_closed: set[int] = set()
 
     # -- queueing comparisons --------------------------------------------------------------------
 
@@ -111,10 +125,14 @@ class Referee:
                 core.state.add_check(own.lease_id, lease_id)
 
     def busy(self) -> bool:
-        """Whether a comparison or a contest of ours is still open."""
-        if self.core.state.checks(("pending",)):
+        """Whether a comparison, a contest of ours or a challenge of one of our leases is open."""
+        state = self.core.state
+        if state.checks(("pending",)):
             return True
-        return any(self._involved(c) for c in self.core.state.contests())
+        own = self._own_ids()
+        if any(c.lease_id in own for c in state.challenges(("open",))):
+            return True
+        return any(self._involved(c) for c in state.contests())
 
     # -- comparisons -----------------------------------------------------------------------------
 
@@ -135,7 +153,10 @@ class Referee:
             other = core.state.lease(check.other_lease)
             if own is None or other is None:
                 continue
-            if own.state in ("lost", "failed", "abandoned") or other.status == "reclaimed":
+            if own.state in ("lost", "failed", "abandoned") or other.status in (
+                "reclaimed",
+                "forfeited",
+            ):
                 core.state.set_check(own.lease_id, other.lease_id, "skipped", "a lease ended")
                 continue
             if own.state not in ("revealed", "settled") or other.status not in (
@@ -314,7 +335,7 @@ class Referee:
             log.info(
                 "disagreement_proven",
                 f"proved lease {other.lease_id} far from lease {own.lease_id} on tile {tile}: "
-                f"contest {contest} opened; a fresh tie-breaker replica decides",
+                f"contest {contest} opened; a jury drawn at random decides",
                 contest=contest,
                 lease=own.lease_id,
                 other=other.lease_id,
@@ -329,8 +350,22 @@ class Referee:
         return {lease.lease_id for lease in self.core.state.own_leases()}
 
     def _involved(self, contest: ContestRow, own: set[int] | None = None) -> bool:
+        """A side of the contest, one of its jurors, or a replica of its tile is ours."""
         own = self._own_ids() if own is None else own
-        return bool({contest.lease_a, contest.lease_b, contest.tie_lease} & own)
+        if {contest.lease_a, contest.lease_b} & own:
+            return True
+        for lease in self.core.state.own_leases():
+            if lease.job_id != contest.job_id:
+                continue
+            if lease.kind == "juror" and lease.contest_id == contest.contest_id:
+                return True
+            if (
+                lease.kind == "replica"
+                and contest.tile in lease.tiles
+                and lease.state in ("revealed", "settled")
+            ):
+                return True
+        return False
 
     def _drive_contests(self) -> None:
         core = self.core
@@ -343,7 +378,7 @@ class Referee:
             if job is None:
                 continue
             involved = self._involved(contest, own)
-            if not involved and not self._may_tie_break(contest, job):
+            if not involved and not self._may_draw(contest, job):
                 continue
             try:
                 self._drive_contest(contest, job, involved)
@@ -362,18 +397,22 @@ class Referee:
                     retry = max(_RETRY, min(60.0, until - core.clock.now() + 1))
                 core.state.update_contest(contest.contest_id, retry_at=now_wall + retry)
 
-    def _may_tie_break(self, contest: ContestRow, job: JobRow) -> bool:
+    def _may_draw(self, contest: ContestRow, job: JobRow) -> bool:
+        """Whether this node calls the draw of a contest it is not part of: it follows the job
+        (a job it validated) and the draw window is open."""
         core = self.core
         return (
             not core.stopping
             and core.options.fault is None
-            and contest.tie_lease == 0
             and job.status == "valid"
-            and job.kernel in core.options.kernels
-            and job.client.lower() != core.me.lower()
-            and contest.lane is not None
             and contest.claim_deadline is not None
+            and contest.contest_id not in self._draw_closed
             and core.clock.now() <= contest.claim_deadline
+        )
+
+    def _retry(self, contest: ContestRow, seconds: float) -> None:
+        self.core.state.update_contest(
+            contest.contest_id, retry_at=time.monotonic() + max(_RETRY, min(60.0, seconds))
         )
 
     def _drive_contest(self, contest: ContestRow, job: JobRow, involved: bool) -> None:
@@ -383,178 +422,294 @@ class Referee:
             core.state.update_contest(contest.contest_id, outcome=ContestOutcome(view.outcome).name)
             return
         now = core.clock.now()
-        if view.leaseT == 0:
-            if contest.tie_lease:
-                core.state.update_contest(contest.contest_id, tie_lease=0)
-            if now <= view.claimDeadline:
-                if (
-                    self._may_tie_break(contest, job)
-                    and self._free_for_us(contest, job)
-                    and self.can_claim(1)
-                ):
-                    self.claim_tie_breaker(contest, job)
-                core.state.update_contest(contest.contest_id, retry_at=time.monotonic() + _RETRY)
-                return
-            if involved:  # nobody took the tie-breaker in time: end the contest
-                self._resolve(contest)
+        if view.drawBlock != contest.draw_block:
+            core.state.update_contest(contest.contest_id, draw_block=view.drawBlock)
+        # The market says when its draw window closed (MarketDrawClosed): no more tries then.
+        draw_end = view.claimDeadline
+        if (
+            view.drawBlock != 0
+            and now <= draw_end
+            and contest.contest_id not in self._draw_closed
+            and core.options.fault is None
+        ):
+            self._draw(contest, view)
             return
-        tie = core.market.lease(view.leaseT)
-        if view.leaseT != contest.tie_lease:
-            core.state.update_contest(contest.contest_id, tie_lease=view.leaseT)
-        if not involved and view.leaseT not in self._own_ids():
+        if not involved:
+            self._retry(contest, draw_end - now + 1)
             return
-        if tie.state != LeaseStatus.REVEALED:
-            core.state.update_contest(contest.contest_id, retry_at=time.monotonic() + _RETRY)
+        lease_t, fixed_at = core.market.verdict(contest.contest_id)
+        if lease_t != contest.tie_lease:
+            core.state.update_contest(contest.contest_id, tie_lease=lease_t)
+        if fixed_at == 0:
+            self._retry(contest, _RETRY)  # a draw may still run, or jurors commit or reveal
             return
-        window_end = tie.revealedAt + int(core.params["challengeWindow"])
-        if now <= window_end:
-            sides = [(0, view.leaseA)] + ([(1, view.leaseB)] if view.leaseB else [])
-            own = self._own_ids()
-            todo = [
-                (side, lease)
-                for side, lease in sides
-                if lease not in own
-                and not (view.farMask >> side) & 1
-                and not (contest.looked >> side) & 1
-            ]
-            if todo:
-                refs: list[tuple[int, _Ref | str]] = []
-                for side, lease in todo:
-                    try:
-                        refs.append((side, self._ref(lease)))
-                    except LeaseResultError as exc:
-                        refs.append((side, exc.message))
-                core.spawn(
-                    ("contest", contest.contest_id),
-                    core.io_pool,
-                    functools.partial(
-                        self._compare_sides, job, contest.tile, self._ref(view.leaseT), refs
-                    ),
-                    functools.partial(
-                        self._sides_compared, contest=contest, job=job, window_end=window_end
-                    ),
-                )
-                return
-            core.state.update_contest(
-                contest.contest_id,
-                retry_at=time.monotonic() + max(_RETRY, min(60.0, window_end - now + 1)),
-            )
+        window_end = fixed_at + int(core.params["challengeWindow"])
+        if now > window_end or lease_t == 0:
+            # No verdict (nobody drawn, or no majority): nothing to prove against, the contest
+            # ends undecided; with one, once its window to prove sides far has passed.
+            self._resolve(contest)
             return
-        self._resolve(contest)
-
-    def _free_for_us(self, contest: ContestRow, job: JobRow) -> bool:
-        """We hold no replica of the tile (the contract forbids two on one worker)."""
-        assert contest.lane is not None
-        first, count = self.core.market.free_range(
-            job.job_id, contest.lane, self.core.me, contest.tile, 1
+        if now <= fixed_at:
+            self._retry(contest, _RETRY)  # proofs are taken strictly after the verdict is fixed
+            return
+        targets = self._targets(contest, view, job)
+        if not targets:
+            self._retry(contest, window_end - now + 1)
+            return
+        refs: list[tuple[_Target, _Ref | str]] = []
+        for target in targets:
+            try:
+                refs.append((target, self._ref(target[2])))
+            except LeaseResultError as exc:
+                refs.append((target, exc.message))
+        core.spawn(
+            ("contest", contest.contest_id),
+            core.io_pool,
+            functools.partial(
+                self._compare_with_verdict, job, contest.tile, self._ref(lease_t), refs
+            ),
+            functools.partial(
+                self._verdict_compared,
+                contest=contest,
+                lease_t=lease_t,
+                window_end=window_end,
+            ),
         )
-        return count == 1 and first == contest.tile
 
-    def _compare_sides(
-        self, job: JobRow, tile: int, tie: _Ref, sides: list[tuple[int, _Ref | str]]
-    ) -> dict[int, list[Opening] | None | str]:
-        """(io thread) Each contested side against the tie-breaker's result on ``tile``."""
+    def _targets(self, contest: ContestRow, view: ContestView, job: JobRow) -> list[_Target]:
+        """Leases to compare with the verdict: the sides not proven far yet, then every other
+        revealed replica of the tile this node knows (not ours: we computed those ourselves)."""
+        own = self._own_ids()
+        out: list[_Target] = []
+        sides = [(0, view.leaseA)] + ([(1, view.leaseB)] if view.leaseB else [])
+        for side, lease in sides:
+            if lease in own or (view.farMask >> side) & 1 or (contest.looked >> side) & 1:
+                continue
+            out.append(("side", side, lease))
+        looked = contest.replicas_compared
+        for other in self.core.state.leases(job_id=job.job_id, statuses=("revealed",)):
+            if (
+                other.lane < job.replication
+                and contest.tile in other.tiles
+                and other.lease_id not in (view.leaseA, view.leaseB)
+                and other.lease_id not in own
+                and other.lease_id not in looked
+            ):
+                out.append(("replica", -1, other.lease_id))
+        return out
+
+    def _draw(self, contest: ContestRow, view: ContestView) -> None:
+        """Draw the contest's jury once its draw block is behind us (any node may)."""
+        core = self.core
+        block = core.market.block_number()
+        if block <= view.drawBlock:
+            self._nudge_chain(contest.contest_id, view.drawBlock, block)
+            core.state.update_contest(contest.contest_id, retry_at=time.monotonic() + 1.0)
+            return
+        self._draw_waiting.pop(contest.contest_id, None)
+        try:
+            drawn = core.market.draw_jury(contest.contest_id)
+        except ContractRevertError as exc:
+            if exc.name not in ("MarketDrawNotReady", "MarketDrawClosed"):
+                raise
+            if exc.name == "MarketDrawClosed":
+                self._draw_closed.add(contest.contest_id)
+            core.log.debug(
+                "draw_skipped",
+                f"contest {contest.contest_id}: {exc.message}",
+                contest=contest.contest_id,
+            )
+            core.state.update_contest(contest.contest_id, retry_at=time.monotonic() + 1.0)
+            return
+        core.state.update_contest(contest.contest_id, draw_block=0, retry_at=0.0)
+        if not drawn:
+            core.log.info(
+                "draw_rearmed",
+                f"contest {contest.contest_id}: nobody could be drawn from its draw block (too "
+                "old, or no eligible staked worker yet); a new draw is armed",
+                contest=contest.contest_id,
+            )
+            core.state.update_contest(contest.contest_id, retry_at=time.monotonic() + 5.0)
+            return
+        core.log.info(
+            "jury_drawn",
+            f"drew the jury of contest {contest.contest_id} (job {contest.job_id}, tile "
+            f"{contest.tile}): "
+            + ", ".join(f"seat {e['seat']} {e['worker']} (lease {e['leaseId']})" for e in drawn),
+            contest=contest.contest_id,
+            jurors=[int(e["leaseId"]) for e in drawn],
+            workers=[str(e["worker"]) for e in drawn],
+        )
+
+    def _nudge_chain(self, contest_id: int, draw_block: int, block: int) -> None:
+        """On a local dev chain that mines only on transactions, mine a block when none came
+        for a few seconds: the draw needs a block after its draw block."""
+        core = self.core
+        seen = self._draw_waiting.get(contest_id)
+        wall = time.monotonic()
+        if seen is None or seen[0] != block:
+            self._draw_waiting[contest_id] = (block, wall)
+            return
+        if core.market.deployment.chain_id != LOCAL_CHAIN_ID or wall - seen[1] < _MINE_AFTER:
+            return
+        core.market.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+        self._draw_waiting[contest_id] = (block + 1, wall)
+        core.log.debug(
+            "mined",
+            f"contest {contest_id}: no block after draw block {draw_block} came for "
+            f"{_MINE_AFTER:.0f} s; asked the dev chain to mine one",
+            contest=contest_id,
+        )
+
+    def _compare_with_verdict(
+        self, job: JobRow, tile: int, verdict: _Ref, targets: list[tuple[_Target, _Ref | str]]
+    ) -> dict[_Target, _Found]:
+        """(io thread) Each lease against the verdict lease's result on ``tile``."""
         params = self.core.params
-        tie_result = self._load(job, tie)
-        out: dict[int, list[Opening] | None | str] = {}
-        for side, ref in sides:
+        verdict_result = self._load(job, verdict)
+        out: dict[_Target, _Found] = {}
+        for target, ref in targets:
             if isinstance(ref, str):
-                out[side] = ref
+                out[target] = _Found(problem=ref, final=False)
                 continue
             try:
                 result = self._load(job, ref)
             except LeaseResultError as exc:
-                out[side] = exc.message
+                out[target] = _Found(problem=exc.message)
                 continue
-            out[side] = disagreement_openings(
-                result,
-                tie_result,
-                tile,
-                tolerance=int(params["tolerance"]),
-                far_count=int(params["farCount"]),
+            except (StoreError, FileNotFoundError) as exc:
+                out[target] = _Found(problem=str(exc), final=False)
+                continue
+            out[target] = _Found(
+                openings=disagreement_openings(
+                    result,
+                    verdict_result,
+                    tile,
+                    tolerance=int(params["tolerance"]),
+                    far_count=int(params["farCount"]),
+                )
             )
         return out
 
-    def _sides_compared(
+    def _verdict_compared(
         self,
-        future: Future[dict[int, list[Opening] | None | str]],
+        future: Future[dict[_Target, _Found]],
         contest: ContestRow,
-        job: JobRow,
+        lease_t: int,
         window_end: int,
     ) -> None:
         core, log = self.core, self.core.log
         try:
             found = future.result()
-        except (StoreError, LeaseResultError) as exc:
+        except (StoreError, LeaseResultError, FileNotFoundError) as exc:
             log.debug(
                 "contest_fetch_retry",
-                f"contest {contest.contest_id}: cannot compare yet ({exc.message})",
+                f"contest {contest.contest_id}: cannot read the verdict lease {lease_t} yet "
+                f"({exc})",
                 contest=contest.contest_id,
             )
             core.state.update_contest(contest.contest_id, retry_at=time.monotonic() + _RETRY)
             return
         looked = contest.looked
-        for side, openings in found.items():
-            looked |= 1 << side
-            lease = contest.lease_a if side == 0 else contest.lease_b
-            if isinstance(openings, str):
-                log.warning(
-                    "contest_unopenable",
-                    f"contest {contest.contest_id}: lease {lease}'s result cannot be opened "
-                    f"({openings}); it cannot be proven far",
-                    contest=contest.contest_id,
-                )
-                continue
-            if openings is None:
+        replicas = contest.replicas_compared
+        retry = False
+        for (kind, side, lease), result in found.items():
+            what = f"lease {lease} (side {'AB'[side]})" if kind == "side" else f"lease {lease}"
+            done = self._act_on(contest, kind, side, lease, what, result, window_end)
+            if not done:
+                retry = True
+            elif kind == "side":
+                looked |= 1 << side
+            else:
+                replicas.add(lease)
+        core.state.update_contest(
+            contest.contest_id,
+            looked=looked,
+            replicas_looked=",".join(map(str, sorted(replicas))),
+            retry_at=time.monotonic() + _RETRY if retry else 0.0,
+        )
+
+    def _act_on(
+        self,
+        contest: ContestRow,
+        kind: str,
+        side: int,
+        lease: int,
+        what: str,
+        found: _Found,
+        window_end: int,
+    ) -> bool:
+        """Log a comparison with the verdict and prove a far lease on chain; True when there is
+        nothing more to do about that lease."""
+        core, log = self.core, self.core.log
+        if found.problem is not None:
+            report = log.warning if found.final else log.debug
+            report(
+                "contest_unopenable",
+                f"contest {contest.contest_id}: {what}'s result cannot be compared with the "
+                f"verdict ({found.problem})"
+                + ("; it cannot be proven far" if found.final else "; trying again"),
+                contest=contest.contest_id,
+                lease=lease,
+            )
+            return found.final or core.clock.now() > window_end
+        if found.openings is None:
+            log.info(
+                "side_agrees" if kind == "side" else "replica_agrees_verdict",
+                f"contest {contest.contest_id}: {what} agrees with the jury's verdict on tile "
+                f"{contest.tile}",
+                contest=contest.contest_id,
+                lease=lease,
+            )
+            return True
+        if core.clock.now() > window_end:
+            log.warning(
+                "far_late",
+                f"contest {contest.contest_id}: {what} is far from the verdict but the window to "
+                f"prove it closed at {window_end}",
+                contest=contest.contest_id,
+            )
+            return True
+        log.info(
+            "far_found",
+            f"contest {contest.contest_id}: {what} is far from the jury's verdict on tile "
+            f"{contest.tile}: proving it on chain ({len(found.openings)} opened leaves)",
+            contest=contest.contest_id,
+            lease=lease,
+        )
+        try:
+            if kind == "side":
+                core.market.prove_far(contest.contest_id, side, found.openings)
+            else:
+                core.market.prove_replica_far(contest.contest_id, lease, found.openings)
+        except ContractRevertError as exc:
+            if exc.name in ("MarketBadSide", "MarketWrongLeaseStatus", "MarketContestSide"):
                 log.info(
-                    "side_agrees",
-                    f"contest {contest.contest_id}: lease {lease} (side {'AB'[side]}) agrees with "
-                    f"the tie-breaker on tile {contest.tile}",
-                    contest=contest.contest_id,
-                    lease=lease,
-                )
-                continue
-            if core.clock.now() > window_end:
-                log.warning(
-                    "far_late",
-                    f"contest {contest.contest_id}: lease {lease} is far from the tie-breaker but "
-                    f"the window to prove it closed at {window_end}",
+                    "far_already_proven",
+                    f"contest {contest.contest_id}: {what} cannot be proven far any more "
+                    f"({exc.message})",
                     contest=contest.contest_id,
                 )
-                continue
-            log.info(
-                "far_found",
-                f"contest {contest.contest_id}: lease {lease} (side {'AB'[side]}) is far from the "
-                f"tie-breaker on tile {contest.tile}: proving it on chain",
+                return True
+            log.warning(
+                "prove_far_failed",
+                f"contest {contest.contest_id}: could not prove {what} far: {exc.message}",
                 contest=contest.contest_id,
-                lease=lease,
+                error=exc.name,
             )
-            try:
-                core.market.prove_far(contest.contest_id, side, openings)
-            except ContractRevertError as exc:
-                if exc.name == "MarketBadSide":  # another node proved it first
-                    log.info(
-                        "far_already_proven",
-                        f"contest {contest.contest_id}: lease {lease} was already proven far",
-                        contest=contest.contest_id,
-                    )
-                    continue
-                log.warning(
-                    "prove_far_failed",
-                    f"contest {contest.contest_id}: could not prove lease {lease} far: "
-                    f"{exc.message}",
-                    contest=contest.contest_id,
-                    error=exc.name,
-                )
-                continue
-            log.info(
-                "far_proven",
-                f"proved lease {lease} far from the tie-breaker (contest {contest.contest_id}): "
-                "it forfeits the tile when the contest resolves",
-                contest=contest.contest_id,
-                lease=lease,
-            )
-        core.state.update_contest(contest.contest_id, looked=looked, retry_at=0.0)
+            return exc.name in ("MarketContestResolved", "MarketChallengeClosed")
+        log.info(
+            "far_proven",
+            f"proved {what} far from the jury's verdict (contest {contest.contest_id}): it "
+            + (
+                "forfeits the tile when the contest resolves"
+                if kind == "side"
+                else "forfeits the tile and is slashed"
+            ),
+            contest=contest.contest_id,
+            lease=lease,
+        )
+        return True
 
     def _resolve(self, contest: ContestRow) -> None:
         core = self.core
@@ -571,10 +726,125 @@ class Referee:
         )
 
     def describe_claim_window(self, contest: ContestRow) -> str:
-        """When the contest's tie-breaker lane closes, for log lines."""
+        """When the contest's jury draw window closes, for log lines."""
         if contest.claim_deadline is None:
             return "soon"
         return when(contest.claim_deadline, self.core.clock.now())
+
+    # -- data availability -----------------------------------------------------------------------
+
+    def defend(self) -> None:
+        """Answer availability challenges on our own leases from our stored results (every
+        node but a ``withhold`` one), and end unanswered ones that concern us past their
+        deadline. Called every tick from the main loop."""
+        core = self.core
+        if core.options.fault == "withhold":
+            return  # TEST-ONLY: it never opens its leaves
+        wall, now = time.monotonic(), core.clock.now()
+        for challenge in core.state.challenges(("open",)):
+            if challenge.retry_at > wall or ("answer", challenge.challenge_id) in core.tasks:
+                continue
+            own = core.state.own(challenge.lease_id)
+            if own is not None and own.root is not None:
+                if now > challenge.deadline:
+                    core.state.update_challenge(challenge.challenge_id, retry_at=wall + 60)
+                    continue
+                job = core.state.job(own.job_id)
+                if job is None:
+                    continue
+                core.spawn(
+                    ("answer", challenge.challenge_id),
+                    core.defense_pool,
+                    functools.partial(self._answer, job, self._own_ref(own), challenge),
+                    functools.partial(self._answered, challenge=challenge),
+                )
+                continue
+            if now > challenge.deadline and self._concerns_us(challenge):
+                self._resolve_availability(challenge)
+
+    def _answer(
+        self, job: JobRow, ref: _Ref, challenge: ChallengeRow
+    ) -> tuple[list[bytes], list[list[bytes]]]:
+        """(io thread) The challenged leaves of our result and their proofs."""
+        result = self._load(job, ref)
+        tree = result.trees[challenge.tile - result.first_tile]
+        leaves = challenge.leaf_indices
+        return (
+            [tree.leaf(leaf) for leaf in leaves],
+            [result.proof(challenge.tile, leaf) for leaf in leaves],
+        )
+
+    def _answered(
+        self, future: Future[tuple[list[bytes], list[list[bytes]]]], challenge: ChallengeRow
+    ) -> None:
+        core, log = self.core, self.core.log
+        try:
+            leaf_data, proofs = future.result()
+        except (LeaseResultError, FileNotFoundError) as exc:
+            log.error(
+                "availability_unanswerable",
+                f"cannot answer availability challenge {challenge.challenge_id} on our lease "
+                f"{challenge.lease_id}: {exc}; the lease will be forfeited after "
+                f"{when(challenge.deadline, core.clock.now())}",
+                challenge=challenge.challenge_id,
+                lease=challenge.lease_id,
+            )
+            core.state.update_challenge(challenge.challenge_id, retry_at=time.monotonic() + 60)
+            return
+        try:
+            core.market.answer_availability(
+                challenge.challenge_id, challenge.leaf_indices, leaf_data, proofs
+            )
+        except ContractRevertError as exc:
+            if exc.name == "MarketChallengeNotOpen":
+                core.state.update_challenge(challenge.challenge_id, status="answered")
+                return
+            log.warning(
+                "availability_answer_failed",
+                f"could not answer availability challenge {challenge.challenge_id}: {exc.message}",
+                challenge=challenge.challenge_id,
+                error=exc.name,
+            )
+            core.state.update_challenge(challenge.challenge_id, retry_at=time.monotonic() + _RETRY)
+            return
+        core.state.update_challenge(challenge.challenge_id, status="answered")
+
+    def _concerns_us(self, challenge: ChallengeRow) -> bool:
+        """We challenged it, or the challenged lease shares a tile with a replica of ours."""
+        core = self.core
+        if core.options.fault is not None:
+            return False
+        if challenge.challenger.lower() == core.me.lower():
+            return True
+        return any(
+            own.job_id == challenge.job_id
+            and own.kind == "replica"
+            and challenge.tile in own.tiles
+            and own.state not in ("lost", "failed", "abandoned")
+            for own in core.state.own_leases()
+        )
+
+    def _resolve_availability(self, challenge: ChallengeRow) -> None:
+        core = self.core
+        core.state.update_challenge(challenge.challenge_id, retry_at=time.monotonic() + 30)
+        try:
+            core.market.resolve_availability(challenge.challenge_id)
+        except ContractRevertError as exc:
+            if exc.name == "MarketChallengeNotOpen":
+                return  # answered, or resolved by someone else: its event says which
+            core.log.debug(
+                "availability_wait",
+                f"availability challenge {challenge.challenge_id}: {exc.message}",
+                challenge=challenge.challenge_id,
+            )
+            return
+        core.log.info(
+            "availability_resolved",
+            f"availability challenge {challenge.challenge_id} went unanswered: lease "
+            f"{challenge.lease_id} is forfeited and its worker slashed",
+            challenge=challenge.challenge_id,
+            lease=challenge.lease_id,
+        )
 
 
 def _overlap(a: range, b: range) -> bool:

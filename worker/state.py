@@ -13,13 +13,18 @@ Tables (amounts in wei are TEXT: they overflow SQLite's 64-bit integers):
 - ``jobs``: every posted job; ``status`` is new | valid | refused | ignored | unavailable, with
   ``reason`` for the last three and the validated manifest (JSON) for valid ones.
 - ``leases``: every lease of the market from its events (any worker): range, lane, deadlines,
-  ``status`` claimed | committed | revealed | settled | reclaimed, root and result CID.
-- ``own``: this node's leases and where each stands (``OWN_STATES``), with salt, root, result CID
-  and file, compute time, what it was paid, and why it failed.
+  ``status`` claimed | committed | revealed | settled | reclaimed | forfeited, root and result
+  CID.
+- ``own``: this node's leases (replica leases it claimed, juror leases it was drawn for) and
+  where each stands (``OWN_STATES``), with salt, root, result CID and file, compute time, what it
+  was paid, and why it failed.
 - ``checks``: one row per (own lease, other replica lease) comparison: pending | agree | proven |
   unopenable | late | skipped.
-- ``contests``: disagreements and disputes from events: tile, tie-breaker lane, sides, the
-  tie-breaker lease, outcome, far sides proven, and when this node should look again.
+- ``contests``: disagreements and disputes from events: tile, jury lane, sides, the block an
+  armed jury draw waits for, the jury's verdict lease, outcome, far sides proven, the other
+  replica leases compared with the verdict, and when this node should look again.
+- ``challenges``: availability challenges from events: lease, tile, leaves, challenger,
+  deadline, ``status`` open | answered | failed.
 - ``credits``: ``Credited`` events to this node (job, amount, reason).
 """
 
@@ -41,6 +46,7 @@ __all__ = [
     "OWN_STATES",
     "TERMINAL_STATES",
     "ChainLease",
+    "ChallengeRow",
     "CheckRow",
     "ContestRow",
     "JobRow",
@@ -53,7 +59,9 @@ SCHEMA_VERSION = "1"
 # Where an own lease stands. claimed: waiting for a compute slot; computing: in the sandbox;
 # computed: result packed and uploaded, salt chosen (both persisted); committed; revealed;
 # settled: paid; failed: could not be computed (waits for its deadline, then reclaimed);
-# abandoned: the operator gave it up; lost: reclaimed by someone else or expired unrevealed.
+# abandoned: the operator gave it up; lost: reclaimed by someone else, expired unrevealed,
+# overtaken (another lane revealed its tiles before it committed) or forfeited (an availability
+# challenge on it went unanswered).
 OWN_STATES = (
     "claimed",
     "computing",
@@ -149,6 +157,19 @@ CREATE TABLE IF NOT EXISTS contests (
     far_mask INTEGER NOT NULL DEFAULT 0,
     looked INTEGER NOT NULL DEFAULT 0,
     outcome TEXT,
+    retry_at REAL NOT NULL DEFAULT 0,
+    draw_block INTEGER NOT NULL DEFAULT 0,
+    replicas_looked TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS challenges (
+    challenge_id INTEGER PRIMARY KEY,
+    lease_id INTEGER NOT NULL,
+    job_id INTEGER NOT NULL,
+    tile INTEGER NOT NULL,
+    leaves TEXT NOT NULL,
+    challenger TEXT NOT NULL,
+    deadline INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
     retry_at REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS credits (
@@ -159,6 +180,12 @@ CREATE TABLE IF NOT EXISTS credits (
     block INTEGER NOT NULL
 );
 """
+
+
+_ADDED_CONTEST_COLUMNS = {
+    "draw_block": "INTEGER NOT NULL DEFAULT 0",
+    "replicas_looked": "TEXT NOT NULL DEFAULT ''",
+}
 
 
 @dataclass(frozen=True)
@@ -227,7 +254,7 @@ class OwnLease:
     lane: int
     first_tile: int
     count: int
-    kind: str  # replica | tiebreaker
+    kind: str  # replica | juror
     contest_id: int | None
     commit_deadline: int
     state: str
@@ -270,13 +297,41 @@ class ContestRow:
     kind: str  # disagreement | dispute
     lease_a: int
     lease_b: int
-    lane: int | None
-    claim_deadline: int | None
-    tie_lease: int
+    lane: int | None  # the jury lane
+    claim_deadline: int | None  # the last moment a juror may be drawn
+    tie_lease: int  # the jury's verdict lease (0 while there is none)
     far_mask: int
-    looked: int  # bit 0/1: side A/B compared with the tie-breaker by this node
+    looked: int  # bit 0/1: side A/B compared with the verdict by this node
     outcome: str | None
     retry_at: float
+    draw_block: int  # a jury draw is armed on this block (0: none known)
+    replicas_looked: str  # other replica leases of the tile compared with the verdict: "1,5"
+
+    @property
+    def replicas_compared(self) -> set[int]:
+        """Other replica leases of the tile this node compared with the verdict."""
+        return {int(x) for x in self.replicas_looked.split(",") if x}
+
+
+@dataclass(frozen=True)
+class ChallengeRow:
+    """An availability challenge: ``leaves`` of ``tile`` of a lease must be opened on chain by
+    ``deadline``."""
+
+    challenge_id: int
+    lease_id: int
+    job_id: int
+    tile: int
+    leaves: str  # JSON list of leaf indices
+    challenger: str
+    deadline: int
+    status: str  # open | answered | failed
+    retry_at: float
+
+    @property
+    def leaf_indices(self) -> list[int]:
+        """The challenged leaf indices."""
+        return [int(x) for x in json.loads(self.leaves)]
 
 
 _R = TypeVar("_R")
@@ -309,11 +364,19 @@ class NodeState:
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+    def _migrate(self) -> None:
+        """Columns added since a state file was created (SQLite adds them in place)."""
+        have = {str(row[1]) for row in self._db.execute("PRAGMA table_info(contests)")}
+        for column, ddl in _ADDED_CONTEST_COLUMNS.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE contests ADD COLUMN {column} {ddl}")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -453,6 +516,13 @@ class NodeState:
         """A seen lease by id."""
         row = self._db.execute("SELECT * FROM leases WHERE lease_id = ?", (lease_id,)).fetchone()
         return _row(ChainLease, row)
+
+    def reveal_deadline(self, lease: OwnLease, reveal_window: int) -> int:
+        """Our lease's reveal deadline as its TilesClaimed event gave it (a juror's is its
+        contest's claim deadline + revealWindow, not its own commit deadline's), or the replica
+        rule when the event was not indexed."""
+        seen = self.lease(lease.lease_id)
+        return seen.reveal_deadline if seen is not None else lease.commit_deadline + reveal_window
 
     def leases(
         self, *, job_id: int | None = None, statuses: Sequence[str] = ()
@@ -603,6 +673,72 @@ class NodeState:
             query = "SELECT * FROM contests ORDER BY contest_id"
         rows = self._db.execute(query).fetchall()
         return [r for r in (_row(ContestRow, row) for row in rows) if r is not None]
+
+    def contests_of(self, job_id: int, tile: int) -> list[ContestRow]:
+        """Every contest over ``tile`` of ``job_id`` (at most one, since a tile is contested
+        once)."""
+        rows = self._db.execute(
+            "SELECT * FROM contests WHERE job_id = ? AND tile = ? ORDER BY contest_id",
+            (job_id, tile),
+        ).fetchall()
+        return [r for r in (_row(ContestRow, row) for row in rows) if r is not None]
+
+    # -- availability challenges -----------------------------------------------------------------
+
+    def add_challenge(
+        self,
+        *,
+        challenge_id: int,
+        lease_id: int,
+        job_id: int,
+        tile: int,
+        leaves: Sequence[int],
+        challenger: str,
+        deadline: int,
+    ) -> bool:
+        """Remember an availability challenge (AvailabilityChallenged); False if it was known."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO challenges (challenge_id, lease_id, job_id, tile, leaves, "
+            "challenger, deadline) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                challenge_id,
+                lease_id,
+                job_id,
+                tile,
+                json.dumps([int(leaf) for leaf in leaves]),
+                challenger,
+                deadline,
+            ),
+        )
+        return cur.rowcount > 0
+
+    def challenge(self, challenge_id: int) -> ChallengeRow | None:
+        """An availability challenge by id."""
+        row = self._db.execute(
+            "SELECT * FROM challenges WHERE challenge_id = ?", (challenge_id,)
+        ).fetchone()
+        return _row(ChallengeRow, row)
+
+    def challenges(self, statuses: Sequence[str] = ()) -> list[ChallengeRow]:
+        """Availability challenges (optionally with these statuses), oldest first."""
+        query, params = "SELECT * FROM challenges", list[Any]()
+        if statuses:
+            query += f" WHERE status IN ({','.join('?' * len(statuses))})"
+            params.extend(statuses)
+        rows = self._db.execute(query + " ORDER BY challenge_id", params).fetchall()
+        return [r for r in (_row(ChallengeRow, row) for row in rows) if r is not None]
+
+    def update_challenge(self, challenge_id: int, **changes: Any) -> None:
+        """Change fields of an availability challenge (status, retry_at)."""
+        allowed = {"status", "retry_at"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"unknown challenge fields {sorted(unknown)}")
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        self._db.execute(
+            f"UPDATE challenges SET {assignments} WHERE challenge_id = ?",  # noqa: S608 - checked
+            (*changes.values(), challenge_id),
+        )
 
     # -- credits ---------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from rich.progress import TaskID
 
     from blindframe.client.artist import Artist, JobOptions
-    from blindframe.client.snapshot import JobSnapshot
+    from blindframe.client.snapshot import ContestState, JobSnapshot
 
 __all__ = ["client"]
 
@@ -333,9 +333,22 @@ def _build_options(values: dict[str, Any]) -> tuple[str, JobOptions]:
 # --------------------------------------------------------------------------------- plumbing
 
 
-def _artist(ctx: click.Context, *, sign: bool = False, **overrides: Any) -> Artist:
+def _fetch_timeout(func: F) -> F:
+    return click.option(
+        "--fetch-timeout",
+        default="60s",
+        show_default=True,
+        help="How long to look for a revealed result before counting it unavailable (then it "
+        "is challenged for availability).",
+    )(func)
+
+
+def _artist(
+    ctx: click.Context, *, sign: bool = False, fetch_timeout: str | None = None, **overrides: Any
+) -> Artist:
     """An Artist for this invocation; with ``sign``, its account unlocked now (prompting for
-    the password on a terminal when no password file is given)."""
+    the password on a terminal when no password file is given). ``fetch_timeout``: the
+    --fetch-timeout option's text."""
     from blindframe.client.artist import Artist
     from blindframe.coordinator.accounts import find_keystore, unlock
 
@@ -350,7 +363,10 @@ def _artist(ctx: click.Context, *, sign: bool = False, **overrides: Any) -> Arti
             )
         path = find_keystore(cfg.keystores, cfg.account)
         account = unlock(path, password(cfg, prompt=f"Password of {cfg.account}"))
-    return Artist(cfg, account=account)
+    if fetch_timeout is None:
+        return Artist(cfg, account=account)
+    seconds = parse_duration(fetch_timeout, "--fetch-timeout")
+    return Artist(cfg, account=account, ipfs_timeout=float(max(seconds, 1)))
 
 
 def _overrides(values: dict[str, Any]) -> dict[str, Any]:
@@ -586,8 +602,29 @@ def _print_snapshot(snap: JobSnapshot) -> None:
         )
     for contest in snap.contests:
         click.echo(
-            f"contest {contest.contest_id} ({contest.kind}) tile {contest.tile}: {contest.outcome}"
+            f"contest {contest.contest_id} ({contest.kind}) tile {contest.tile}: "
+            f"{contest.outcome}; {_jury_text(contest)}"
         )
+    for challenge in snap.challenges:
+        click.echo(
+            f"availability challenge {challenge.challenge_id} on lease {challenge.lease_id} tile "
+            f"{challenge.tile}: {challenge.status} (deadline {challenge.deadline})"
+        )
+
+
+def _jury_text(contest: ContestState) -> str:
+    """A contest's jury in a few words: each seat's lease, worker, status and vote; the verdict."""
+    if not contest.seats:
+        return "jury not drawn yet" if contest.open else "no juror was drawn"
+    seats = ", ".join(
+        f"seat {s.seat} lease {s.lease_id} {s.worker} {s.status}"
+        + (f" ({s.vote})" if s.vote not in ("pending", "absent") else "")
+        for s in contest.seats
+    )
+    verdict = f"verdict lease {contest.lease_t}" if contest.lease_t else "no verdict yet"
+    if not contest.lease_t and contest.verdict_at:
+        verdict = "no majority"
+    return f"jury [{seats}], {verdict}"
 
 
 @client.command("watch")
@@ -627,12 +664,15 @@ def watch_command(
 
 @client.command("verify")
 @_job_argument
+@_fetch_timeout
 @_network
 @click.pass_context
-def verify_command(ctx: click.Context, /, job: str | None, **values: Any) -> None:
+def verify_command(
+    ctx: click.Context, /, job: str | None, fetch_timeout: str, **values: Any
+) -> None:
     """Check every revealed result: its bytes give the revealed root, and every tile decrypts
     to exactly what the plaintext twin computes (canaries included). Verdicts are kept."""
-    artist = _artist(ctx, **_overrides(values))
+    artist = _artist(ctx, fetch_timeout=fetch_timeout, **_overrides(values))
     with _Display(_show_bars(ctx)) as bars:
         report = artist.verify(job, progress=bars)
 
@@ -732,8 +772,10 @@ def dispute_command(
 ) -> None:
     """Dispute tiles whose results failed verification, posting the market's bond per tile.
 
-    A fresh render node recomputes the tile; if the disputed result is far from it, its node is
-    slashed and the bond comes back, else the bond pays the nodes.
+    A jury of render nodes, drawn at random by stake (the client draws it once the next block
+    is mined), recomputes the tile; if the disputed result is far from the jury's verdict, its
+    node is slashed and the bond comes back, else the bond pays the node and the jurors. Results
+    that never came are challenged for availability instead (`blindframe client challenge`).
     """
     if lease is not None and tile is None:
         raise JobOptionsError("--lease needs --tile")
@@ -750,6 +792,42 @@ def dispute_command(
             )
 
     emit(ctx, [r.to_json() for r in records], human)
+
+
+@client.command("challenge")
+@_job_argument
+@_fetch_timeout
+@_signer
+@_network
+@click.pass_context
+def challenge_command(
+    ctx: click.Context, /, job: str | None, fetch_timeout: str, **values: Any
+) -> None:
+    """Challenge the availability of results that could not be fetched, posting the bond each.
+
+    Each such lease's node must open a few leaves of a tile on chain in time (its gas comes out
+    of the bond, the rest back); unanswered, the challenge is resolved here on a later run: the
+    lease is forfeited (none of its tiles paid, its node slashed) and the bond comes back with a
+    share of the slash. Verifies what is new first.
+    """
+    artist = _artist(ctx, sign=True, fetch_timeout=fetch_timeout, **_overrides(values))
+    with _Display(_show_bars(ctx)) as bars:
+        artist.verify(job, progress=bars)
+    records = artist.challenge_availability(job)
+    resolved = artist.resolve_availability(job)
+
+    def human(data: dict[str, Any]) -> None:
+        if not data["challenged"] and not data["resolved"]:
+            click.echo("nothing to challenge: every revealed result was fetched")
+        for row in data["challenged"]:
+            click.echo(
+                f"challenged lease {row['leaseId']} tile {row['tile']}: challenge "
+                f"{row['challengeId']}, bond {format_eth(int(row['bond']))}"
+            )
+        for challenge in data["resolved"]:
+            click.echo(f"challenge {challenge} went unanswered: its lease is forfeited")
+
+    emit(ctx, {"challenged": [r.to_json() for r in records], "resolved": resolved}, human)
 
 
 @client.command("cancel")
@@ -842,6 +920,7 @@ def withdraw_command(ctx: click.Context, /, **values: Any) -> None:
 @click.option(
     "--interval", type=float, default=1.0, show_default=True, help="Seconds between polls."
 )
+@_fetch_timeout
 @_signer
 @_network
 @click.pass_context
@@ -854,16 +933,19 @@ def render_command(
     timeout: str | None,
     no_dispute: bool,
     interval: float,
+    fetch_timeout: str,
     **values: Any,
 ) -> None:
     """All in one: post, watch the render nodes, verify, settle, decrypt to PNG.
 
-    Wrong tiles are disputed on chain (bond per tile). Past the deadline with tiles unfinished,
-    the unfinished escrow is refunded and the command fails.
+    Wrong tiles are disputed on chain (bond per tile); a jury drawn from the staked render
+    nodes decides. Results that cannot be fetched are challenged for availability (bond per
+    lease) and never paid unless their node opens the asked leaves on chain in time. Past the
+    deadline with tiles unfinished, the unfinished escrow is refunded and the command fails.
     """
     overrides = _overrides(values)
     scene, options = _build_options(values)
-    artist = _artist(ctx, sign=True, **overrides)
+    artist = _artist(ctx, sign=True, fetch_timeout=fetch_timeout, **overrides)
     limit = parse_duration(timeout, "--timeout") if timeout else None
     with _interruptible(), _Display(_show_bars(ctx), lines=not is_json(ctx)) as display:
 
@@ -897,6 +979,18 @@ def render_command(
                 f"twin      {frame['twinPng']} ({'equal' if frame['matchesTwin'] else 'DIFFERENT'})"
             )
         click.echo(f"paid      {format_eth(int(data['payments']['paidToWorkers']))}")
+        for row in data["disputes"]:
+            click.echo(f"disputed  tile {row['tile']} of lease {row['leaseId']}: {row['reason']}")
+        for contest in result.snapshot.contests:
+            click.echo(
+                f"contest   {contest.contest_id} tile {contest.tile}: {contest.outcome}; "
+                + _jury_text(contest)
+            )
+        for row in data["challenges"]:
+            click.echo(
+                f"challenge lease {row['leaseId']} tile {row['tile']} (not delivered: "
+                f"{row['reason']})"
+            )
         click.echo(f"took      {data['seconds']:.1f} s")
 
     emit(ctx, result.to_json(), human)

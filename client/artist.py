@@ -1,5 +1,6 @@
-"""The artist's library: keygen, post, snapshot, watch, verify, settle, dispute, decrypt, refund,
-and render (all of it in one call). The CLI, the Blender add-on and the dashboard all call this.
+"""The artist's library: keygen, post, snapshot, watch, verify, settle, dispute (and its jury),
+availability challenges, decrypt, refund, and render (all of it in one call). The CLI, the
+Blender add-on and the dashboard all call this.
 
 One :class:`Artist` per home (settings): it connects to the chain and the IPFS node lazily, signs
 with the account it was given (or unlocks ``settings.account`` with ``settings.password_file``
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import random
 import shutil
 import threading
 import time
@@ -66,6 +68,7 @@ from blindframe.client.progress import DECRYPT, DOWNLOAD, ENCRYPT, UPLOAD, VERIF
 from blindframe.client.progress import no_progress as _no_progress
 from blindframe.client.reports import (
     CancelReport,
+    ChallengeRecord,
     DecryptResult,
     DisputeRecord,
     JobSummary,
@@ -78,7 +81,13 @@ from blindframe.client.reports import (
 )
 from blindframe.client.scene import Scene, default_kernel, load_scene
 from blindframe.client.scene import to_kernel_input as _to_kernel_input
-from blindframe.client.snapshot import JobSnapshot, TileLayout, build_snapshot, job_events
+from blindframe.client.snapshot import (
+    JobSnapshot,
+    TileLayout,
+    build_snapshot,
+    job_events,
+    job_ids,
+)
 from blindframe.client.units import format_duration, format_eth
 from blindframe.coordinator.accounts import find_keystore, read_password_file, unlock
 from blindframe.coordinator.chain import connect, with_retries
@@ -88,6 +97,7 @@ from blindframe.coordinator.errors import ContractRevertError, LeaseResultError
 from blindframe.coordinator.events import ChainEvent, EventIndexer
 from blindframe.coordinator.manifest import ContentRef, Manifest
 from blindframe.coordinator.market import (
+    AvailabilityChallengeView,
     ContestView,
     LeaseStatus,
     LeaseView,
@@ -122,6 +132,7 @@ __all__ = [
     "SAMPLE",
     "Artist",
     "CancelReport",
+    "ChallengeRecord",
     "DecryptResult",
     "DisputeRecord",
     "JobOptions",
@@ -139,6 +150,13 @@ SAMPLE = "sample"
 # to estimate postJob's gas before the manifest exists.
 _PLACEHOLDER_CID = b"Qm" + b"1" * 44
 _RESULT_HEADER_SLACK = 1 << 16
+# Leaves an availability challenge demands of one tile: the digest leaf (the whole bundle's
+# hash) and random coefficient leaves; the answer costs the node a proof per leaf (its gas comes
+# out of the bond).
+_CHALLENGE_LEAVES = 8
+# Anvil's chain id: there the client may mine an empty block so a jury draw armed on the latest
+# block can happen now (on a real chain the next block comes by itself).
+_DEV_CHAIN_ID = 31337
 
 SceneLike = Scene | str | Path
 JobLike = JobRef | int | str | None
@@ -749,7 +767,7 @@ class Artist:
             return cached
         market = self.market()
         view: LeaseView = self._rpc(lambda: market.lease(lease_id), f"read lease {lease_id}")
-        if view.state == LeaseStatus.RECLAIMED or (
+        if view.state in (LeaseStatus.RECLAIMED, LeaseStatus.FORFEITED) or (
             view.state == LeaseStatus.SETTLED and view.openContests == 0
         ):
             self._final_leases[lease_id] = view
@@ -763,6 +781,25 @@ class Artist:
         market = self.market()
         view: ContestView = self._rpc(
             lambda: market.contest(contest_id), f"read contest {contest_id}"
+        )
+        return view
+
+    def _jury(self, contest_id: int) -> tuple[list[int], tuple[int, int]]:
+        """A contest's juror leases by seat, and its live verdict (lease, fixed at)."""
+        market = self.market()
+        seats: list[int] = self._rpc(
+            lambda: market.jurors(contest_id), f"read contest {contest_id}'s jury"
+        )
+        ruling: tuple[int, int] = self._rpc(
+            lambda: market.verdict(contest_id), f"read contest {contest_id}'s verdict"
+        )
+        return seats, ruling
+
+    def _challenge(self, challenge_id: int) -> AvailabilityChallengeView:
+        market = self.market()
+        view: AvailabilityChallengeView = self._rpc(
+            lambda: market.availability_challenge(challenge_id),
+            f"read availability challenge {challenge_id}",
         )
         return view
 
@@ -803,7 +840,9 @@ class Artist:
         ref = directory.ref
         self._check_here(ref)
         market = self.market()
-        events, lease_ids, contest_ids = job_events(self.events(), ref.job_id)
+        indexed = self.events()
+        events, lease_ids, contest_ids = job_events(indexed, ref.job_id)
+        challenge_ids = job_ids(indexed, ref.job_id)[2]
         view = self._rpc(lambda: market.job(ref.job_id), f"read job {ref.job_id}")
         leases = {lease_id: self._lease(lease_id) for lease_id in sorted(lease_ids)}
         verified_at = {
@@ -812,6 +851,8 @@ class Artist:
             if lease.state == LeaseStatus.REVEALED
         }
         contests = {cid: self._contest(cid) for cid in sorted(contest_ids)}
+        juries = {cid: self._jury(cid) for cid in contests}
+        challenges = {cid: self._challenge(cid) for cid in sorted(challenge_ids)}
         latest = self._rpc(lambda: market.w3.eth.get_block("latest"), "read the latest block")
         layout, frame, grid = self._layout(directory)
         client = view.client
@@ -831,6 +872,9 @@ class Artist:
             block=int(latest["number"]),
             client_pending=int(self._rpc(lambda: market.pending_balance(client), "read balance")),
             refundable=int(self._rpc(lambda: market.refundable(ref.job_id), "read refundable")),
+            jurors={cid: seats for cid, (seats, _) in juries.items()},
+            rulings={cid: ruling for cid, (_, ruling) in juries.items()},
+            challenges=challenges,
         )
 
     def watch(
@@ -887,6 +931,10 @@ class Artist:
             known = verdicts.leases.get(lease_id)
             if known is not None and known.final:
                 continue
+            if known is not None and known.status == "unavailable" and self._challenged(lease_id):
+                # Its node is asked to open leaves on chain: fetch again once that is answered
+                # (an unanswered challenge forfeits the lease).
+                continue
             todo.append((lease_id, lease))
         checked: list[LeaseVerdict] = []
         downloaded = 0
@@ -909,6 +957,10 @@ class Artist:
             tiles_done += lease.count
             progress(VERIFY, tiles_done, tiles_total)
         return VerifyReport(ref, tuple(checked), directory.verdicts(), downloaded)
+
+    def _challenged(self, lease_id: int) -> bool:
+        market = self.market()
+        return bool(self._rpc(lambda: market.open_challenge(lease_id), "read open challenges"))
 
     def _verify_lease(
         self,
@@ -937,11 +989,13 @@ class Artist:
         )
         if cid is None:
             verdict.status, verdict.reason = "tampered", "the revealed result CID is not text"
+            verdict.undelivered = True
             return verdict, 0
         try:
             Cid.parse(cid)
         except StoreError as exc:
             verdict.status, verdict.reason = "tampered", f"the revealed CID is invalid: {exc}"
+            verdict.undelivered = True
             return verdict, 0
         per_tile = expected_outputs(manifest.kernel)[0][2]
         limit = lease.count * per_tile + _RESULT_HEADER_SLACK
@@ -965,6 +1019,7 @@ class Artist:
             )
             verdict.status = "tampered" if bad_content else "unavailable"
             verdict.reason = message
+            verdict.undelivered = True
             return verdict, 0
         try:
             result = open_lease_result(
@@ -980,6 +1035,7 @@ class Artist:
         except LeaseResultError as exc:
             incoming.unlink(missing_ok=True)
             verdict.status, verdict.reason = "tampered", exc.message
+            verdict.undelivered = True
             return verdict, len(data)
         incoming.replace(target)
         verdict.file = target.name
@@ -1059,7 +1115,7 @@ class Artist:
         now = self.chain_now()
         ready, waiting = [], []
         for lease in snap.leases:
-            if lease.tie_breaker or lease.status != "revealed":
+            if lease.juror or lease.status != "revealed":
                 continue
             why = _settle_blocker(lease, verdicts, now)
             if why is None:
@@ -1078,7 +1134,11 @@ class Artist:
                 try:
                     receipt = market.settle(ref.job_id, batch)
                 except ContractRevertError as exc:
-                    if exc.name in ("MarketNotVerified", "MarketLeaseContested"):
+                    if exc.name in (
+                        "MarketNotVerified",
+                        "MarketLeaseContested",
+                        "MarketAvailabilityOpen",
+                    ):
                         waiting += [{"leaseId": i, "reason": exc.message} for i in batch]
                         continue
                     raise
@@ -1103,13 +1163,17 @@ class Artist:
         progress: Progress = _no_progress,
     ) -> list[DisputeRecord]:
         """Dispute tiles whose results failed verification, posting the market's dispute bond
-        each; a fresh tie-breaker replica then decides on chain, and its result (verified like
-        any other) stands in for the disputed one.
+        each; a jury of render nodes drawn at random (by stake) then recomputes the tile and
+        decides on chain, and a juror's result (verified like any other) stands in for the
+        disputed one. The client draws the jury itself once the draw's block has passed.
 
         Without ``tile``: every tile not contested yet whose result decrypted wrong, and every
-        tile of a tampered lease (bytes that do not give the revealed root, or do not decrypt)
-        that no other replica delivered correctly; leases whose dispute window closed are left.
-        With ``tile``: that tile (of ``lease``, else of the replica lease holding it)."""
+        tile of a tampered lease whose bytes gave the revealed root yet do not decrypt, that no
+        other replica delivered correctly; leases whose dispute window closed are left. Results
+        whose bytes never came (unreachable, or not the revealed root's) are challenged for
+        availability instead (:meth:`challenge_availability`): no jury could prove a root far
+        whose bytes nobody has. With ``tile``: that tile (of ``lease``, else of the replica lease
+        holding it)."""
         directory = self.job_dir(job)
         ref = directory.ref
         if verify:
@@ -1132,17 +1196,20 @@ class Artist:
             }
             for lease_state in snap.leases:
                 verdict = verdicts.leases.get(lease_state.lease_id)
-                if lease_state.tie_breaker or verdict is None or lease_state.status != "revealed":
+                if lease_state.juror or verdict is None or lease_state.status != "revealed":
                     continue
+                if verdict.undelivered:
+                    continue  # challenged for availability instead
                 if lease_state.verified_at and now > lease_state.verified_at + window:
                     continue  # too late: the chain takes no dispute of it any more
                 if verdict.status == "wrong":
                     wrong = [t for t, state in sorted(verdict.tiles.items()) if state == "wrong"]
                     if not (lease_state.verified_at and now > lease_state.verified_at):
-                        # Another replica delivered these tiles right: during the challenge
-                        # window the render nodes prove the disagreement for free (and earn the
-                        # bounty); the client posts a bond only if none of them did.
-                        wrong = [t for t in wrong if t not in delivered]
+                        # Another replica delivered these tiles right, or may still: during the
+                        # challenge window the render nodes prove the disagreement for free (and
+                        # earn the bounty); the client posts a bond only if none of them did.
+                        hopeful = _hopeful_tiles(snap, verdicts, lease_state.lease_id)
+                        wrong = [t for t in wrong if t not in delivered and t not in hopeful]
                     reasons = {t: verdict.reasons.get(t, "wrong") for t in wrong}
                 elif verdict.status == "tampered":
                     wrong = [
@@ -1163,7 +1230,7 @@ class Artist:
             holders = [
                 s
                 for s in snap.leases
-                if not s.tie_breaker
+                if not s.juror
                 and s.status == "revealed"
                 and s.first_tile <= tile < s.first_tile + s.count
                 and (lease is None or s.lease_id == lease)
@@ -1195,44 +1262,166 @@ class Artist:
                     f"(now {now}): tile {t} can no longer be disputed"
                 )
             self._check_funds(market, bond, 300_000, f"disputing tile {t}")
-            contest = market.dispute(ref.job_id, t, lease_id)
+            try:
+                contest = market.dispute(ref.job_id, t, lease_id)
+            except ContractRevertError as exc:
+                if tile is None and exc.name == "MarketTileAlreadyContested":
+                    continue  # a render node proved the disagreement a moment ago
+                raise
             record = DisputeRecord(t, lease_id, contest, bond, reason)
             records.append(record)
             verdicts = directory.verdicts()
             verdicts.disputes[t] = {**record.to_json(), "at": int(time.time())}
             directory.save_verdicts(verdicts)
+        if records:
+            self.draw_juries(ref)
         return records
 
+    def draw_juries(self, job: JobLike = None) -> list[int]:
+        """Draw the jurors of this job's contests whose draw is armed on a past block (anyone
+        may; the render nodes do it too). On a local Anvil chain an empty block is mined when
+        the draw was armed on the latest one. Returns the contests whose draw was made."""
+        directory = self.job_dir(job)
+        snap = self.snapshot(directory.ref)
+        # Jurors are drawn until a whole lease before the claim deadline (the last one drawn
+        # still has its lease to commit).
+        draw_end = {c.contest_id: c.claim_deadline - snap.lease_length for c in snap.contests}
+        armed = [
+            c
+            for c in snap.contests
+            if c.open and c.draw_block and self.chain_now() <= draw_end[c.contest_id]
+        ]
+        if not armed:
+            return []
+        market = self._signing_market()
+        _, deployment = self._chain()
+        drawn = []
+        for contest in armed:
+            block = int(self._rpc(market.block_number, "read the block number"))
+            if block <= contest.draw_block:
+                if deployment.chain_id != _DEV_CHAIN_ID:
+                    continue  # the next block comes by itself: draw on a later step
+                self._rpc(functools.partial(_mine_block, market.w3), "mine a block")
+            try:
+                seats = market.draw_jury(contest.contest_id)
+            except ContractRevertError as exc:
+                # Someone drew first, or the draw window closed meanwhile.
+                if exc.name in ("MarketDrawNotReady", "MarketDrawClosed", "MarketContestResolved"):
+                    continue
+                raise
+            directory.log_action(
+                "drawJury",
+                contest=contest.contest_id,
+                jurors=[{"seat": int(e["seat"]), "leaseId": int(e["leaseId"])} for e in seats],
+            )
+            drawn.append(contest.contest_id)
+        return drawn
+
     def resolve_contests(self, job: JobLike = None) -> list[int]:
-        """Resolve this job's open contests whose windows have passed (anyone may; it returns a
-        won dispute's bond). Returns the contests resolved."""
+        """Resolve this job's open contests whose jury's verdict is final and past its challenge
+        window, or that drew nobody by their draw deadline (anyone may; it returns a won
+        dispute's bond). Returns the contests resolved."""
         directory = self.job_dir(job)
         snap = self.snapshot(directory.ref)
         window = int(self.market().params.get("challengeWindow", 0))
         now = self.chain_now()
-        leases = {s.lease_id: s for s in snap.leases}
         done = []
         for contest in snap.contests:
             if not contest.open:
                 continue
-            tie = leases.get(contest.lease_t) if contest.lease_t else None
-            ripe = (tie is None and now > contest.claim_deadline) or (
-                tie is not None and tie.revealed_at and now > tie.revealed_at + window
+            # A verdict waits out its challenge window (sides and replicas are proven far from
+            # it in there); no verdict (nobody drawn, or no majority) resolves as soon as fixed.
+            ripe = bool(contest.verdict_at) and (
+                not contest.lease_t or now > contest.verdict_at + window
             )
             if not ripe:
                 continue
             try:
                 self._signing_market().resolve_contest(contest.contest_id)
             except ContractRevertError as exc:
-                if exc.name in (
-                    "MarketContestPending",
-                    "MarketTieBreakerNotRevealed",
-                    "MarketContestResolved",
-                ):
+                if exc.name in ("MarketContestPending", "MarketContestResolved", "MarketNoVerdict"):
                     continue
                 raise
             directory.log_action("resolveContest", contest=contest.contest_id)
             done.append(contest.contest_id)
+        return done
+
+    # -- availability ----------------------------------------------------------------------------
+
+    def challenge_availability(self, job: JobLike = None) -> list[ChallengeRecord]:
+        """Challenge the availability of every revealed replica lease whose result the client
+        could not get (unreachable, or bytes that do not give the revealed root), posting the
+        market's dispute bond each: the lease's node must open a few leaves of one tile on chain
+        by the challenge's deadline. Answered, the bond comes back less the node's gas; left
+        unanswered, :meth:`resolve_availability` forfeits the lease (none of its tiles is paid,
+        its node is slashed) and the bond comes back with a share of the slash. A lease with an
+        open challenge is not challenged again; one whose challenge was answered is challenged
+        again only after another failed fetch."""
+        directory = self.job_dir(job)
+        ref = directory.ref
+        verdicts = directory.verdicts()
+        if not any(v.undelivered for v in verdicts.leases.values()):
+            return []
+        snap = self.snapshot(ref)
+        market = self._signing_market()
+        window = int(market.params.get("acceptanceWindow", 0))
+        depth = int(directory.state().get("leafDepth", directory.manifest().leaf_depth))
+        now = self.chain_now()
+        records = []
+        for lease in snap.leases:
+            verdict = verdicts.leases.get(lease.lease_id)
+            if verdict is None or not verdict.undelivered:
+                continue
+            if lease.juror or lease.status != "revealed" or lease.challenge:
+                continue
+            if lease.verified_at and now > lease.verified_at + window:
+                continue  # too late: the chain takes no challenge of it any more
+            previous = verdicts.challenges.get(lease.lease_id)
+            if previous is not None and int(previous.get("attempts", 0)) >= verdict.attempts:
+                continue  # answered, and not fetched again since
+            tile = lease.first_tile + random.SystemRandom().randrange(lease.count)
+            leaves = _challenge_leaves(depth)
+            bond = int(market.params["disputeBond"])
+            self._check_funds(market, bond, 400_000, f"challenging lease {lease.lease_id}")
+            try:
+                challenge = market.challenge_availability(lease.lease_id, tile, leaves)
+            except ContractRevertError as exc:
+                if exc.name == "MarketAvailabilityOpen":
+                    continue  # someone else challenged it a moment ago
+                raise
+            record = ChallengeRecord(
+                challenge, lease.lease_id, tile, tuple(leaves), bond, verdict.reason
+            )
+            records.append(record)
+            verdicts = directory.verdicts()
+            verdicts.challenges[lease.lease_id] = {
+                **record.to_json(),
+                "attempts": verdict.attempts,
+                "at": int(time.time()),
+            }
+            directory.save_verdicts(verdicts)
+        return records
+
+    def resolve_availability(self, job: JobLike = None) -> list[int]:
+        """Resolve this job's availability challenges left unanswered past their deadline
+        (anyone may): each forfeits its lease. Returns the challenges resolved."""
+        directory = self.job_dir(job)
+        snap = self.snapshot(directory.ref)
+        now = self.chain_now()
+        done = []
+        for challenge in snap.challenges:
+            if challenge.status != "open" or now <= challenge.deadline:
+                continue
+            try:
+                self._signing_market().resolve_availability(challenge.challenge_id)
+            except ContractRevertError as exc:
+                if exc.name in ("MarketChallengeNotOpen", "MarketAnswerWindow"):
+                    continue  # answered or resolved a moment ago, or the block came too early
+                raise
+            directory.log_action(
+                "resolveAvailability", challenge=challenge.challenge_id, lease=challenge.lease_id
+            )
+            done.append(challenge.challenge_id)
         return done
 
     # -- refund, withdraw ------------------------------------------------------------------------
@@ -1352,7 +1541,7 @@ class Artist:
         verdicts = directory.verdicts()
         replication = int(directory.state().get("replication", 1))
         chosen: dict[int, LeaseVerdict] = {}
-        # Prefer replica lanes, then tie-breakers; older leases first.
+        # Prefer replica lanes, then jurors; older leases first.
         ordered = sorted(
             verdicts.leases.values(), key=lambda v: (v.lane >= replication, v.lease_id)
         )
@@ -1421,14 +1610,51 @@ class Artist:
     def step(
         self, job: JobLike = None, *, dispute: bool = True, progress: Progress = _no_progress
     ) -> StepReport:
-        """One round of the client's duties: verify what is new, dispute wrong tiles (with
-        ``dispute``), settle what is verified, resolve contests whose windows passed."""
+        """One round of the client's duties: verify what is new, challenge the availability of
+        results that never came, dispute wrong tiles (with ``dispute``), draw juries, resolve
+        contests and availability challenges whose windows passed, settle what is verified."""
         ref = self.job_dir(job).ref
         report = self.verify(ref, progress=progress)
+        challenges = tuple(self.challenge_availability(ref))
         disputes = tuple(self.dispute(ref, verify=False)) if dispute else ()
-        settled = self.settle(ref, verify=False)
+        drawn = tuple(self.draw_juries(ref))
         resolved = tuple(self.resolve_contests(ref))
-        return StepReport(report, disputes, settled, resolved)
+        forfeited = tuple(self.resolve_availability(ref))
+        settled = self.settle(ref, verify=False)
+        return StepReport(report, disputes, settled, resolved, challenges, drawn, forfeited)
+
+    def _check_progress(self, ref: JobRef, snap: JobSnapshot, dispute: bool) -> None:
+        """Raise when a render cannot finish: failed tiles without ``dispute``, tiles nothing
+        can fix any more, or a job past its deadline (or cancelled) with nothing in flight
+        (then the unfinished escrow is refunded first)."""
+        failed = [t.tile for t in snap.tiles if t.state == "failed"]
+        if failed and not dispute:
+            raise JobStateError(
+                f"tiles {failed} of job {ref.job_id} failed verification",
+                hint=f"dispute them: `blindframe client dispute {ref.job_id}`",
+            )
+        stuck = _stuck_tiles(
+            snap, self.chain_now(), int(self.market().params.get("acceptanceWindow", 0))
+        )
+        if stuck:
+            raise JobStateError(
+                f"tiles {stuck} of job {ref.job_id} failed verification and have no way left "
+                "to a correct result (their dispute was decided, or its window closed)",
+                hint=f"after the deadline, `blindframe client refund {ref.job_id}` returns "
+                "the escrow of unfinished tiles; post the frame again",
+            )
+        if _finished(snap):
+            refund = None
+            with contextlib.suppress(JobStateError):
+                refund = self.refund(ref)
+            unfinished = [t.tile for t in snap.tiles if t.state != "settled"]
+            ended = "was cancelled" if snap.cancelled else "passed its deadline"
+            raise JobExpiredError(
+                f"job {ref.job_id} {ended} with {len(unfinished)} of "
+                f"{snap.tile_count} tiles unfinished"
+                + (f"; {format_eth(refund.refunded_wei)} refunded" if refund else ""),
+                hint="post again with a later --deadline or a higher --reward",
+            )
 
     def render(
         self,
@@ -1455,42 +1681,20 @@ class Artist:
             on_posted(posted)
         ref = posted.ref
         disputes: list[DisputeRecord] = []
+        challenges: list[ChallengeRecord] = []
         while True:
             report = self.step(ref, dispute=dispute, progress=progress)
             disputes += report.disputes
+            challenges += report.challenges
             snap = self.snapshot(ref)
             if on_snapshot is not None:
                 on_snapshot(snap)
             if snap.complete:
-                break
-            failed = [t.tile for t in snap.tiles if t.state == "failed"]
-            if failed and not dispute:
-                raise JobStateError(
-                    f"tiles {failed} of job {ref.job_id} failed verification",
-                    hint=f"dispute them: `blindframe client dispute {ref.job_id}`",
-                )
-            stuck = _stuck_tiles(
-                snap, self.chain_now(), int(self.market().params.get("acceptanceWindow", 0))
-            )
-            if stuck:
-                raise JobStateError(
-                    f"tiles {stuck} of job {ref.job_id} failed verification and have no way left "
-                    "to a correct result (their dispute was decided, or its window closed)",
-                    hint=f"after the deadline, `blindframe client refund {ref.job_id}` returns "
-                    "the escrow of unfinished tiles; post the frame again",
-                )
-            if _finished(snap):
-                refund = None
-                with contextlib.suppress(JobStateError):
-                    refund = self.refund(ref)
-                unfinished = [t.tile for t in snap.tiles if t.state != "settled"]
-                ended = "was cancelled" if snap.cancelled else "passed its deadline"
-                raise JobExpiredError(
-                    f"job {ref.job_id} {ended} with {len(unfinished)} of "
-                    f"{snap.tile_count} tiles unfinished"
-                    + (f"; {format_eth(refund.refunded_wei)} refunded" if refund else ""),
-                    hint="post again with a later --deadline or a higher --reward",
-                )
+                # An open availability challenge is resolved first: its lease is never paid.
+                if not any(c.status == "open" for c in snap.challenges):
+                    break
+            else:
+                self._check_progress(ref, snap, dispute)
             if timeout is not None and time.monotonic() - started > timeout:
                 raise RenderTimeoutError(
                     f"job {ref.job_id} is not finished after {format_duration(int(timeout))} "
@@ -1500,7 +1704,14 @@ class Artist:
                 )
             time.sleep(interval)
         decrypted = self.decrypt(ref, output=output, twin=twin, scale=scale, verify=False)
-        return RenderResult(posted, decrypted, snap, time.monotonic() - started, tuple(disputes))
+        return RenderResult(
+            posted,
+            decrypted,
+            snap,
+            time.monotonic() - started,
+            tuple(disputes),
+            tuple(challenges),
+        )
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -1512,9 +1723,14 @@ def _finished(snap: JobSnapshot) -> bool:
     if snap.complete:
         return True
     in_flight = any(
-        lease.status in ("claimed", "committed") for lease in snap.leases if not lease.tie_breaker
+        lease.status in ("claimed", "committed") for lease in snap.leases if not lease.juror
     )
-    return snap.closed and not in_flight and not any(c.open for c in snap.contests)
+    return (
+        snap.closed
+        and not in_flight
+        and not any(c.open for c in snap.contests)
+        and not any(c.status == "open" for c in snap.challenges)
+    )
 
 
 def _stuck_tiles(snap: JobSnapshot, now: int, acceptance_window: int) -> list[int]:
@@ -1545,6 +1761,22 @@ def _stuck_tiles(snap: JobSnapshot, now: int, acceptance_window: int) -> list[in
     return stuck
 
 
+def _hopeful_tiles(snap: JobSnapshot, verdicts: Verdicts, lease_id: int) -> set[int]:
+    """Tiles of which another replica lease (than ``lease_id``) is still in flight or revealed
+    and not found wrong by the client: it may deliver them right, and its node then proves the
+    disagreement itself."""
+    hopeful: set[int] = set()
+    for other in snap.leases:
+        if other.juror or other.lease_id == lease_id:
+            continue
+        if other.status not in ("claimed", "committed", "revealed"):
+            continue
+        for t in range(other.first_tile, other.first_tile + other.count):
+            if verdicts.tile_verdict(other.lease_id, t) not in ("wrong", "tampered", "unavailable"):
+                hopeful.add(t)
+    return hopeful
+
+
 def _settle_blocker(lease: Any, verdicts: Verdicts, now: int) -> str | None:
     """Why a revealed replica lease cannot be settled now (None: it can)."""
     verdict = verdicts.leases.get(lease.lease_id)
@@ -1566,6 +1798,22 @@ def _settle_blocker(lease: Any, verdicts: Verdicts, now: int) -> str | None:
     if now <= lease.verified_at:
         return f"the challenge window runs {lease.verified_at - now + 1} s more"
     return None
+
+
+def _mine_block(w3: Web3) -> None:
+    """Mine an empty block (Anvil's ``evm_mine``; local chains only)."""
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+
+def _challenge_leaves(leaf_depth: int) -> list[int]:
+    """The leaves an availability challenge names: the digest leaf (the last) and random
+    coefficient leaves, strictly increasing."""
+    digest = (1 << leaf_depth) - 1
+    chosen = {digest}
+    pick = random.SystemRandom()
+    while len(chosen) < min(_CHALLENGE_LEAVES, digest + 1):
+        chosen.add(pick.randrange(digest))
+    return sorted(chosen)
 
 
 def _event_cid(value: Any) -> str | None:

@@ -6,7 +6,7 @@ Layout of one job directory (mode 0700)::
     manifest.json   the exact manifest bytes uploaded to IPFS (its CID is in job.json)
     secrets.npz     fhe_core JobSecrets: task order, canaries, plaintexts for the twin (0600)
     verdicts.json   per lease: the result CID, root, what verification found per tile; disputes,
-                    settlements, refunds with their transactions
+                    availability challenges, settlements, refunds with their transactions
     outputs/        lease-<id>.bflr: downloaded lease results whose bytes gave the revealed root
     frame.png, frame.npy   the decrypted frame (once decrypted); twin.png, twin.npy the plaintext
                     twin's frame when asked for
@@ -120,6 +120,10 @@ class LeaseVerdict:
     file: str | None = None
     checked_at: int = 0
     attempts: int = 0
+    # The bytes of the revealed root never reached the client: the result could not be fetched,
+    # or what came does not give the revealed root. Such a lease is challenged for availability
+    # (a dispute could not win: nobody can open leaves of a root whose bytes nobody has).
+    undelivered: bool = False
 
     @property
     def final(self) -> bool:
@@ -143,6 +147,7 @@ class LeaseVerdict:
             "file": self.file,
             "checkedAt": self.checked_at,
             "attempts": self.attempts,
+            "undelivered": self.undelivered,
         }
 
     @classmethod
@@ -163,15 +168,18 @@ class LeaseVerdict:
             file=data.get("file"),
             checked_at=int(data.get("checkedAt", 0)),
             attempts=int(data.get("attempts", 0)),
+            undelivered=bool(data.get("undelivered", data.get("status") == "unavailable")),
         )
 
 
 @dataclass
 class Verdicts:
-    """verdicts.json: lease verdicts, disputes by tile, and a log of the client's transactions."""
+    """verdicts.json: lease verdicts, disputes by tile, availability challenges by lease, and a
+    log of the client's transactions."""
 
     leases: dict[int, LeaseVerdict] = field(default_factory=dict)
     disputes: dict[int, dict[str, Any]] = field(default_factory=dict)  # tile -> record
+    challenges: dict[int, dict[str, Any]] = field(default_factory=dict)  # lease -> latest record
     actions: list[dict[str, Any]] = field(default_factory=list)
 
     def tile_verdict(self, lease_id: int, tile: int) -> str | None:
@@ -188,6 +196,7 @@ class Verdicts:
         return {
             "leases": {str(k): v.to_json() for k, v in sorted(self.leases.items())},
             "disputes": {str(k): v for k, v in sorted(self.disputes.items())},
+            "challenges": {str(k): v for k, v in sorted(self.challenges.items())},
             "actions": self.actions,
         }
 
@@ -199,6 +208,7 @@ class Verdicts:
                 int(k): LeaseVerdict.from_json(v) for k, v in dict(data.get("leases", {})).items()
             },
             disputes={int(k): dict(v) for k, v in dict(data.get("disputes", {})).items()},
+            challenges={int(k): dict(v) for k, v in dict(data.get("challenges", {})).items()},
             actions=list(data.get("actions", [])),
         )
 

@@ -14,6 +14,7 @@ from blindframe.client.snapshot import JobSnapshot
 
 __all__ = [
     "CancelReport",
+    "ChallengeRecord",
     "DecryptResult",
     "DisputeRecord",
     "JobSummary",
@@ -137,6 +138,30 @@ class DisputeRecord:
 
 
 @dataclass(frozen=True)
+class ChallengeRecord:
+    """An availability challenge the client opened on chain: the lease's node must open
+    ``leaves`` of ``tile`` by the challenge's deadline, or forfeit the lease."""
+
+    challenge_id: int
+    lease_id: int
+    tile: int
+    leaves: tuple[int, ...]
+    bond_wei: int
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "challengeId": self.challenge_id,
+            "leaseId": self.lease_id,
+            "tile": self.tile,
+            "leaves": list(self.leaves),
+            "bond": str(self.bond_wei),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
 class RefundReport:
     """What ``refund`` credited and withdrew."""
 
@@ -207,7 +232,10 @@ class StepReport:
     verify: VerifyReport
     disputes: tuple[DisputeRecord, ...]
     settle: SettleReport
-    resolved: tuple[int, ...]
+    resolved: tuple[int, ...]  # contests resolved
+    challenges: tuple[ChallengeRecord, ...] = ()  # availability challenges opened
+    drawn: tuple[int, ...] = ()  # contests whose jury the client drew
+    forfeited: tuple[int, ...] = ()  # availability challenges resolved (their leases forfeited)
 
 
 @dataclass(frozen=True)
@@ -219,6 +247,7 @@ class RenderResult:
     snapshot: JobSnapshot
     seconds: float
     disputes: tuple[DisputeRecord, ...] = ()
+    challenges: tuple[ChallengeRecord, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -227,6 +256,8 @@ class RenderResult:
             "frame": self.decrypted.to_json(),
             "payments": self.snapshot.payments,
             "disputes": [d.to_json() for d in self.disputes],
+            "challenges": [c.to_json() for c in self.challenges],
+            "contests": [c.to_json() for c in self.snapshot.contests],
             "seconds": round(self.seconds, 3),
         }
 

@@ -4,13 +4,15 @@
 verdicts, and this module turns them into the picture the CLI's progress bars, the Blender
 add-on's status line and the dashboard's tile grid all show.
 
-Tile slots (one per replica lane, plus tie-breaker lanes) go through
+Tile slots (one per replica lane, plus one per juror a contest on the tile drew) go through
 ``open -> claimed -> committed -> revealed -> verified -> settled``; ``verified`` means the
 *client* checked the result (its bytes gave the revealed root, its decryption equals the
 plaintext twin), which is stronger than the chain's optimistic verification time (reported per
 lease as ``chainVerified``). A slot is ``failed`` when the client found its result wrong or
-tampered, or a contest forfeited it. A tile is ``contested`` while a contest on it is open, and
-``failed`` when a slot failed and no slot of the tile holds a verified result.
+tampered, a contest forfeited it, or an availability challenge on it went unanswered (lease
+status ``forfeited``). A tile is ``contested`` while a contest on it is open, and ``failed`` when
+a slot failed and no slot of the tile holds a verified result. Contests show their jury (seats,
+each juror's lease, the verdict); availability challenges their lease, tile and status.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 from blindframe.client.jobdir import JobRef, Verdicts
 from blindframe.coordinator.events import ChainEvent
 from blindframe.coordinator.market import (
+    AvailabilityChallengeView,
+    AvailabilityStatus,
     ContestOutcome,
     ContestView,
     JobView,
@@ -32,14 +36,17 @@ from blindframe.coordinator.market import (
 __all__ = [
     "SLOT_STATES",
     "TILE_STATES",
+    "ChallengeState",
     "ContestState",
     "JobSnapshot",
+    "JurorSeat",
     "LeaseState",
     "SlotState",
     "TileLayout",
     "TileState",
     "build_snapshot",
     "job_events",
+    "job_ids",
 ]
 
 SLOT_STATES: tuple[str, ...] = ("open", "claimed", "committed", "revealed", "verified", "settled")
@@ -55,6 +62,12 @@ _CREDIT_REASONS = (
     "unstaked",
 )
 _CONTEST_KINDS = ("disagreement", "dispute")
+_CHALLENGE_STATES = {
+    AvailabilityStatus.NONE: "none",
+    AvailabilityStatus.OPEN: "open",
+    AvailabilityStatus.ANSWERED: "answered",
+    AvailabilityStatus.FAILED: "failed",
+}
 RECENT_EVENTS = 50
 
 
@@ -74,13 +87,13 @@ class TileLayout:
 
 @dataclass(frozen=True)
 class SlotState:
-    """One replica (or tie-breaker) slot of a tile."""
+    """One replica slot of a tile, or one juror's slot (a lease drawn into a contest's lane)."""
 
     lane: int
     state: str
     lease_id: int | None
     worker: str | None
-    tie_breaker: bool
+    juror: bool
     verdict: str | None
 
     def to_json(self) -> dict[str, Any]:
@@ -90,7 +103,7 @@ class SlotState:
             "state": self.state,
             "leaseId": self.lease_id,
             "worker": self.worker,
-            "tieBreaker": self.tie_breaker,
+            "juror": self.juror,
             "verdict": self.verdict,
         }
 
@@ -138,7 +151,8 @@ class LeaseState:
     forfeited: tuple[int, ...]
     open_contests: int
     paid: int
-    tie_breaker: bool
+    juror: bool  # a juror lease (drawn into a contest's lane, paid when the contest resolves)
+    challenge: int  # the open availability challenge on it (0: none)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -159,13 +173,37 @@ class LeaseState:
             "forfeited": list(self.forfeited),
             "openContests": self.open_contests,
             "paid": _wei(self.paid),
-            "tieBreaker": self.tie_breaker,
+            "juror": self.juror,
+            "challenge": self.challenge,
+        }
+
+
+@dataclass(frozen=True)
+class JurorSeat:
+    """One seat of a contest's jury: the juror's lease, and how its root stands to the verdict."""
+
+    seat: int
+    lease_id: int
+    worker: str
+    status: str  # the lease's status (claimed, committed, revealed, settled, reclaimed)
+    root: str | None
+    vote: str  # majority | minority | pending (not revealed, or no verdict yet) | absent
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "seat": self.seat,
+            "leaseId": self.lease_id,
+            "worker": self.worker,
+            "status": self.status,
+            "root": self.root,
+            "vote": self.vote,
         }
 
 
 @dataclass(frozen=True)
 class ContestState:
-    """One contest over a tile of the job."""
+    """One contest over a tile of the job, and the jury drawn to decide it."""
 
     contest_id: int
     kind: str
@@ -174,8 +212,11 @@ class ContestState:
     outcome: str
     lease_a: int
     lease_b: int
-    lease_t: int
-    claim_deadline: int
+    lease_t: int  # the verdict: a juror lease whose root a strict majority revealed (0: none)
+    verdict_at: int  # when the verdict became final (0: jurors may still act)
+    claim_deadline: int  # the last moment a juror may be drawn
+    draw_block: int  # a draw is armed on this block (0: none)
+    seats: tuple[JurorSeat, ...]
     challenger: str
     bond: int
 
@@ -195,7 +236,38 @@ class ContestState:
             "leaseA": self.lease_a,
             "leaseB": self.lease_b,
             "leaseT": self.lease_t,
+            "jury": {
+                "seats": [s.to_json() for s in self.seats],
+                "verdictLease": self.lease_t,
+                "verdictAt": self.verdict_at,
+                "drawBlock": self.draw_block,
+            },
             "claimDeadline": self.claim_deadline,
+            "challenger": self.challenger,
+            "bond": _wei(self.bond),
+        }
+
+
+@dataclass(frozen=True)
+class ChallengeState:
+    """A bonded availability challenge on one tile of a revealed lease of the job."""
+
+    challenge_id: int
+    lease_id: int
+    tile: int
+    deadline: int
+    status: str  # open | answered | failed (unanswered: the lease was forfeited)
+    challenger: str
+    bond: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "challengeId": self.challenge_id,
+            "leaseId": self.lease_id,
+            "tile": self.tile,
+            "deadline": self.deadline,
+            "status": self.status,
             "challenger": self.challenger,
             "bond": _wei(self.bond),
         }
@@ -223,6 +295,7 @@ class JobSnapshot:
     tiles: tuple[TileState, ...]
     leases: tuple[LeaseState, ...]
     contests: tuple[ContestState, ...]
+    challenges: tuple[ChallengeState, ...]
     payments: dict[str, Any]
     events: tuple[ChainEvent, ...]
     slot_counts: dict[str, int]
@@ -306,6 +379,7 @@ class JobSnapshot:
             "tiles": [t.to_json() for t in self.tiles],
             "leases": [lease.to_json() for lease in self.leases],
             "contests": [c.to_json() for c in self.contests],
+            "challenges": [c.to_json() for c in self.challenges],
             "payments": self.payments,
             "events": [e.to_dict() for e in self.events],
         }
@@ -335,18 +409,7 @@ def job_events(
     events: Sequence[ChainEvent], job_id: int
 ) -> tuple[list[ChainEvent], set[int], set[int]]:
     """The events of one job (with those of its leases and contests), its lease and contest ids."""
-    leases: set[int] = set()
-    contests: set[int] = set()
-    for event in events:
-        if _arg_int(event, "jobId") != job_id:
-            continue
-        if event.name == "TilesClaimed" and (lease := _arg_int(event, "leaseId")) is not None:
-            leases.add(lease)
-        if (
-            event.name in ("DisagreementProven", "Disputed", "TieBreakerOpened")
-            and (contest := _arg_int(event, "contestId")) is not None
-        ):
-            contests.add(contest)
+    leases, contests, _ = job_ids(events, job_id)
     mine = [
         e
         for e in events
@@ -355,6 +418,30 @@ def job_events(
         or _arg_int(e, "contestId") in contests
     ]
     return mine, leases, contests
+
+
+def job_ids(events: Sequence[ChainEvent], job_id: int) -> tuple[set[int], set[int], set[int]]:
+    """The ids of one job's leases (juror leases included), contests and availability
+    challenges, from its events."""
+    leases: set[int] = set()
+    contests: set[int] = set()
+    challenges: set[int] = set()
+    for event in events:
+        if _arg_int(event, "jobId") != job_id:
+            continue
+        if event.name == "TilesClaimed" and (lease := _arg_int(event, "leaseId")) is not None:
+            leases.add(lease)
+        if (
+            event.name in ("DisagreementProven", "Disputed", "TieBreakerOpened", "JurorDrawn")
+            and (contest := _arg_int(event, "contestId")) is not None
+        ):
+            contests.add(contest)
+        if (
+            event.name == "AvailabilityChallenged"
+            and (challenge := _arg_int(event, "challengeId")) is not None
+        ):
+            challenges.add(challenge)
+    return leases, contests, challenges
 
 
 def build_snapshot(
@@ -374,8 +461,16 @@ def build_snapshot(
     block: int,
     client_pending: int,
     refundable: int,
+    jurors: Mapping[int, Sequence[int]] | None = None,
+    rulings: Mapping[int, tuple[int, int]] | None = None,
+    challenges: Mapping[int, AvailabilityChallengeView] | None = None,
 ) -> JobSnapshot:
-    """Assemble the snapshot of job ``ref`` from what the client read (see the module doc)."""
+    """Assemble the snapshot of job ``ref`` from what the client read (see the module doc).
+    ``jurors``: each contest's juror leases by seat; ``rulings``: each contest's live verdict
+    (lease, fixed at); ``challenges``: the job's availability challenges."""
+    jurors = jurors or {}
+    rulings = rulings or {}
+    challenges = challenges or {}
     revealed: dict[int, tuple[str | None, str | None]] = {}
     paid: dict[int, int] = {}
     for event in events:
@@ -389,23 +484,24 @@ def build_snapshot(
             paid[lease_id] = paid.get(lease_id, 0) + int(event.args.get("amount", 0))
 
     contest_states = tuple(
-        ContestState(
-            contest_id=cid,
-            kind=_CONTEST_KINDS[view.kind] if view.kind < len(_CONTEST_KINDS) else str(view.kind),
-            tile=view.tile,
-            lane=view.lane,
-            outcome=_outcome_name(view.outcome),
-            lease_a=view.leaseA,
-            lease_b=view.leaseB,
-            lease_t=view.leaseT,
-            claim_deadline=view.claimDeadline,
-            challenger=view.challenger,
-            bond=view.bond,
-        )
+        _contest_state(cid, view, jurors.get(cid, ()), rulings.get(cid), leases)
         for cid, view in sorted(contests.items())
     )
     open_contest = {c.tile: c.contest_id for c in contest_states if c.open}
     any_contest = {c.tile: c.contest_id for c in contest_states}
+    challenge_states = tuple(
+        ChallengeState(
+            challenge_id=cid,
+            lease_id=view.leaseId,
+            tile=view.tile,
+            deadline=view.deadline,
+            status=_CHALLENGE_STATES.get(AvailabilityStatus(view.status), str(view.status)),
+            challenger=view.challenger,
+            bond=view.bond,
+        )
+        for cid, view in sorted(challenges.items())
+    )
+    open_challenge = {c.lease_id: c.challenge_id for c in challenge_states if c.status == "open"}
 
     lease_states: list[LeaseState] = []
     for lease_id, view in sorted(leases.items()):
@@ -433,33 +529,35 @@ def build_snapshot(
                 forfeited=forfeited,
                 open_contests=view.openContests,
                 paid=paid.get(lease_id, 0),
-                tie_breaker=view.lane >= job.replication,
+                juror=view.lane >= job.replication,
+                challenge=open_challenge.get(lease_id, 0),
             )
         )
 
-    # The live lease of each (lane, tile): the newest one that was not reclaimed.
+    # The live lease of each replica slot (lane, tile): the newest one that was not reclaimed.
+    # Jurors share their contest's lane: each juror lease is a slot of its own.
     slot_lease: dict[tuple[int, int], LeaseView] = {}
     slot_id: dict[tuple[int, int], int] = {}
+    juror_slots: dict[int, list[tuple[int, LeaseView]]] = {}
     for lease_id, view in sorted(leases.items()):
         if view.state in (LeaseStatus.RECLAIMED, LeaseStatus.NONE):
+            continue
+        if view.lane >= job.replication:
+            for tile in view.tiles:
+                juror_slots.setdefault(tile, []).append((lease_id, view))
             continue
         for tile in view.tiles:
             slot_lease[(view.lane, tile)] = view
             slot_id[(view.lane, tile)] = lease_id
-    tie_lanes: dict[int, list[int]] = {}
-    for lane, tile in slot_lease:
-        if lane >= job.replication:
-            tie_lanes.setdefault(tile, []).append(lane)
 
     tiles: list[TileState] = []
     slot_counts = dict.fromkeys((*SLOT_STATES, "failed"), 0)
     for tile in range(job.tileCount):
         slots = []
-        lanes = list(range(job.replication)) + sorted(tie_lanes.get(tile, []))
-        for lane in lanes:
+        for lane in range(job.replication):
             view_or_none = slot_lease.get((lane, tile))
             if view_or_none is None:
-                slots.append(SlotState(lane, "open", None, None, lane >= job.replication, None))
+                slots.append(SlotState(lane, "open", None, None, False, None))
                 continue
             lease_id = slot_id[(lane, tile)]
             tile_verdict = verdicts.tile_verdict(lease_id, tile)
@@ -469,13 +567,23 @@ def build_snapshot(
                     _slot_state(view_or_none, tile, tile_verdict),
                     lease_id,
                     view_or_none.worker,
-                    lane >= job.replication,
+                    False,
                     tile_verdict,
                 )
             )
-        for slot in slots:
-            if not slot.tie_breaker:
-                slot_counts[slot.state] += 1
+            slot_counts[slots[-1].state] += 1
+        for lease_id, view in juror_slots.get(tile, []):
+            tile_verdict = verdicts.tile_verdict(lease_id, tile)
+            slots.append(
+                SlotState(
+                    view.lane,
+                    _slot_state(view, tile, tile_verdict),
+                    lease_id,
+                    view.worker,
+                    True,
+                    tile_verdict,
+                )
+            )
         tiles.append(
             TileState(
                 tile=tile,
@@ -508,10 +616,66 @@ def build_snapshot(
         tiles=tuple(tiles),
         leases=tuple(lease_states),
         contests=contest_states,
-        payments=_payments(job, events, client_pending, refundable),
+        challenges=challenge_states,
+        payments=_payments(
+            job, events, client_pending, refundable, sum(c.bond for c in challenge_states)
+        ),
         events=tuple(events[-RECENT_EVENTS:]),
         slot_counts=slot_counts,
         tile_counts=tile_counts,
+    )
+
+
+def _contest_state(
+    contest_id: int,
+    view: ContestView,
+    seats: Sequence[int],
+    ruling: tuple[int, int] | None,
+    leases: Mapping[int, LeaseView],
+) -> ContestState:
+    """A contest with its jury: each seat's lease, and whether its root is the verdict's."""
+    verdict_lease, verdict_at = ruling if ruling is not None else (view.leaseT, view.verdictAt)
+    verdict_view = leases.get(verdict_lease) if verdict_lease else None
+    verdict_root = bytes(verdict_view.digest) if verdict_view is not None else None
+    jury = []
+    for seat, lease_id in enumerate(seats):
+        juror = leases.get(int(lease_id)) if lease_id else None
+        if juror is None:
+            jury.append(JurorSeat(seat, int(lease_id), "", "none", None, "absent"))
+            continue
+        shown = juror.state in (LeaseStatus.REVEALED, LeaseStatus.SETTLED)
+        vote = "pending"
+        if juror.state == LeaseStatus.RECLAIMED:
+            vote = "absent"
+        elif shown and verdict_at and verdict_root is not None:
+            vote = "majority" if bytes(juror.digest) == verdict_root else "minority"
+        elif shown and verdict_at:
+            vote = "minority"  # a final verdict without a majority: nobody's root decided
+        jury.append(
+            JurorSeat(
+                seat,
+                int(lease_id),
+                juror.worker,
+                juror.state.name.lower(),
+                "0x" + bytes(juror.digest).hex() if shown else None,
+                vote,
+            )
+        )
+    return ContestState(
+        contest_id=contest_id,
+        kind=_CONTEST_KINDS[view.kind] if view.kind < len(_CONTEST_KINDS) else str(view.kind),
+        tile=view.tile,
+        lane=view.lane,
+        outcome=_outcome_name(view.outcome),
+        lease_a=view.leaseA,
+        lease_b=view.leaseB,
+        lease_t=verdict_lease,
+        verdict_at=verdict_at,
+        claim_deadline=view.claimDeadline,
+        draw_block=view.drawBlock,
+        seats=tuple(jury),
+        challenger=view.challenger,
+        bond=view.bond,
     )
 
 
@@ -534,7 +698,7 @@ def _outcome_name(outcome: int) -> str:
 
 def _slot_state(view: LeaseView, tile: int, verdict: str | None) -> str:
     status = view.state
-    if view.forfeited >> (tile - view.firstTile) & 1:
+    if view.forfeited >> (tile - view.firstTile) & 1 or status == LeaseStatus.FORFEITED:
         return "failed"
     if status == LeaseStatus.CLAIMED:
         return "claimed"
@@ -556,15 +720,22 @@ def _tile_state(slots: Sequence[SlotState], contested: bool) -> str:
     has_result = any(s.state in ("verified", "settled") for s in good)
     if len(good) < len(slots) and not has_result:
         return "failed"
-    # Replica lanes must all be done; a tie-breaker that replaced a failed slot counts for it.
-    candidates = [s for s in good if not (s.tie_breaker and s.state == "open")]
+    # Replica lanes must all be done; a juror's result that replaced a failed slot counts for
+    # it, and jurors still at work hold nothing back once a slot has a result.
+    if has_result:
+        good = [s for s in good if not s.juror or s.state in ("verified", "settled")]
+    candidates = [s for s in good if not (s.juror and s.state == "open")]
     if not candidates:
         return "failed"
     return min((s.state for s in candidates), key=lambda s: _ORDER[s])
 
 
 def _payments(
-    job: JobView, events: Sequence[ChainEvent], client_pending: int, refundable: int
+    job: JobView,
+    events: Sequence[ChainEvent],
+    client_pending: int,
+    refundable: int,
+    challenge_bonds: int = 0,
 ) -> dict[str, Any]:
     credits = []
     earnings: dict[str, int] = {}
@@ -595,6 +766,7 @@ def _payments(
         "refunded": _wei(totals["refund"]),
         "compensation": _wei(totals["compensation"]),
         "bondsPosted": _wei(bonds),
+        "challengeBondsPosted": _wei(challenge_bonds),
         "bondsReturned": _wei(totals["bondReturned"]),
         "clientPending": _wei(client_pending),
         "earnings": {a: _wei(v) for a, v in sorted(earnings.items())},

@@ -643,9 +643,14 @@ class BLINDFRAME_OT_fetch(bpy.types.Operator):  # type: ignore[misc]  # noqa: N8
 def _stalled(snap: JobSnapshot) -> bool:
     """Past the deadline with no lease or contest that could still deliver."""
     in_flight = any(
-        lease.status in ("claimed", "committed") for lease in snap.leases if not lease.tie_breaker
+        lease.status in ("claimed", "committed") for lease in snap.leases if not lease.juror
     )
-    return snap.expired and not in_flight and not any(c.open for c in snap.contests)
+    return (
+        snap.expired
+        and not in_flight
+        and not any(c.open for c in snap.contests)
+        and not any(c.status == "open" for c in snap.challenges)
+    )
 
 
 class BLINDFRAME_OT_cancel(bpy.types.Operator):  # type: ignore[misc]  # noqa: N801

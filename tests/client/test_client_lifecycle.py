@@ -1,7 +1,8 @@
 """A job followed through its states with a render node the test plays through the market:
 snapshots at every step, verification against the twin, settlement exact to the wei, the frame
-decrypted; tampered and wrong results refused and disputed; refund after the deadline; a cancel
-before it. (`client render` doing it all against real render nodes: tests/e2e.)"""
+decrypted; wrong results disputed and decided by a drawn jury, tampered ones (bytes that are not
+the revealed root's) challenged for availability and forfeited; refund after the deadline; a
+cancel before it. (`client render` doing it all against real render nodes: tests/e2e.)"""
 
 from __future__ import annotations
 
@@ -146,7 +147,7 @@ def test_a_job_through_its_states_to_the_decrypted_frame(
     assert json.loads(out)["png"] == str(home.path / "out.png")
 
 
-def test_tampered_and_wrong_results_are_refused_and_the_wrong_tile_disputed(
+def test_wrong_results_are_disputed_and_undelivered_ones_challenged_for_availability(
     fresh_chain: Chain, make_home: Callable[..., Home], worker_store: IpfsStore
 ) -> None:
     chain = fresh_chain
@@ -192,77 +193,134 @@ def test_tampered_and_wrong_results_are_refused_and_the_wrong_tile_disputed(
     assert "tiles [2] failed verification" in reasons[second]
     assert "tampered" in reasons[third]
 
-    # `dispute` takes every failed tile: the wrong one, and those of tampered leases that no
-    # other replica delivered (here, with one replica, all of them).
+    # A render node that can sit on a jury: the sides and the client cannot.
+    breaker = RenderNode(chain, worker_store)
+    market = Market(chain.w3, chain.deployment)
+    params = chain.deployment.parameters
+    bond = int(params["disputeBond"])
+
+    # `dispute` takes the wrong tile: its bytes gave the revealed root, so a jury can decide.
+    # The bytes of the tampered leases never gave their roots: nobody could prove them far, so
+    # those are challenged for availability instead (`challenge`), not disputed.
     code, out, err = run_cli(["--json", "client", "dispute", str(ref.job_id)], home.env)
     assert code == 0, err
-    records = {r["tile"]: r for r in json.loads(out)}
-    assert {t: r["leaseId"] for t, r in records.items()} == {
-        0: first,
-        1: first,
-        2: second,
-        4: third,
-        5: third,
-    }
-    assert "differ from the plaintext twin" in records[2]["reason"]
-    market = Market(chain.w3, chain.deployment)
-    bond = chain.deployment.parameters["disputeBond"]
-    for tile, record in records.items():
-        contest: ContestView = market.contest(record["contestId"])
-        assert (contest.jobId, contest.tile, contest.kind) == (ref.job_id, tile, 1)
-        assert contest.leaseA == record["leaseId"]
-        assert contest.challenger == home.account.address
-        assert contest.bond == bond
+    (record,) = json.loads(out)
+    assert (record["tile"], record["leaseId"]) == (2, second)
+    assert "differ from the plaintext twin" in record["reason"]
+    contest_id = record["contestId"]
+    contest: ContestView = market.contest(contest_id)
+    assert (contest.jobId, contest.tile, contest.kind) == (ref.job_id, 2, 1)
+    assert contest.leaseA == second
+    assert contest.challenger == home.account.address
+    assert contest.bond == bond
     assert market.lease(second).openContests == 1
-    assert market.lease(first).openContests == 2
+
+    code, out, err = run_cli(["--json", "client", "challenge", str(ref.job_id)], home.env)
+    assert code == 0, err
+    challenged = json.loads(out)
+    assert challenged["resolved"] == []
+    rows = {row["leaseId"]: row for row in challenged["challenged"]}
+    assert set(rows) == {first, third}
+    depth = market.job(ref.job_id).leafDepth
+    for lease_id, row in rows.items():
+        view = market.availability_challenge(row["challengeId"])
+        assert market.open_challenge(lease_id) == row["challengeId"]
+        assert (view.leaseId, view.tile, view.challenger) == (
+            lease_id,
+            row["tile"],
+            home.account.address,
+        )
+        assert row["tile"] in (range(0, 2) if lease_id == first else range(4, 6))
+        assert row["leaves"][-1] == 2**depth - 1  # the digest leaf, and random coefficient leaves
+        assert row["leaves"] == sorted(set(row["leaves"]))
+        assert view.bond == bond
 
     snap = artist.snapshot(ref)
-    assert _tile_states(snap) == ["contested"] * 3 + ["verified"] + ["contested"] * 2
+    assert _tile_states(snap) == ["failed"] * 2 + ["contested", "verified"] + ["failed"] * 2
     assert {(c.kind, c.outcome) for c in snap.contests} == {("dispute", "pending")}
-    assert snap.payments["bondsPosted"] == str(5 * bond)
-    # Nothing is left to dispute, and a disputed tile cannot be disputed again.
+    assert {(c.lease_id, c.status) for c in snap.challenges} == {(first, "open"), (third, "open")}
+    assert snap.payments["bondsPosted"] == str(bond)
+    assert snap.payments["challengeBondsPosted"] == str(2 * bond)
+    # Nothing is left to dispute or challenge, and a disputed tile cannot be disputed again.
     assert artist.dispute(ref) == []
+    assert artist.challenge_availability(ref) == []
     code, _out, err = run_cli(["client", "dispute", str(ref.job_id), "--tile", "2"], home.env)
     assert "already contested" in one_line_error(code, err)
-    assert market.counts()[2] == 5
+    assert market.counts()[2] == 1
 
-    # A fresh node breaks the tie on tile 2 and proves the disputed side far from its result;
-    # once the window passes the client resolves the contest, verifies the tie-breaker's result,
-    # settles what is left of lease 2 (tile 3), and tile 2 counts as delivered.
-    contest_2 = market.contest(records[2]["contestId"])
-    breaker = RenderNode(chain, worker_store)
-    tie_lease = breaker.claim(ref.job_id, 2, 1, lane=contest_2.lane)
+    # The client drew the jury when it disputed (on Anvil it mines the block the draw needs):
+    # the only eligible node is the fresh one. Nobody claims a jury lane.
+    with pytest.raises(ContractRevertError) as refused_claim:
+        breaker.claim(ref.job_id, 2, 1, lane=contest.lane)
+    assert refused_claim.value.name == "MarketBadLane"
+    for _ in range(10):  # a draw that found nobody eligible in its tries is armed again
+        if market.jurors(contest_id):
+            break
+        artist.draw_juries(ref)
+    (tie_lease,) = market.jurors(contest_id)
+    tie_view = market.lease(tie_lease)
+    assert (tie_view.worker, tie_view.lane, tie_view.firstTile) == (
+        breaker.address,
+        contest.lane,
+        2,
+    )
+    snap = artist.snapshot(ref)
+    (shown,) = snap.contests
+    assert [(s.seat, s.lease_id, s.worker, s.status) for s in shown.seats] == [
+        (0, tie_lease, breaker.address, "claimed")
+    ]
+
+    # The juror computes the tile, commits and reveals; its root is the verdict, and the
+    # disputed side is proven far from it. Once the verdict's window and the challenges'
+    # deadlines pass, the client resolves the contest (tile 2 forfeited by lease 2), the
+    # unanswered challenges (leases 1 and 3 forfeited), and settles what is left of lease 2.
     tie_result, tie_salt = breaker.commit(
         ref.job_id, tie_lease, 2, [breaker.compute(ref.job_id, [2])[2]]
     )
     breaker.reveal(tie_lease, tie_result, tie_salt)
+    assert market.verdict(contest_id)[0] == tie_lease
     openings = disagreement_openings(
         result_2,
         tie_result,
         2,
-        tolerance=chain.deployment.parameters["tolerance"],
-        far_count=chain.deployment.parameters["farCount"],
+        tolerance=params["tolerance"],
+        far_count=params["farCount"],
     )
     assert openings is not None
-    breaker.market.prove_far(records[2]["contestId"], 0, openings)
+    breaker.market.prove_far(contest_id, 0, openings)
     step = artist.step(ref)
     assert [v.lease_id for v in step.verify.checked] == [tie_lease]
     assert step.verify.checked[0].status == "ok"
-    assert step.resolved == ()  # the challenge window after the tie-breaker's reveal runs
-    chain.warp(int(chain.deployment.parameters["challengeWindow"]) + 1)
-    assert artist.resolve_contests(ref) == [records[2]["contestId"]]
-    assert market.contest(records[2]["contestId"]).outcome == ContestOutcome.A_FAR
-    settled = artist.settle(ref)
-    assert settled.settled == (second,)
-    assert settled.paid_wei == REWARD  # tile 3 only: tile 2 was forfeited
+    assert step.resolved == ()  # the challenge window after the verdict runs
+    assert step.forfeited == ()  # the challenges' answer window runs
+    chain.warp(max(int(params["challengeWindow"]), int(params["revealWindow"])) + 1)
+    step = artist.step(ref)
+    assert step.resolved == (contest_id,)
+    assert sorted(step.forfeited) == sorted(row["challengeId"] for row in rows.values())
+    assert step.settle.settled == (second,)
+    assert step.settle.paid_wei == REWARD  # tile 3 only: tile 2 was forfeited
+    assert market.contest(contest_id).outcome == ContestOutcome.A_FAR
+    assert market.lease(first).state == LeaseStatus.FORFEITED
+    assert market.lease(third).state == LeaseStatus.FORFEITED
     snap = artist.snapshot(ref)
-    assert _tile_states(snap)[2:4] == ["settled", "settled"]
+    assert _tile_states(snap) == ["failed"] * 2 + ["settled"] * 2 + ["failed"] * 2
     (tile_2,) = [t for t in snap.tiles if t.tile == 2]
-    assert [(s.state, s.tie_breaker, s.verdict) for s in tile_2.slots] == [
+    assert [(s.state, s.juror, s.verdict) for s in tile_2.slots] == [
         ("failed", False, "wrong"),
         ("settled", True, "ok"),
     ]
-    assert snap.payments["bondsReturned"] == str(bond)
+    assert {(c.lease_id, c.status) for c in snap.challenges} == {
+        (first, "failed"),
+        (third, "failed"),
+    }
+    (shown,) = snap.contests
+    assert (shown.outcome, shown.lease_t, [s.vote for s in shown.seats]) == (
+        "aFar",
+        tie_lease,
+        ["majority"],
+    )
+    # Every bond came back: the won dispute's and both challenges'.
+    assert snap.payments["bondsReturned"] == str(3 * bond)
 
 
 def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., Home]) -> None:

@@ -3,6 +3,8 @@ turns leases, verdicts and contests into tile states."""
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from blindframe.client.errors import JobNotFoundError, JobOptionsError
@@ -11,7 +13,14 @@ from blindframe.client.options import JobOptions
 from blindframe.client.snapshot import build_snapshot
 from blindframe.client.units import format_duration, format_eth, parse_duration, parse_eth
 from blindframe.coordinator.events import ChainEvent
-from blindframe.coordinator.market import ContestView, JobView, LeaseStatus, LeaseView
+from blindframe.coordinator.market import (
+    AvailabilityChallengeView,
+    AvailabilityStatus,
+    ContestView,
+    JobView,
+    LeaseStatus,
+    LeaseView,
+)
 
 MARKET = "0x" + "ab" * 20
 CLIENT = "0x" + "11" * 20
@@ -114,6 +123,7 @@ def _lease(
     count: int = 3,
     forfeited: int = 0,
     node: int = 0,
+    digest: bytes = b"\0" * 32,
 ) -> LeaseView:
     return LeaseView(
         worker=NODES[node],
@@ -126,28 +136,30 @@ def _lease(
         count=count,
         forfeitedCount=bin(forfeited).count("1"),
         openContests=0,
-        digest=b"\0" * 32,
+        digest=digest,
         forfeited=forfeited,
     )
 
 
-def _contest(tile: int, outcome: int, lease_t: int = 0) -> ContestView:
-    return ContestView(
+def _contest(tile: int, outcome: int, lease_t: int = 0, verdict_at: int = 0) -> ContestView:
+    # Every jury counter not named here is 0 (no draw armed).
+    values: dict[str, object] = {f.name: 0 for f in fields(ContestView)}
+    values.update(
         jobId=1,
         tile=tile,
         lane=2,
         claimDeadline=900,
         kind=1,
         outcome=outcome,
-        farMask=0,
         leaseA=1,
-        leaseB=0,
         leaseT=lease_t,
         challenger=CLIENT,
         bond=7,
         proverA="0x" + "00" * 20,
         proverB="0x" + "00" * 20,
+        verdictAt=verdict_at,
     )
+    return ContestView(**values)  # type: ignore[arg-type]
 
 
 def _verdict(lease: int, lane: int, tiles: dict[int, str], first: int = 0) -> LeaseVerdict:
@@ -207,22 +219,30 @@ def test_tile_states_while_replicas_work() -> None:
     assert not snap.complete  # type: ignore[attr-defined]
 
 
-def test_a_forfeited_tile_replaced_by_its_tie_breaker_is_delivered() -> None:
+def test_a_forfeited_tile_replaced_by_its_jury_is_delivered() -> None:
+    good, bad = b"\x01" * 32, b"\x02" * 32
     verdicts = Verdicts(
         leases={
             1: _verdict(1, 0, {0: "ok", 1: "wrong", 2: "ok"}),
             2: _verdict(2, 1, {0: "ok", 1: "ok", 2: "ok"}),
             3: _verdict(3, 2, {1: "ok"}, first=1),
+            4: _verdict(4, 2, {1: "wrong"}, first=1),
+            5: _verdict(5, 2, {1: "ok"}, first=1),
         }
     )
     snap = _snapshot(
         leases={
             1: _lease(0, LeaseStatus.SETTLED, forfeited=0b010),
             2: _lease(1, LeaseStatus.SETTLED, node=1),
-            3: _lease(2, LeaseStatus.SETTLED, first=1, count=1, node=2),
+            # The jury: three jurors drawn into lane 2, two of them agreeing.
+            3: _lease(2, LeaseStatus.SETTLED, first=1, count=1, node=2, digest=good),
+            4: _lease(2, LeaseStatus.SETTLED, first=1, count=1, node=0, digest=bad),
+            5: _lease(2, LeaseStatus.SETTLED, first=1, count=1, node=1, digest=good),
         },
         verdicts=verdicts,
-        contests={1: _contest(1, outcome=1, lease_t=3)},
+        contests={1: _contest(1, outcome=1, lease_t=3, verdict_at=350)},
+        jurors={1: [3, 4, 5]},
+        rulings={1: (3, 350)},
         events=[
             _credited(NODES[0], 10, 0),
             _credited(NODES[1], 15, 0),
@@ -233,12 +253,23 @@ def test_a_forfeited_tile_replaced_by_its_tie_breaker_is_delivered() -> None:
     )
     tiles = snap.tiles  # type: ignore[attr-defined]
     assert [t.state for t in tiles] == ["settled"] * 3
-    assert [(s.state, s.tie_breaker) for s in tiles[1].slots] == [
-        ("failed", False),
-        ("settled", False),
-        ("settled", True),
+    assert [(s.state, s.juror, s.lease_id) for s in tiles[1].slots] == [
+        ("failed", False, 1),
+        ("settled", False, 2),
+        ("settled", True, 3),
+        ("failed", True, 4),
+        ("settled", True, 5),
     ]
     assert snap.complete  # type: ignore[attr-defined]
+    (contest,) = snap.to_json()["contests"]  # type: ignore[attr-defined]
+    assert contest["leaseT"] == 3
+    assert contest["jury"]["verdictLease"] == 3
+    assert contest["jury"]["verdictAt"] == 350
+    assert [(s["seat"], s["leaseId"], s["vote"]) for s in contest["jury"]["seats"]] == [
+        (0, 3, "majority"),
+        (1, 4, "minority"),
+        (2, 5, "majority"),
+    ]
     assert snap.leases[0].forfeited == (1,)  # type: ignore[attr-defined]
     payments = snap.payments  # type: ignore[attr-defined]
     assert payments["paidToWorkers"] == "30"
@@ -258,3 +289,87 @@ def test_a_failed_tile_without_any_good_replica_is_failed() -> None:
     )
     assert [t.state for t in snap.tiles] == ["failed"] * 3  # type: ignore[attr-defined]
     assert snap.to_json()["tileStates"]["failed"] == 3  # type: ignore[attr-defined]
+
+
+def test_an_unanswered_availability_challenge_fails_its_slot() -> None:
+    # Lease 2 revealed a root whose bytes never came; the client challenged it, nobody answered,
+    # and the lease was forfeited: its slots fail, the other replica's verified result stands.
+    verdicts = Verdicts(
+        leases={
+            1: _verdict(1, 0, {0: "ok", 1: "ok", 2: "ok"}),
+            2: LeaseVerdict(2, 1, 0, 3, NODES[1], "Qm", "0x", "unavailable", undelivered=True),
+        }
+    )
+    challenge = AvailabilityChallengeView(
+        leaseId=2,
+        tile=1,
+        deadline=390,
+        status=int(AvailabilityStatus.FAILED),
+        challenger=CLIENT,
+        bond=7,
+        leavesHash=b"\0" * 32,
+    )
+    snap = _snapshot(
+        leases={1: _lease(0, LeaseStatus.SETTLED), 2: _lease(1, LeaseStatus.FORFEITED, node=1)},
+        verdicts=verdicts,
+        challenges={1: challenge},
+    )
+    tiles = snap.tiles  # type: ignore[attr-defined]
+    assert [t.state for t in tiles] == ["settled"] * 3
+    assert [s.state for s in tiles[0].slots] == ["settled", "failed"]
+    assert snap.complete  # type: ignore[attr-defined]
+    assert snap.leases[1].status == "forfeited"  # type: ignore[attr-defined]
+    (shown,) = snap.to_json()["challenges"]  # type: ignore[attr-defined]
+    assert shown == {
+        "challengeId": 1,
+        "leaseId": 2,
+        "tile": 1,
+        "deadline": 390,
+        "status": "failed",
+        "challenger": CLIENT,
+        "bond": "7",
+    }
+    assert snap.payments["challengeBondsPosted"] == "7"  # type: ignore[attr-defined]
+    # Round trip of the verdict file keeps what was not delivered.
+    again = Verdicts.from_json(verdicts.to_json())
+    assert again.leases[2].undelivered is True
+    assert again.leases[1].undelivered is False
+
+
+def test_status_shows_the_jury_where_it_showed_the_tie_breaker() -> None:
+    from blindframe.client._cli import _jury_text
+
+    good, bad = b"\x01" * 32, b"\x02" * 32
+    leases = {
+        1: _lease(0, LeaseStatus.REVEALED),
+        3: _lease(2, LeaseStatus.REVEALED, first=1, count=1, node=2, digest=good),
+        4: _lease(2, LeaseStatus.REVEALED, first=1, count=1, node=0, digest=bad),
+        5: _lease(2, LeaseStatus.COMMITTED, first=1, count=1, node=1),
+    }
+    pending = _snapshot(
+        leases=leases,
+        contests={1: _contest(1, outcome=0)},
+        jurors={1: [3, 4, 5]},
+        rulings={1: (0, 0)},
+    )
+    (contest,) = pending.contests  # type: ignore[attr-defined]
+    assert _jury_text(contest) == (
+        f"jury [seat 0 lease 3 {NODES[2]} revealed, seat 1 lease 4 {NODES[0]} revealed, "
+        f"seat 2 lease 5 {NODES[1]} committed], no verdict yet"
+    )
+    decided = _snapshot(
+        leases={
+            **leases,
+            5: _lease(2, LeaseStatus.REVEALED, first=1, count=1, node=1, digest=good),
+        },
+        contests={1: _contest(1, outcome=0, lease_t=3, verdict_at=350)},
+        jurors={1: [3, 4, 5]},
+        rulings={1: (3, 350)},
+    )
+    (contest,) = decided.contests  # type: ignore[attr-defined]
+    assert _jury_text(contest).endswith(
+        f"seat 2 lease 5 {NODES[1]} revealed (majority)], verdict lease 3"
+    )
+    assert "(minority)" in _jury_text(contest)
+    undrawn = _snapshot(contests={1: _contest(1, outcome=0)}, jurors={1: []})
+    assert _jury_text(undrawn.contests[0]) == "jury not drawn yet"  # type: ignore[attr-defined]

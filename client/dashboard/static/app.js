@@ -276,7 +276,7 @@ function renderGrid(doc) {
     }
     const who = holders.map((a) => `node ${node(a).label} ${short(a)}`).join(", ") || "no node yet";
     element.title = `tile ${tile.tile}${tile.canary ? " (canary)" : ""}: ${tile.state} · ${who}` +
-      tile.slots.map((s) => `\nlane ${s.lane}: ${s.state}${s.leaseId !== null ? ` (lease ${s.leaseId})` : ""}`).join("");
+      tile.slots.map((s) => `\n${s.juror ? "juror, lane" : "lane"} ${s.lane}: ${s.state}${s.leaseId !== null ? ` (lease ${s.leaseId})` : ""}`).join("");
   }
   const legend = $("legend");
   if (!legend.children.length) {

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from blindframe.client.artist import Artist
 from blindframe.coordinator.accounts import create_account, read_password_file, unlock
@@ -21,6 +22,9 @@ from blindframe.coordinator.tx import TxSender
 from blindframe.deploy.processes import free_port
 from blindframe.deploy.stack import StackInfo, fund, local_password_file, stack_down, stack_up
 from support.node_process import NodeProcess
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 KERNEL = "volume@1"
 ARTIST = "artist"
@@ -38,6 +42,7 @@ class RenderStack:
     settings: Settings
     password_file: Path
     workers: list[NodeProcess] = field(default_factory=list)
+    accounts: dict[str, str] = field(default_factory=dict)  # staked keystores: name -> address
 
     @property
     def env(self) -> dict[str, str]:
@@ -68,23 +73,66 @@ class RenderStack:
         tile_seconds: float = 4.0,
         fault: str | None = None,
         ipfs_name: str | None = None,
+        stake: int | None = None,
     ) -> NodeProcess:
         """A funded, staked render node running as `blindframe worker run` (``fault``: the
         hidden test-only misbehaviour, e.g. ``lazy``). Its IPFS node is ``ipfs_name`` (default:
-        the stack's node of the same name)."""
-        password = read_password_file(self.password_file)
-        entry = create_account(self.settings.keystores, name, password)
-        fund(self.info.rpc_url, entry.address, 10 * 10**18)
-        deployment = Deployment.load(Path(self.info.deployment))
-        w3 = connect(self.info.rpc_url, expected_chain_id=deployment.chain_id)
-        account = unlock(entry.path, password)
-        sender = TxSender(w3, account, endpoint=self.info.rpc_url, lock_dir=self.home / "nonces")
-        Market(w3, deployment, sender=sender).stake(
-            capacity, int(deployment.parameters["minStake"])
-        )
-        worker = _start_worker(self, name, entry.address, tile_seconds, fault, ipfs_name or name)
+        the stack's node of the same name). ``stake``: wei staked (default the minimum stake);
+        jurors are drawn with probabilities proportional to stakes."""
+        self.staked_account(name, capacity=capacity, stake=stake)
+        return self.start_node(name, tile_seconds=tile_seconds, fault=fault, ipfs_name=ipfs_name)
+
+    def start_node(
+        self,
+        name: str,
+        *,
+        tile_seconds: float = 4.0,
+        fault: str | None = None,
+        ipfs_name: str | None = None,
+    ) -> NodeProcess:
+        """Run the render node of ``name``, an account staked before (:meth:`staked_account`):
+        a node may be staked (and drawn as a juror) before it runs."""
+        address = self.accounts[name]
+        worker = _start_worker(self, name, address, tile_seconds, fault, ipfs_name or name)
         self.workers.append(worker)
         return worker
+
+    def staked_account(
+        self, name: str, *, capacity: int = 2, stake: int | None = None
+    ) -> LocalAccount:
+        """A keystore ``name``, funded and staked (``stake`` wei, default the minimum stake) but
+        running no node."""
+        password = read_password_file(self.password_file)
+        entry = create_account(self.settings.keystores, name, password)
+        deployment = Deployment.load(Path(self.info.deployment))
+        amount = int(deployment.parameters["minStake"]) if stake is None else stake
+        fund(self.info.rpc_url, entry.address, 10 * 10**18 + amount)
+        market = self.market_as(name)
+        market.stake(capacity, amount)
+        self.accounts[name] = entry.address
+        return unlock(entry.path, password)
+
+    def market_as(self, name: str) -> Market:
+        """The market, signing as keystore ``name``."""
+        deployment = Deployment.load(Path(self.info.deployment))
+        w3 = connect(self.info.rpc_url, expected_chain_id=deployment.chain_id)
+        account = unlock(
+            self.settings.keystores / f"{name}.json", read_password_file(self.password_file)
+        )
+        sender = TxSender(w3, account, endpoint=self.info.rpc_url, lock_dir=self.home / "nonces")
+        return Market(w3, deployment, sender=sender)
+
+    def retire(self, name: str) -> None:
+        """Take ``name`` out of the market: stop its node (if it runs one) and start unbonding
+        all its free stake, so no jury draw can pick it any more."""
+        for worker in self.workers:
+            if worker.name == name:
+                worker.kill()
+        market = self.market_as(name)
+        address = market.sender.account.address if market.sender is not None else ""
+        info = market.worker(address)
+        if info.stake > info.locked:
+            market.request_unstake(info.stake - info.locked)
 
     def close(self) -> None:
         for worker in self.workers:

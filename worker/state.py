@@ -436,6 +436,21 @@ class NodeState:
         )
         return cur.rowcount > 0
 
+    def _select(
+        self, row_type: type[_R], table: str, order: str, **where: Sequence[str | int]
+    ) -> list[_R]:
+        """Rows of ``table`` (a fixed name), ordered by ``order``, whose columns hold one of the
+        given values (a column given no values is not filtered)."""
+        clauses, params = ["1 = 1"], list[Any]()
+        for column, values in where.items():
+            if values:
+                clauses.append(f"{column} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+        # Table, column and order names are this module's literals; every value is a parameter.
+        query = f"SELECT * FROM {table} WHERE {' AND '.join(clauses)} ORDER BY {order}"  # noqa: S608
+        rows = self._db.execute(query, params).fetchall()
+        return [r for r in (_row(row_type, row) for row in rows) if r is not None]
+
     def job(self, job_id: int) -> JobRow | None:
         """A job by id."""
         row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
@@ -443,12 +458,7 @@ class NodeState:
 
     def jobs(self, statuses: Sequence[str] = ()) -> list[JobRow]:
         """Jobs (optionally with these statuses), oldest first."""
-        query, params = "SELECT * FROM jobs", list[Any]()
-        if statuses:
-            query += f" WHERE status IN ({','.join('?' * len(statuses))})"
-            params.extend(statuses)
-        rows = self._db.execute(query + " ORDER BY job_id", params).fetchall()
-        return [r for r in (_row(JobRow, row) for row in rows) if r is not None]
+        return self._select(JobRow, "jobs", "job_id", status=statuses)
 
     def set_job(
         self,
@@ -528,15 +538,8 @@ class NodeState:
         self, *, job_id: int | None = None, statuses: Sequence[str] = ()
     ) -> list[ChainLease]:
         """Seen leases, filtered."""
-        query, params = "SELECT * FROM leases WHERE 1 = 1", list[Any]()
-        if job_id is not None:
-            query += " AND job_id = ?"
-            params.append(job_id)
-        if statuses:
-            query += f" AND status IN ({','.join('?' * len(statuses))})"
-            params.extend(statuses)
-        rows = self._db.execute(query + " ORDER BY lease_id", params).fetchall()
-        return [r for r in (_row(ChainLease, row) for row in rows) if r is not None]
+        jobs = () if job_id is None else (job_id,)
+        return self._select(ChainLease, "leases", "lease_id", job_id=jobs, status=statuses)
 
     # -- own leases ------------------------------------------------------------------------------
 
@@ -580,13 +583,7 @@ class NodeState:
 
     def own_leases(self, states: Iterable[str] = ()) -> list[OwnLease]:
         """Own leases (optionally in these states), by id."""
-        wanted = list(states)
-        query, params = "SELECT * FROM own", list[Any]()
-        if wanted:
-            query += f" WHERE state IN ({','.join('?' * len(wanted))})"
-            params.extend(wanted)
-        rows = self._db.execute(query + " ORDER BY lease_id", params).fetchall()
-        return [r for r in (_row(OwnLease, row) for row in rows) if r is not None]
+        return self._select(OwnLease, "own", "lease_id", state=tuple(states))
 
     def update_own(self, lease_id: int, **changes: Any) -> None:
         """Change fields of an own lease (state, salt, root, ...)."""
@@ -616,12 +613,7 @@ class NodeState:
 
     def checks(self, states: Sequence[str] = ()) -> list[CheckRow]:
         """Comparisons (optionally in these states)."""
-        query, params = "SELECT * FROM checks", list[Any]()
-        if states:
-            query += f" WHERE state IN ({','.join('?' * len(states))})"
-            params.extend(states)
-        rows = self._db.execute(query + " ORDER BY own_lease, other_lease", params).fetchall()
-        return [r for r in (_row(CheckRow, row) for row in rows) if r is not None]
+        return self._select(CheckRow, "checks", "own_lease, other_lease", state=states)
 
     def set_check(
         self, own_lease: int, other_lease: int, state: str, detail: str | None = None
@@ -721,12 +713,7 @@ class NodeState:
 
     def challenges(self, statuses: Sequence[str] = ()) -> list[ChallengeRow]:
         """Availability challenges (optionally with these statuses), oldest first."""
-        query, params = "SELECT * FROM challenges", list[Any]()
-        if statuses:
-            query += f" WHERE status IN ({','.join('?' * len(statuses))})"
-            params.extend(statuses)
-        rows = self._db.execute(query + " ORDER BY challenge_id", params).fetchall()
-        return [r for r in (_row(ChallengeRow, row) for row in rows) if r is not None]
+        return self._select(ChallengeRow, "challenges", "challenge_id", status=statuses)
 
     def update_challenge(self, challenge_id: int, **changes: Any) -> None:
         """Change fields of an availability challenge (status, retry_at)."""

@@ -305,7 +305,10 @@ def test_a_live_render_in_the_browser(
         assert page.inner_text("#phase") == "complete"
         events = page.eval_on_selector_all("#events tbody tr", "rs => rs.map(r => r.dataset.event)")
         assert {"JobPosted", "TilesClaimed", "Committed", "Revealed", "LeaseSettled"} <= set(events)
-        assert events.count("TilesClaimed") == 2
+        # Each claim is one lease and each lease settles once; how the four tiles split into
+        # leases depends on which node reaches the job's plan first (two leases or three).
+        claims = events.count("TilesClaimed")
+        assert claims == events.count("LeaseSettled") >= 2, events
 
         # The frame on the page is the PNG decrypted into the job's directory.
         (job,) = [d for d in list_jobs(stack.home) if not d.pending]

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -24,14 +23,27 @@ from web3.exceptions import BlockNotFound, MismatchedABI
 
 from blindframe.coordinator.chain import with_retries
 from blindframe.coordinator.errors import CoordinatorError
+from blindframe.coordinator.sqlite import open_db, transaction
 
 if TYPE_CHECKING:
     from web3 import Web3
     from web3.contract.contract import Contract
 
-__all__ = ["ChainEvent", "EventIndexer"]
+__all__ = ["ChainEvent", "EventIndexer", "event_cid"]
 
 _REORG_WINDOW = 128  # block hashes kept for reorganisation checks
+
+
+def event_cid(value: Any) -> str | None:
+    """The CID in an event's ``bytes`` argument (``0x``-hex text once indexed), or None when the
+    bytes are not ASCII text. A CID is ASCII by construction: anything else is garbled or hostile,
+    and every reader refuses it rather than guess (a replaced character would name other bytes)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return bytes.fromhex(value.removeprefix("0x")).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -98,9 +110,8 @@ class EventIndexer:
             if item.get("type") == "event"
         }
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(db_path, timeout=30, isolation_level=None)
+        self._db = open_db(db_path)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
         self._address = contract.address
 
@@ -171,7 +182,7 @@ class EventIndexer:
         for block_number in {first, last}:
             hashes[block_number] = self._block_hash(block_number)
         added = 0
-        with self._transaction():
+        with transaction(self._db):
             for log in logs:
                 event = self._decode(log)
                 if event is None:
@@ -239,7 +250,7 @@ class EventIndexer:
             self._rewind(self.start_block - 1)
 
     def _rewind(self, block: int) -> None:
-        with self._transaction():
+        with transaction(self._db):
             self._db.execute(
                 "DELETE FROM events WHERE cursor = ? AND block > ?", (self.name, block)
             )
@@ -275,16 +286,6 @@ class EventIndexer:
         except MismatchedABI:
             return None
         return str(data["event"]), _jsonable(dict(data["args"]))
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
 
 def _signature(item: dict[str, Any]) -> str:

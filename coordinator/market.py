@@ -45,7 +45,6 @@ __all__ = [
 ]
 
 MARKET = "RenderMarket"
-WAD = 10**18
 
 # A sentence per custom error: what went wrong, in the words of the person who hit it.
 SENTENCES: dict[str, str] = {
@@ -422,10 +421,6 @@ class Market:
         return bytes(
             self.contract.functions.commitmentOf(root, to_checksum_address(worker), salt).call()
         )
-
-    def tie_breaker_contest(self, job_id: int, lane: int) -> int:
-        """The contest whose jury lane is ``lane`` (0 if none)."""
-        return int(self.contract.functions.tieBreakerContest(job_id, lane).call())
 
     def jurors(self, contest_id: int) -> list[int]:
         """The juror leases of a contest, by seat."""

@@ -21,6 +21,7 @@ import numpy as np
 from blindframe.coordinator.errors import LeaseResultError
 from blindframe.coordinator.market import Opening
 from blindframe.fhe_core.errors import FheCoreError
+from blindframe.fhe_core.kernels import expected_outputs
 from blindframe.fhe_core.merkle import (
     TileTree,
     U64Array,
@@ -35,6 +36,7 @@ __all__ = [
     "MAGIC",
     "LeaseResult",
     "disagreement_openings",
+    "max_result_bytes",
     "open_lease_result",
     "pack_lease_result",
 ]
@@ -44,6 +46,14 @@ VERSION = 1
 _FIXED = struct.Struct("<4sHHI")
 _MAX_HEADER = 1 << 16
 MAX_OPENINGS = 32  # the contract's MAX_OPENINGS
+_BUNDLE_FRAMING = 4096  # an OUTPUT bundle's header and framing around its one value, at most
+
+
+def max_result_bytes(kernel: str, tiles: int) -> int:
+    """The most bytes an honest result file of ``tiles`` tiles can have: every download of a
+    result (the client's, a replica's, a juror's) stops there, so a hostile CID cannot fill a
+    disk."""
+    return _FIXED.size + _MAX_HEADER + tiles * (expected_outputs(kernel)[0][2] + _BUNDLE_FRAMING)
 
 
 @dataclass

@@ -181,11 +181,6 @@ class TxSender:
             raise self._revert(exc, what) from None
         return self._send(tx, what)
 
-    def send_value(self, to: str, value: int, *, action: str | None = None) -> TxReceipt:
-        """Send plain ETH."""
-        tx: TxParams = {"from": self.address, "to": to_checksum_address(to), "value": Wei(value)}
-        return self._send(tx, action or f"sending {value} wei to {to}")
-
     def deploy(
         self, abi: list[dict[str, Any]], bytecode: str, *args: Any, value: int = 0
     ) -> tuple[str, TxReceipt]:
@@ -272,6 +267,12 @@ class TxSender:
             if "already known" in str(exc).lower():
                 return
             raise
+
+    def max_fee(self, gas: int) -> int:
+        """The most wei a transaction estimated at ``gas`` may cost, as ``send`` would price it
+        now: its gas limit (the estimate times the margin) times its highest price per gas."""
+        fees = self._fees()
+        return int(gas * self.gas_margin) * fees.get("maxFeePerGas", fees.get("gasPrice", 0))
 
     def _fees(self) -> dict[str, int]:
         block = self._retry(lambda: self.w3.eth.get_block("latest"), "read the latest block")

@@ -24,7 +24,6 @@ from blindframe.coordinator.store.client import IpfsStore
 from blindframe.coordinator.tx import TxSender
 from blindframe.deploy.anvil import ANVIL_CHAIN_ID, start_anvil
 from blindframe.deploy.deployer import LOCAL_OVERRIDES, MARKET, deploy_market, market_parameters
-from blindframe.deploy.errors import DeployError
 from blindframe.deploy.ipfs.node import running_node, start_node, stop_node
 from blindframe.deploy.processes import process_alive, stop_process
 
@@ -200,13 +199,3 @@ def stack_down(home: Path) -> list[str]:
         return []
     (_stack_dir(home) / _STATE).unlink(missing_ok=True)
     return stopped
-
-
-def require_stack(home: Path) -> StackInfo:
-    """The running stack, or an error that says how to start one."""
-    info = stack_status(home)
-    if info is None:
-        raise DeployError(
-            f"no local stack runs for {home}", hint="start one with `blindframe stack up`"
-        )
-    return info

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -263,3 +265,48 @@ def test_a_contest_draws_its_jury_and_a_lease_answers_for_its_data(fresh_chain: 
     markets["client"].resolve_availability(unanswered)
     assert markets["client"].availability_challenge(unanswered).state is AvailabilityStatus.FAILED
     assert markets["client"].lease(leases["a"]).state is LeaseStatus.FORFEITED
+
+
+def test_the_agreement_rule_is_one_rule_in_python_the_deployment_and_the_vectors(
+    chain: Chain,
+) -> None:
+    """The tolerance and far count are written in three places that must agree: the Python rule
+    (fhe_core.agreement: what nodes use to decide they disagree), the deployment defaults (what
+    the contract enforces; read back from the deployed market) and the Merkle vectors the Forge
+    tests check the contract's Agreement library against."""
+    from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERANCE
+    from blindframe.fhe_core.merkle import torus_distance
+
+    root = Path(__file__).resolve().parents[2]
+    defaults = json.loads((root / "contracts" / "params.defaults.json").read_text())
+    assert (int(defaults["tolerance"]), int(defaults["farCount"])) == (
+        AGREEMENT_TOLERANCE,
+        AGREEMENT_FAR_COUNT,
+    )
+    deployed = chain.market.functions.params().call()
+    names = [c["name"] for c in _params_abi(chain)]
+    on_chain = dict(zip(names, deployed, strict=True))
+    assert (on_chain["tolerance"], on_chain["farCount"]) == (
+        AGREEMENT_TOLERANCE,
+        AGREEMENT_FAR_COUNT,
+    )
+    vector = json.loads((root / "contracts" / "test" / "vectors" / "merkle.json").read_text())
+    rule = vector["agreement"]
+    assert int(rule["tolerance"]) == AGREEMENT_TOLERANCE
+    # The vector's two leaves hold `far` far pairs by the Python rule too (the contract's count
+    # of the same leaves is checked against this file in TileMerkle.t.sol).
+    a, b = (
+        np.frombuffer(bytes.fromhex(rule[k].removeprefix("0x")), dtype="<u8")
+        for k in ("leafA", "leafB")
+    )
+    far = int(np.count_nonzero(torus_distance(a, b) > np.uint64(AGREEMENT_TOLERANCE)))
+    assert far == int(rule["far"])
+
+
+def _params_abi(chain: Chain) -> list[dict[str, Any]]:
+    (fn,) = (
+        item
+        for item in chain.market.abi
+        if item.get("type") == "function" and item.get("name") == "params"
+    )
+    return list(fn["outputs"][0]["components"])

@@ -26,10 +26,11 @@ demo: bootstrap ## start the local stack, deploy, render the sample scene end to
 
 test: bootstrap lint forge slither pytest ## every suite: lint, Forge, Slither, pytest (real stack)
 
-lint: bootstrap ## ruff (lint + format check) and mypy --strict
+lint: bootstrap ## ruff (lint + format check), mypy --strict, the layering (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: bootstrap ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .

@@ -7,21 +7,30 @@ nodes of UnixFS type File (raw-leaves false), a single-chunk file being its own 
 follows go-unixfs `importer/balanced`: the tree grows one level at a time, every subtree but the
 last is full, and a node is made only when data reaches it. The store uses it to check the CID a
 node returns for an upload (a node with other defaults, or one that altered the bytes, is caught).
+
+The wire formats are the specs' own schemas, proto/merkledag.proto (dag-pb) and proto/unixfs.proto,
+compiled by protoc (proto/*_pb2.py). What protobuf does not do is kept here: dag-pb's canonical
+order (links before data) for encoding, and the strict spec's checks for decoding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from blindframe.coordinator.store.cid import RAW, Cid, decode_varint, encode_varint
+from google.protobuf.message import DecodeError, Message
+from google.protobuf.unknown_fields import UnknownFieldSet
+from multiformats import varint
+
+from blindframe.coordinator.store.cid import RAW, Cid
 from blindframe.coordinator.store.errors import (
     ContentIntegrityError,
     InvalidCidError,
     UnsupportedContentError,
 )
+from blindframe.coordinator.store.proto import merkledag_pb2, unixfs_pb2
 
 __all__ = [
     "KUBO_CHUNK_SIZE",
@@ -44,55 +53,29 @@ KUBO_MAX_LINKS = 174
 # Bitswap refuses blocks over 2 MiB: anything larger did not come from an honest node.
 MAX_BLOCK_SIZE = 2 * 1024 * 1024
 
-# UnixFS Data.DataType values (unixfs.proto).
-_RAW_TYPE, _DIRECTORY, _FILE, _METADATA, _SYMLINK, _HAMT = 0, 1, 2, 3, 4, 5
-_TYPE_NAMES = {
-    _RAW_TYPE: "raw",
-    _DIRECTORY: "directory",
-    _FILE: "file",
-    _METADATA: "metadata",
-    _SYMLINK: "symlink",
-    _HAMT: "HAMT-sharded directory",
+_DataType = unixfs_pb2.Data.DataType
+_TYPE_NAMES: dict[int, str] = {
+    _DataType.Raw: "raw",
+    _DataType.Directory: "directory",
+    _DataType.File: "file",
+    _DataType.Metadata: "metadata",
+    _DataType.Symlink: "symlink",
+    _DataType.HAMTShard: "HAMT-sharded directory",
 }
-_VARINT, _LEN = 0, 2
+# UnixFS fields that describe metadata, not the bytes: hashType, fanout, mode, mtime.
+_METADATA_FIELDS = (5, 6, 7, 8)
+_VARINT, _LEN = 0, 2  # the protobuf wire types UnixFS and dag-pb use
+# Bytes of PBNode.Data's key: an empty Data field is the key and a zero length.
+_DATA_KEY_SIZE = len(merkledag_pb2.PBNode(Data=b"").SerializeToString()) - 1
 
 
-# ------------------------------------------------------------------------------ protobuf basics
-
-
-def _key(field_number: int, wire_type: int) -> bytes:
-    return encode_varint(field_number << 3 | wire_type)
-
-
-def _bytes_field(field_number: int, value: bytes) -> bytes:
-    return _key(field_number, _LEN) + encode_varint(len(value)) + value
-
-
-def _varint_field(field_number: int, value: int) -> bytes:
-    return _key(field_number, _VARINT) + encode_varint(value)
-
-
-def _fields(data: bytes | memoryview, what: str) -> Iterator[tuple[int, int, int | memoryview]]:
-    """Yield (field number, wire type, value) of a protobuf message; varint or bytes only."""
-    view = memoryview(data)
-    offset = 0
-    try:
-        while offset < len(view):
-            key, offset = decode_varint(view, offset)
-            number, wire = key >> 3, key & 7
-            if wire == _VARINT:
-                value, offset = decode_varint(view, offset)
-                yield number, wire, value
-            elif wire == _LEN:
-                length, offset = decode_varint(view, offset)
-                if offset + length > len(view):
-                    raise ValueError("field runs past the end")
-                yield number, wire, view[offset : offset + length]
-                offset += length
-            else:
-                raise ValueError(f"wire type {wire} is not used by {what}")
-    except ValueError as exc:
-        raise ContentIntegrityError(f"malformed {what}: {exc}") from None
+def _unknown_fields(message: Message) -> list[tuple[int, int, object]]:
+    """(field number, wire type, value) of what the schema does not declare, as protobuf kept it."""
+    unknown = UnknownFieldSet(message)
+    return [
+        (unknown[index].field_number, unknown[index].wire_type, unknown[index].data)
+        for index in range(len(unknown))
+    ]
 
 
 # ------------------------------------------------------------------------------ dag-pb
@@ -115,59 +98,63 @@ class PbNode:
     data: bytes | None
 
 
+def _canonical(links: Iterable[merkledag_pb2.PBLink], data: bytes | None) -> bytes:
+    # protobuf writes fields by number (Data, then Links); dag-pb's canonical form, the one Kubo
+    # hashes, is Links then Data. Concatenated protobuf messages merge, so two messages, links
+    # first, are one PBNode in Kubo's order.
+    head = merkledag_pb2.PBNode(Links=links).SerializeToString()
+    if data is None:
+        return head
+    return head + merkledag_pb2.PBNode(Data=data).SerializeToString()
+
+
 def encode_pb_node(node: PbNode) -> bytes:
     """dag-pb's canonical bytes: links first (field 2), then data (field 1), as Kubo writes."""
-    out = bytearray()
-    for link in node.links:
-        body = (
-            _bytes_field(1, link.cid.to_bytes())
-            + _bytes_field(2, link.name.encode("utf-8"))
-            + _varint_field(3, link.tsize)
-        )
-        out += _bytes_field(2, body)
-    if node.data is not None:
-        out += _bytes_field(1, node.data)
-    return bytes(out)
+    links = (
+        merkledag_pb2.PBLink(Hash=link.cid.to_bytes(), Name=link.name, Tsize=link.tsize)
+        for link in node.links
+    )
+    return _canonical(links, node.data)
 
 
 def decode_pb_node(block: bytes) -> PbNode:
     """Parse a dag-pb block; unknown fields and out-of-order parts are rejected (strict spec)."""
-    links: list[PbLink] = []
-    data: bytes | None = None
-    for number, wire, value in _fields(block, "dag-pb node"):
-        if number == 2 and wire == _LEN and data is None:
-            assert isinstance(value, memoryview)
-            links.append(_decode_link(value))
-        elif number == 1 and wire == _LEN and data is None:
-            assert isinstance(value, memoryview)
-            data = bytes(value)
-        else:
-            raise ContentIntegrityError(f"malformed dag-pb node: unexpected field {number}")
-    return PbNode(tuple(links), data)
-
-
-def _decode_link(raw: memoryview) -> PbLink:
-    cid: Cid | None = None
-    name = ""
-    tsize = 0
-    for number, wire, value in _fields(raw, "dag-pb link"):
-        if number == 1 and wire == _LEN:
-            assert isinstance(value, memoryview)
-            try:
-                cid = Cid.from_bytes(bytes(value))
-            except InvalidCidError as exc:
-                raise UnsupportedContentError(f"dag-pb link to an unsupported CID: {exc}") from None
-        elif number == 2 and wire == _LEN:
-            assert isinstance(value, memoryview)
-            name = bytes(value).decode("utf-8", errors="replace")
-        elif number == 3 and wire == _VARINT:
-            assert isinstance(value, int)
-            tsize = value
-        else:
+    try:
+        message = merkledag_pb2.PBNode.FromString(block)
+    except DecodeError as exc:
+        raise ContentIntegrityError(f"malformed dag-pb node: {exc}") from None
+    for number, _wire, _value in _unknown_fields(message):
+        raise ContentIntegrityError(f"malformed dag-pb node: unexpected field {number}")
+    for link in message.Links:
+        for number, _wire, _value in _unknown_fields(link):
             raise ContentIntegrityError(f"malformed dag-pb link: unexpected field {number}")
-    if cid is None:
+    data = message.Data if message.HasField("Data") else None
+    # The strict spec also wants links before data, each field once, link fields in order and
+    # minimal varints; protobuf accepts all of those. So the block must start with the links'
+    # canonical bytes, and what follows (only Data fields can follow: every link is in that
+    # prefix) must be exactly as long as one canonical Data field, the last one parsed. Sizes,
+    # not bytes, for the data: copying a 256 KiB payload into a message costs more than the parse.
+    links = _canonical(message.Links, None)
+    data_size = 0 if data is None else _DATA_KEY_SIZE + len(varint.encode(len(data))) + len(data)
+    if not block.startswith(links) or len(block) != len(links) + data_size:
+        raise ContentIntegrityError(
+            "malformed dag-pb node: not in canonical form (links, then data; each field once)"
+        )
+    return PbNode(tuple(_decode_link(link) for link in message.Links), data)
+
+
+def _decode_link(link: merkledag_pb2.PBLink) -> PbLink:
+    if not link.HasField("Hash"):
         raise ContentIntegrityError("malformed dag-pb link: no hash")
-    return PbLink(cid, name, tsize)
+    try:
+        cid = Cid.from_bytes(link.Hash)
+    except InvalidCidError as exc:
+        raise UnsupportedContentError(f"dag-pb link to an unsupported CID: {exc}") from None
+    # upb hands a proto2 string that is not UTF-8 back as bytes instead of failing.
+    name: str | bytes = link.Name
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", errors="replace")
+    return PbLink(cid, name, link.Tsize)
 
 
 # ------------------------------------------------------------------------------ UnixFS
@@ -185,13 +172,10 @@ class FileNode:
 
 def encode_unixfs_file(data: bytes | None, filesize: int, blocksizes: Iterable[int] = ()) -> bytes:
     """UnixFS ``Data`` of a file node (proto2: blocksizes unpacked, one field each)."""
-    out = bytearray(_varint_field(1, _FILE))
+    message = unixfs_pb2.Data(Type=_DataType.File, filesize=filesize, blocksizes=blocksizes)
     if data is not None:
-        out += _bytes_field(2, data)
-    out += _varint_field(3, filesize)
-    for size in blocksizes:
-        out += _varint_field(4, size)
-    return bytes(out)
+        message.Data = data
+    return message.SerializeToString()
 
 
 def decode_file_block(cid: Cid, block: bytes) -> FileNode:
@@ -201,39 +185,26 @@ def decode_file_block(cid: Cid, block: bytes) -> FileNode:
     node = decode_pb_node(block)
     if node.data is None:
         raise UnsupportedContentError(f"{cid} is a dag-pb node without UnixFS data: not a file")
-    kind: int | None = None
-    payload = b""
-    filesize: int | None = None
-    blocksizes: list[int] = []
-    for number, wire, value in _fields(node.data, "UnixFS data"):
-        if number == 1 and wire == _VARINT:
-            assert isinstance(value, int)
-            kind = value
-        elif number == 2 and wire == _LEN:
-            assert isinstance(value, memoryview)
-            payload = bytes(value)
-        elif number == 3 and wire == _VARINT:
-            assert isinstance(value, int)
-            filesize = value
-        elif number == 4 and wire == _VARINT:
-            assert isinstance(value, int)
-            blocksizes.append(value)
-        elif number == 4 and wire == _LEN:
-            # Packed repeated field: legal protobuf even if Kubo writes them unpacked.
-            assert isinstance(value, memoryview)
-            offset = 0
-            while offset < len(value):
-                size, offset = decode_varint(value, offset)
-                blocksizes.append(size)
-        elif number in (5, 6, 7, 8):
-            continue  # hashType, fanout, mode, mtime: metadata that does not change the bytes
+    try:
+        unixfs = unixfs_pb2.Data.FromString(node.data)
+    except DecodeError as exc:
+        raise ContentIntegrityError(f"malformed UnixFS data in {cid}: {exc}") from None
+    kind: int | None = unixfs.Type if unixfs.HasField("Type") else None
+    for number, wire, value in _unknown_fields(unixfs):
+        if number == 1 and wire == _VARINT and isinstance(value, int):
+            kind = value  # a DataType this schema does not know: reported below by number
+        elif number in _METADATA_FIELDS and wire in (_VARINT, _LEN):
+            continue  # metadata that does not change the bytes
         else:
             raise ContentIntegrityError(f"malformed UnixFS data in {cid}: field {number}")
-    if kind not in (_FILE, _RAW_TYPE):
+    if kind not in (_DataType.File, _DataType.Raw):
         name = _TYPE_NAMES.get(kind if kind is not None else -1, f"type {kind}")
         raise UnsupportedContentError(
             f"{cid} is a UnixFS {name}, not a file", hint="the store fetches single files only"
         )
+    payload = unixfs.Data
+    filesize = unixfs.filesize if unixfs.HasField("filesize") else None
+    blocksizes = tuple(unixfs.blocksizes)
     if len(blocksizes) != len(node.links):
         raise ContentIntegrityError(
             f"{cid} has {len(node.links)} links but {len(blocksizes)} block sizes"
@@ -242,7 +213,7 @@ def decode_file_block(cid: Cid, block: bytes) -> FileNode:
         raise ContentIntegrityError(
             f"{cid} declares {filesize} bytes but holds {len(payload) + sum(blocksizes)}"
         )
-    return FileNode(payload, node.links, tuple(blocksizes), filesize)
+    return FileNode(payload, node.links, blocksizes, filesize)
 
 
 # ------------------------------------------------------------------------------ Kubo's DAG

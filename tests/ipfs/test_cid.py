@@ -25,6 +25,7 @@ from blindframe.coordinator.store import (
     kubo_cid_of_bytes,
     kubo_cid_of_file,
 )
+from blindframe.coordinator.store.cid import RAW
 from blindframe.deploy.ipfs import NodeHandle
 
 from .conftest import write_pseudorandom
@@ -127,3 +128,32 @@ def test_cid_forms_round_trip() -> None:
 def test_bad_cids_are_rejected(text: str) -> None:
     with pytest.raises(InvalidCidError):
         Cid.parse(text)
+
+
+def test_other_text_forms() -> None:
+    v0 = Cid.parse("QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN")
+    assert Cid.parse("zdj7WgZb7dJCFFLxEgawRRQ5M6Eni9d8ix75bfo2JC14nHRQJ") == v0
+    assert Cid.parse(str(v0.v1()).upper().replace("B", "b", 1)) == v0  # base32 in any case
+    assert str(Cid.parse(" /ipfs/" + str(v0) + "\n")) == str(v0)
+    raw = Cid.of_block(b"x", codec=RAW, version=1)
+    assert str(raw).startswith("bafkrei")
+    assert Cid.parse(str(raw)) == raw
+    assert Cid.from_bytes(raw.to_bytes()) == raw
+    with pytest.raises(InvalidCidError, match="no CIDv0"):
+        raw.v0()
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (b"", "malformed binary CID"),
+        (b"\x12\x20" + bytes(31), "malformed binary CID"),  # a digest one byte short
+        (b"\x01\x70\x12\x20" + bytes(33), "malformed binary CID"),  # one byte long
+        (b"\x02\x70\x12\x20" + bytes(32), "malformed binary CID"),  # version 2
+        (b"\x01\x71\x12\x20" + bytes(32), "codec 0x71"),  # dag-cbor
+        (b"\x01\x70\x13\x40" + bytes(64), "hash function 0x13"),  # sha2-512
+    ],
+)
+def test_bad_binary_cids_are_rejected(raw: bytes, match: str) -> None:
+    with pytest.raises(InvalidCidError, match=match):
+        Cid.from_bytes(raw)

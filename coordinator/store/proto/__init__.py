@@ -1,0 +1,1 @@
+"""Generated protobuf modules for dag-pb (merkledag.proto) and UnixFS (unixfs.proto)."""

@@ -1,10 +1,11 @@
 """FFT-plan pinning: what it costs a worker, against the same calls unpinned, in the same run.
 
 For each kernel: the client's plan survey (16 fresh candidates), then sandbox calls that do
-nothing (``_child.ping``: process start and imports) unpinned and pinned to the survey's mode
-(candidates forked per call, seconds of pinning), a long-lived ``PinnedChild`` (start, then
-warm calls), and one real tile (sample scene, tile 27) run three ways: unpinned fresh child,
-pinned fresh child, warm pinned child. Ratios are to the unpinned call of the same run.
+nothing (the child's ``ping`` call: process start and imports) unpinned and pinned to the
+survey's mode (candidates forked per call, seconds of pinning), a long-lived ``PinnedChild``
+(start, then warm calls), and one real tile (sample scene, tile 27: a lease of one) run three
+ways: unpinned fresh child, pinned fresh child, warm pinned child. Ratios are to the unpinned
+call of the same run.
 """
 
 from __future__ import annotations
@@ -17,18 +18,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from blindframe.fhe_core import wire
 from blindframe.fhe_core.agreement import _tile_inputs
 from blindframe.fhe_core.client import KernelClient
 from blindframe.fhe_core.kernels import KERNEL_IDS
 from blindframe.fhe_core.keys import evaluation_keys_path, generate_keys
+from blindframe.fhe_core.lease_child import tile_path
 from blindframe.fhe_core.plans import survey_kernel
-from blindframe.fhe_core.sandbox import PinnedChild, run_in_child
+from blindframe.fhe_core.sandbox import LEASE, PING, PinnedChild, lease_request, run_in_child
 
-PING = "blindframe.fhe_core._child:ping"
-TILE = "blindframe.fhe_core._child:run_tile_job"
 CALLS = 8
 
 
@@ -49,27 +47,26 @@ def _kernel(kernel_id: str, tmp: Path) -> dict[str, Any]:
         warm = [child.run(PING, {}).seconds for _ in range(CALLS)]
         generate_keys(kernel_id, tmp)
         client = KernelClient(kernel_id, tmp)
-        plain, clear, _other, tile = _tile_inputs(kernel_id)
+        plain, job, tile = _tile_inputs(kernel_id)
         inp = tmp / f"{kernel_id}.in"
         inp.write_bytes(
             client.encrypt(*plain, tile_index=wire.NO_TILE if kernel_id == "volume@1" else tile)
         )
-        np.save(tmp / f"{kernel_id}.npy", np.asarray(clear, dtype=np.int64))
-        payload = {
-            "kernel_id": kernel_id,
-            "input_path": str(inp),
-            "eval_keys_path": str(evaluation_keys_path(kernel_id, tmp)),
-            "clear_path": str(tmp / f"{kernel_id}.npy"),
-            "tile_index": tile,
-        }
+        keys = evaluation_keys_path(kernel_id, tmp)
+        for name in "abc":
+            (tmp / name).mkdir()
         tiles = {
-            "unpinned child": run_in_child(TILE, {**payload, "out_path": str(tmp / "a")}),
-            "pinned child": run_in_child(
-                TILE, {**payload, "out_path": str(tmp / "b")}, fft_plan=plan
+            "unpinned child": run_in_child(
+                LEASE, lease_request(job, [tile], [inp], keys, tmp / "a")
             ),
-            "warm pinned child": child.run(TILE, {**payload, "out_path": str(tmp / "c")}),
+            "pinned child": run_in_child(
+                LEASE, lease_request(job, [tile], [inp], keys, tmp / "b"), fft_plan=plan
+            ),
+            "warm pinned child": child.run(
+                LEASE, lease_request(job, [tile], [inp], keys, tmp / "c")
+            ),
         }
-    same = (tmp / "b").read_bytes() == (tmp / "c").read_bytes()
+    same = tile_path(tmp / "b", tile).read_bytes() == tile_path(tmp / "c", tile).read_bytes()
     return {
         "kernel": kernel_id,
         "plan": plan,

@@ -1,49 +1,56 @@
-"""Entry point of the sandbox child: ``python -m blindframe.fhe_core._child JOB.json`` runs one
-call; ``python -m blindframe.fhe_core._child --serve JOB.json`` pins its FFT plans once, then
-serves calls read from stdin, each in a fork of itself (``sandbox.PinnedChild`` drives it)."""
+"""Child side of the sandbox: the entry point of every sandbox child, with one fixed set of calls.
+
+``python -m blindframe.fhe_core._child JOB.json`` sets its memory and CPU limits, pins the job's
+FFT plans if asked, runs one call and writes its answer (or its error) to the file the parent
+chose; ``python -m blindframe.fhe_core._child --serve JOB.json`` pins once, then serves calls read
+from stdin, each in a fork of itself (:class:`blindframe.fhe_core.sandbox.PinnedChild`, the parent
+side, drives both). A job names one of :data:`CALLS` — ``lease``
+(:func:`blindframe.fhe_core.lease_child.run_lease`), ``ping``, ``survey`` — never code to import.
+"""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import resource
 import signal
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-__all__ = ["main", "ping", "run_tile_job", "serve"]
+__all__ = ["CALLS", "CHILD_ERROR_EXIT", "CHILD_MEMORY_EXIT", "Call", "main", "ping", "serve"]
 
 CHILD_ERROR_EXIT = 3
 CHILD_MEMORY_EXIT = 4
 # How often a serving child looks at the call it forked (seconds).
 _POLL_S = 0.01
 
+Call = Callable[[dict[str, Any]], dict[str, Any]]
+
 
 def ping(payload: dict[str, Any]) -> dict[str, Any]:
-    """A call that does nothing: what the sandbox itself costs (benchmarks, health checks)."""
+    """A call that does nothing but answer its payload: what the sandbox itself costs
+    (benchmarks, health checks, the pinned pool's tests)."""
     return dict(payload)
 
 
-def run_tile_job(payload: dict[str, Any]) -> dict[str, Any]:
-    """Run one tile from files; write the OUTPUT bundle; say how long the run took."""
-    import numpy as np
+def _lease(payload: dict[str, Any]) -> dict[str, Any]:
+    from blindframe.fhe_core.lease_child import run_lease  # after the limits: imports Concrete
 
-    from blindframe.fhe_core.server import run_tile
+    return run_lease(payload)
 
-    start = time.perf_counter()
-    clear = np.load(payload["clear_path"], allow_pickle=False)
-    out = run_tile(
-        payload["kernel_id"],
-        Path(payload["input_path"]).read_bytes(),
-        Path(payload["eval_keys_path"]).read_bytes(),
-        clear,
-        tile_index=int(payload["tile_index"]),
-    )
-    Path(payload["out_path"]).write_bytes(out)
-    return {"seconds": time.perf_counter() - start, "bytes": len(out)}
+
+def _survey(payload: dict[str, Any]) -> dict[str, Any]:
+    from blindframe.fhe_core.plans import _survey_job
+
+    return _survey_job(payload)
+
+
+# The calls a sandbox child runs, by the name the parent sends.
+CALLS: Mapping[str, Call] = MappingProxyType({"lease": _lease, "ping": ping, "survey": _survey})
 
 
 def _limits(job: dict[str, Any], *, cpu: bool = True) -> None:
@@ -72,13 +79,15 @@ def _pin(job: dict[str, Any]) -> dict[str, Any]:
     return {"plan": report.plan, "attempts": report.total_attempts, "seconds": report.seconds}
 
 
-def _call(target: str, payload: dict[str, Any], answer: Path) -> int:
-    """Call ``target`` on ``payload``; write its answer or its error; return the exit status."""
+def _call(calls: Mapping[str, Call], name: str, payload: dict[str, Any], answer: Path) -> int:
+    """Run the call ``name`` on ``payload``; write its answer or its error; return the exit
+    status."""
     from blindframe.fhe_core.plans import PLAN_UNREACHABLE_EXIT, PlanUnreachableError
 
-    module_name, func_name = target.split(":")
     try:
-        func = getattr(importlib.import_module(module_name), func_name)
+        func = calls.get(name)
+        if func is None:
+            raise ValueError(f"expected a call of {'|'.join(sorted(calls))} (not {name!r})")
         result = func(payload)
     except MemoryError:
         return CHILD_MEMORY_EXIT
@@ -89,11 +98,11 @@ def _call(target: str, payload: dict[str, Any], answer: Path) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    """Set limits, pin the FFT plans if asked, call the job's target, write its answer (or its
-    error)."""
+def main(argv: list[str], *, calls: Mapping[str, Call] = CALLS) -> int:
+    """Set limits, pin the FFT plans if asked, run the job's call, write its answer (or its
+    error). ``calls``: :data:`CALLS`; only a test's own child program passes others."""
     if argv and argv[0] == "--serve":
-        return serve(argv[1:])
+        return serve(argv[1:], calls=calls)
     job = json.loads(Path(argv[0]).read_text())
     _limits(job)
     answer = Path(job["answer"])
@@ -109,7 +118,7 @@ def main(argv: list[str]) -> int:
             answer.write_text(json.dumps(_error(exc)))
             return CHILD_ERROR_EXIT
         Path(job["plan_report"]).write_text(json.dumps(report))
-    return _call(str(job["target"]), job["payload"], answer)
+    return _call(calls, str(job["call"]), job["payload"], answer)
 
 
 def _reply(out: Any, message: dict[str, Any]) -> None:
@@ -117,7 +126,7 @@ def _reply(out: Any, message: dict[str, Any]) -> None:
     out.flush()
 
 
-def _serve_one(request: dict[str, Any]) -> dict[str, Any]:
+def _serve_one(calls: Mapping[str, Call], request: dict[str, Any]) -> dict[str, Any]:
     """Fork a process for one call (it inherits the pinned plans); wait for it, within the
     call's time limit; describe how it ended."""
     sys.stdout.flush()
@@ -134,7 +143,7 @@ def _serve_one(request: dict[str, Any]) -> dict[str, Any]:
             os.dup2(null, 1)  # the protocol pipe is the server's alone
             err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             os.dup2(err, 2)
-            code = _call(str(request["target"]), request["payload"], Path(request["answer"]))
+            code = _call(calls, str(request["call"]), request["payload"], Path(request["answer"]))
             sys.stderr.flush()
         finally:
             os._exit(code)
@@ -152,7 +161,7 @@ def _serve_one(request: dict[str, Any]) -> dict[str, Any]:
     return {"status": code, "seconds": time.monotonic() - start}
 
 
-def serve(argv: list[str]) -> int:
+def serve(argv: list[str], *, calls: Mapping[str, Call] = CALLS) -> int:
     """Pin the job's FFT plans, compile its kernel, say ``ready``; then serve one JSON call per
     stdin line until stdin closes, each answered by one JSON line on stdout."""
     job = json.loads(Path(argv[0]).read_text())
@@ -176,7 +185,7 @@ def serve(argv: list[str]) -> int:
     _reply(out, {"ready": True, **report})
     for line in sys.stdin:
         if line.strip():
-            _reply(out, _serve_one(json.loads(line)))
+            _reply(out, _serve_one(calls, json.loads(line)))
     return 0
 
 

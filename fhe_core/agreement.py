@@ -102,79 +102,62 @@ def _expected_inputs(kernel_id: str) -> list[tuple[str, tuple[int, ...], int]]:
     return expected_inputs(kernel_id)
 
 
-def _tile_inputs(kernel_id: str) -> tuple[tuple[Any, ...], Any, Any, int]:
-    """A representative tile of the sample scene: plaintext inputs, clear args (two tiles)."""
+def _tile_inputs(kernel_id: str) -> tuple[tuple[Any, ...], dict[str, Any], int]:
+    """A representative tile of the sample scene: its plaintext inputs, the public description
+    of a 64 x 64 job of the kernel (the tile's clear argument derives from it, as on a worker),
+    its task index."""
     from blindframe.fhe_core import sample
-    from blindframe.fhe_core.server import tile_clear_args
+    from blindframe.fhe_core.jobs import PublicJob
+    from blindframe.fhe_core.kernels import get_kernel
     from blindframe.fhe_core.tiling import split_tiles, tile_grid
 
     frame = (64, 64)
+    tasks = tile_grid(frame, get_kernel(kernel_id).tile_hw).count
     if kernel_id == "volume@1":
-        vol = sample.sample_volume()
-        a = tile_clear_args(kernel_id, sample.SAMPLE_CAMERA, frame, 27)
-        b = tile_clear_args(kernel_id, sample.SAMPLE_CAMERA, frame, 28)
-        return (vol,), a, b, 27
+        job = PublicJob(kernel_id, dict(sample.SAMPLE_CAMERA), frame, tasks, True)
+        return (sample.sample_volume(),), job.to_json(), 27
     if kernel_id == "shade@1":
         normals, albedo = sample.sample_gbuffer(frame)
         grid = tile_grid(frame, (8, 8))
         planes = (split_tiles(grid, normals)[27], split_tiles(grid, albedo)[27])
-        clear = tile_clear_args(kernel_id, sample.SAMPLE_LIGHT, frame, 0)
-        return planes, clear, clear, 27
+        job = PublicJob(kernel_id, dict(sample.SAMPLE_LIGHT), frame, tasks, False)
+        return planes, job.to_json(), 27
     vol_frame = sample._plain_volume(frame) >> 2
     grid = tile_grid(frame, (8, 8), 1)
-    clear = tile_clear_args(kernel_id, sample.SAMPLE_FILTER, frame, 0)
-    return (split_tiles(grid, vol_frame)[27],), clear, clear, 27
-
-
-def _tile_and_plan(payload: dict[str, Any]) -> dict[str, Any]:
-    """Sandbox target: run one tile (``_child.run_tile_job``), then report the FFT plan the
-    process computed it with (its plans are fixed by then: the fingerprint reads them)."""
-    from blindframe.fhe_core._child import run_tile_job
-    from blindframe.fhe_core.plans import plan_fingerprint
-
-    out = run_tile_job(payload)
-    out["plan"] = plan_fingerprint(str(payload["kernel_id"]))
-    return out
+    job = PublicJob(kernel_id, dict(sample.SAMPLE_FILTER), frame, tasks, False)
+    return (split_tiles(grid, vol_frame)[27],), job.to_json(), 27
 
 
 def _run(
-    kernel_id: str,
+    job: dict[str, Any],
     inp: Path,
     keys: Path,
-    clear: Any,
     tile: int,
-    out: Path,
+    out_dir: Path,
     *,
-    threads: int,
+    threads: int | None = None,
     fft_plan: str | None = None,
 ) -> dict[str, Any]:
-    """One tile in a fresh sandbox child; the plan it ran with and what pinning cost."""
-    import numpy as np
+    """One tile (a lease of one) in a fresh sandbox child; the plan it ran with, what pinning
+    cost, and where its OUTPUT bundle is (``path``)."""
+    from blindframe.fhe_core.sandbox import LEASE, lease_request, run_in_child
 
-    from blindframe.fhe_core.sandbox import run_in_child
-
-    clear_path = out.with_suffix(".npy")
-    np.save(clear_path, np.asarray(clear, dtype=np.int64), allow_pickle=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
     res = run_in_child(
-        "blindframe.fhe_core.agreement:_tile_and_plan",
-        {
-            "kernel_id": kernel_id,
-            "input_path": str(inp),
-            "eval_keys_path": str(keys),
-            "clear_path": str(clear_path),
-            "tile_index": tile,
-            "out_path": str(out),
-        },
+        LEASE,
+        lease_request(job, [tile], [inp], keys, out_dir, report_plan=True),
         threads=threads,
         timeout_s=900,
         fft_plan=fft_plan,
     )
+    (done,) = res.answer["tiles"]
     return {
-        "plan": res.answer["plan"],
+        "plan": res.answer["fft_plan"],
         "seconds": res.seconds,
-        "tile_seconds": float(res.answer["seconds"]),
+        "tile_seconds": float(done["seconds"]),
         "attempts": res.plan_attempts,
         "pin_seconds": res.pin_seconds,
+        "path": done["path"],
     }
 
 
@@ -215,16 +198,17 @@ def measure(
     :func:`plans.choose_plan` picks, each in a separate process (cycling ``threads``; the second
     half of each phase beside a busy-looping process when ``contention``); compare outputs."""
     from blindframe.fhe_core.client import KernelClient
+    from blindframe.fhe_core.jobs import PublicJob, task_clear_args
     from blindframe.fhe_core.keys import evaluation_keys_path, generate_keys
     from blindframe.fhe_core.merkle import ciphertext_coefficients
     from blindframe.fhe_core.plans import survey_kernel
-    from blindframe.fhe_core.sandbox import run_tile_sandboxed
 
     keys, other = workdir / "keys", workdir / "other-keys"
     generate_keys(kernel_id, keys)
     generate_keys(kernel_id, other)
     client = KernelClient(kernel_id, keys)
-    plain, clear, clear_b, tile = _tile_inputs(kernel_id)
+    plain, job, tile = _tile_inputs(kernel_id)
+    clear = task_clear_args(PublicJob.from_json(job), tile)
     shared = kernel_id == "volume@1"
     bundle = client.encrypt(*plain, tile_index=0xFFFFFFFF if shared else tile)
     inp = workdir / "input.bundle"
@@ -241,19 +225,17 @@ def measure(
         for run in range(runs):
             if contention and run == runs // 2:
                 hog = _Hog()
-            out = workdir / f"{phase}-{run}.bundle"
             row = _run(
-                kernel_id,
+                job,
                 inp,
                 eval_path,
-                clear,
                 tile,
-                out,
+                workdir / f"{phase}-{run}",
                 threads=threads[run % len(threads)],
                 fft_plan=target if phase == "pinned" else None,
             )
             row["contention"] = hog is not None
-            data = out.read_bytes()
+            data = Path(row.pop("path")).read_bytes()
             row["output"] = hashlib.sha256(data).hexdigest()[:12]
             got = client.decrypt(data, tile_index=tile)
             assert np.array_equal(got, client.kernel.twin(tuple(plain), clear)), "honest run wrong"
@@ -263,22 +245,22 @@ def measure(
         if hog is not None:
             hog.stop()
     # A second tile (same keys) and the same tile under another key set, for the lazy cases.
-    other_tile_out = workdir / "other-tile.bundle"
     if shared:
-        run_tile_sandboxed(kernel_id, inp, eval_path, clear_b, tile + 1, other_tile_out)
+        other_tile = _run(job, inp, eval_path, tile + 1, workdir / "other-tile")
     else:
         rng = np.random.default_rng(7)
         shuffled = tuple(rng.permutation(p.reshape(-1)).reshape(p.shape) for p in plain)
         inp_b = workdir / "input-b.bundle"
         inp_b.write_bytes(client.encrypt(*shuffled, tile_index=tile))
-        run_tile_sandboxed(kernel_id, inp_b, eval_path, clear, tile, other_tile_out)
+        other_tile = _run(job, inp_b, eval_path, tile, workdir / "other-tile")
+    other_tile_out = Path(other_tile["path"])
     other_client = KernelClient(kernel_id, other)
     inp_o = workdir / "input-other.bundle"
     inp_o.write_bytes(other_client.encrypt(*plain, tile_index=0xFFFFFFFF if shared else tile))
-    other_key_out = workdir / "other-keys.bundle"
-    run_tile_sandboxed(
-        kernel_id, inp_o, evaluation_keys_path(kernel_id, other), clear, tile, other_key_out
+    other_keys = _run(
+        job, inp_o, evaluation_keys_path(kernel_id, other), tile, workdir / "other-keys"
     )
+    other_key_out = Path(other_keys["path"])
     streams = {k: [ciphertext_coefficients(kernel_id, o) for o in v] for k, v in outputs.items()}
     reference = streams["pinned"][0]
     lazy = _lazy_streams(

@@ -549,7 +549,8 @@ def pin_plans(
 
 
 def _survey_job(payload: dict[str, Any]) -> dict[str, Any]:
-    """Sandbox target: survey the plans of ``payload['sizes']`` with fresh forks."""
+    """The sandbox child's ``survey`` call: survey the plans of ``payload['sizes']`` with fresh
+    forks."""
     survey = survey_plans([int(n) for n in payload["sizes"]], int(payload["samples"]))
     return survey.to_json()
 
@@ -573,10 +574,10 @@ def survey_kernel(
 ) -> PlanSurvey:
     """Survey the plans of ``kernel_id``'s sizes in a fresh sandbox child (plans of the calling
     process are untouched)."""
-    from blindframe.fhe_core.sandbox import run_in_child
+    from blindframe.fhe_core.sandbox import SURVEY, run_in_child
 
     result = run_in_child(
-        "blindframe.fhe_core.plans:_survey_job",
+        SURVEY,
         {"sizes": list(plan_sizes(kernel_id)), "samples": int(samples)},
         timeout_s=timeout_s,
     )

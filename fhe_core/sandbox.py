@@ -1,13 +1,16 @@
-"""Run kernels on untrusted bundles in a child process with memory and time limits.
+"""Parent side of the sandbox: run a lease in a child process with memory and time limits.
 
-The child is a fresh interpreter (``python -m blindframe.fhe_core._child JOB.json``) that sets
-its own ``RLIMIT_AS`` and ``RLIMIT_CPU`` before importing Concrete, reads its inputs from files,
-writes its result to a file, and reports a Python-level failure as JSON. The parent survives
-whatever native code does in the child (segfault, abort, OOM, endless loop) and raises
+The child is a fresh interpreter (``python -m blindframe.fhe_core._child JOB.json``, the child
+side) that sets its own ``RLIMIT_AS`` and ``RLIMIT_CPU`` before importing Concrete, runs one of
+its fixed calls (:data:`LEASE`: :mod:`blindframe.fhe_core.lease_child`; :data:`PING`;
+:data:`SURVEY`) on the untrusted bundles, reads its inputs from files, writes its result to a
+file, and reports a Python-level failure as JSON. The parent chooses the call and every path; no
+code or circuit a client sent is run (the child compiles the kernel from its id). The parent
+survives whatever native code does in the child (segfault, abort, OOM, endless loop) and raises
 :class:`SandboxError` saying which, with the limit that was hit.
 
 With ``fft_plan`` (a job's FFT plan, :mod:`blindframe.fhe_core.plans`) the child first forks
-candidates until one holds that plan, and the target runs there: its output is then
+candidates until one holds that plan, and the call runs there: its output is then
 bit-identical to any other replica's pinned to the same plan. A plan the machine does not reach
 within ``plan_attempts`` candidates per polynomial size raises :class:`PlanUnreachableError`.
 """
@@ -23,15 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Final
 
 from blindframe.fhe_core._child import CHILD_ERROR_EXIT, CHILD_MEMORY_EXIT
-from blindframe.fhe_core._kernel import IntArray
 from blindframe.fhe_core.errors import SandboxError
 from blindframe.fhe_core.plans import (
     DEFAULT_PLAN_ATTEMPTS,
@@ -41,19 +41,60 @@ from blindframe.fhe_core.plans import (
     parse_plan,
 )
 
+if TYPE_CHECKING:
+    from blindframe.fhe_core.lease_child import LeaseRequest
+
 __all__ = [
+    "CHILD_ENTRY",
     "DEFAULT_MEMORY_BYTES",
     "DEFAULT_PLAN_ATTEMPTS",
     "DEFAULT_TIMEOUT_S",
+    "LEASE",
+    "PING",
+    "SURVEY",
     "PinnedChild",
     "PlanUnreachableError",
     "SandboxResult",
+    "lease_request",
     "run_in_child",
-    "run_tile_sandboxed",
 ]
 
 DEFAULT_MEMORY_BYTES = 8 << 30
 DEFAULT_TIMEOUT_S = 600.0
+
+# The child's calls (``_child.CALLS``): compute a lease's tiles; answer the payload (what the
+# sandbox itself costs); survey a kernel's FFT plans (``plans.survey_kernel``).
+LEASE: Final = "lease"
+PING: Final = "ping"
+SURVEY: Final = "survey"
+# The module every sandbox child runs (``python -m``); the node finds its children by this name.
+CHILD_ENTRY: Final = "blindframe.fhe_core._child"
+
+
+def lease_request(
+    job: Mapping[str, Any],
+    tiles: Sequence[int],
+    inputs: Sequence[str | os.PathLike[str]],
+    eval_keys: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    report_plan: bool = False,
+) -> LeaseRequest:
+    """The payload of a :data:`LEASE` call: compute ``tiles`` (task indices) of the job whose
+    public description (``PublicJob.to_json()``) is ``job``, one INPUT bundle path per tile, into
+    ``out_dir`` (``lease_child.tile_path``); ``report_plan``: also answer the FFT plan the child
+    computed with."""
+    request: LeaseRequest = {
+        "kernel": str(job["kernel"]),
+        "job": dict(job),
+        "tiles": [int(t) for t in tiles],
+        "inputs": [os.fspath(p) for p in inputs],
+        "eval_keys": os.fspath(eval_keys),
+        "out_dir": os.fspath(out_dir),
+    }
+    if report_plan:
+        request["report_plan"] = True
+    return request
 
 
 @dataclass(frozen=True)
@@ -69,7 +110,7 @@ class SandboxResult:
 
 
 def run_in_child(
-    target: str,
+    call: str,
     payload: Mapping[str, Any],
     *,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
@@ -78,12 +119,14 @@ def run_in_child(
     extra_env: Mapping[str, str] | None = None,
     fft_plan: str | None = None,
     plan_attempts: int = DEFAULT_PLAN_ATTEMPTS,
+    entry: str = CHILD_ENTRY,
 ) -> SandboxResult:
-    """Call ``target`` (``"package.module:function"``, taking and returning a JSON dict) in a
-    limited child process. The parent, not the job, chooses ``target``.
+    """Run the child's ``call`` (:data:`LEASE`, :data:`PING` or :data:`SURVEY`, taking and
+    answering a JSON dict) on ``payload`` in a fresh limited child process.
 
-    ``fft_plan``: run the target in a process pinned to this FFT plan (validated here; a plan of
-    another SIMD code path fails at once with PlanUnreachableError, without a child)."""
+    ``fft_plan``: run the call in a process pinned to this FFT plan (validated here; a plan of
+    another SIMD code path fails at once with PlanUnreachableError, without a child).
+    ``entry``: the child program (``python -m``); tests substitute one whose calls misbehave."""
     if fft_plan is not None:
         _check_reachable(fft_plan)
     with tempfile.TemporaryDirectory(prefix="bf-sandbox-") as tmp:
@@ -93,7 +136,7 @@ def run_in_child(
         job.write_text(
             json.dumps(
                 {
-                    "target": target,
+                    "call": call,
                     "payload": dict(payload),
                     "answer": str(answer),
                     "memory_bytes": int(memory_bytes),
@@ -110,7 +153,7 @@ def run_in_child(
         env.update(extra_env or {})
         start = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "blindframe.fhe_core._child", str(job)],
+            [sys.executable, "-m", entry, str(job)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -122,13 +165,13 @@ def run_in_child(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             raise SandboxError(
-                f"{target} ran out of time: killed after {timeout_s:.0f} s",
+                f"{_what(call)} ran out of time: killed after {timeout_s:.0f} s",
                 hint="raise the time limit or give the worker more cores",
             ) from None
         seconds = time.monotonic() - start
         tail = err.decode(errors="replace").strip().splitlines()[-3:]
         code = proc.returncode
-        result = _outcome(target, code, tail, answer, memory_bytes, timeout_s)
+        result = _outcome(call, code, tail, answer, memory_bytes, timeout_s)
         pinned = json.loads(report.read_text()) if report.is_file() else {}
         return SandboxResult(
             result,
@@ -139,11 +182,17 @@ def run_in_child(
         )
 
 
+def _what(call: str) -> str:
+    """How errors name a call: ``the sandboxed lease``."""
+    return f"the sandboxed {call}"
+
+
 def _outcome(
-    target: str, code: int, tail: list[str], answer: Path, memory_bytes: int, timeout_s: float
+    call: str, code: int, tail: list[str], answer: Path, memory_bytes: int, timeout_s: float
 ) -> dict[str, Any]:
     """The answer of a call that ended with status ``code`` (a negative signal number, as
     ``Popen.returncode``), or the SandboxError that says how it failed."""
+    what = _what(call)
     if code == 0 and answer.is_file():
         result: dict[str, Any] = json.loads(answer.read_text())
         return result
@@ -152,28 +201,28 @@ def _outcome(
         raise PlanUnreachableError(info["message"], hint=info.get("hint") or None)
     if code == CHILD_ERROR_EXIT and answer.is_file():
         info = json.loads(answer.read_text())
-        raise SandboxError(f"{target} failed in the child: {info['error']}: {info['message']}")
+        raise SandboxError(f"{what} failed in the child: {info['error']}: {info['message']}")
     if code == CHILD_MEMORY_EXIT or (
         code == -signal.SIGABRT and any("bad_alloc" in line for line in tail)
     ):
         raise SandboxError(
-            f"{target} ran out of memory (limit {memory_bytes >> 20} MiB)",
+            f"{what} ran out of memory (limit {memory_bytes >> 20} MiB)",
             hint="the bundle may be malformed, or raise the memory limit",
         )
     if code == -signal.SIGXCPU:
         raise SandboxError(
-            f"{target} ran out of CPU time (limit {2 * timeout_s + 5:.0f} s)",
+            f"{what} ran out of CPU time (limit {2 * timeout_s + 5:.0f} s)",
             hint="raise the time limit or give the worker more cores",
         )
     if code < 0:
         name = signal.Signals(-code).name
         raise SandboxError(
-            f"{target} crashed in native code ({name}); the worker is unharmed"
+            f"{what} crashed in native code ({name}); the worker is unharmed"
             + (f": {' | '.join(tail)}" if tail else ""),
             hint="the input bundle is probably malformed: reject the task",
         )
     raise SandboxError(
-        f"{target} exited with status {code}" + (f": {' | '.join(tail)}" if tail else "")
+        f"{what} exited with status {code}" + (f": {' | '.join(tail)}" if tail else "")
     )
 
 
@@ -210,6 +259,7 @@ class PinnedChild:
         plan_attempts: int = DEFAULT_PLAN_ATTEMPTS,
         extra_env: Mapping[str, str] | None = None,
         start_timeout_s: float = 600.0,
+        entry: str = CHILD_ENTRY,
     ) -> None:
         if kernel_id is not None:
             parse_plan(fft_plan, kernel_id)
@@ -221,6 +271,7 @@ class PinnedChild:
         self.plan_attempts = plan_attempts
         self.extra_env = dict(extra_env or {})
         self.start_timeout_s = start_timeout_s
+        self.entry = entry
         self.restarts = -1  # the first start is not a restart
         self._proc: subprocess.Popen[bytes] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -261,7 +312,7 @@ class PinnedChild:
         env.update(self.extra_env)
         with (tmp / "server.err").open("wb") as err:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "blindframe.fhe_core._child", "--serve", str(job)],
+                [sys.executable, "-m", self.entry, "--serve", str(job)],
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -283,18 +334,19 @@ class PinnedChild:
         )
 
     def run(
-        self, target: str, payload: Mapping[str, Any], *, timeout_s: float = DEFAULT_TIMEOUT_S
+        self, call: str, payload: Mapping[str, Any], *, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> SandboxResult:
-        """Call ``target`` on ``payload`` in a fork of the pinned process, with the memory limit
-        and a CPU limit of ``2 * timeout_s + 5`` seconds; like :func:`run_in_child`."""
+        """Run the child's ``call`` on ``payload`` in a fork of the pinned process, with the
+        memory limit and a CPU limit of ``2 * timeout_s + 5`` seconds; like
+        :func:`run_in_child`."""
         pin = self.start() if not self.alive else {}
         proc, tmp = self._proc, self._tmp
         if proc is None or proc.stdin is None or tmp is None:
             raise SandboxError("the pinned compute process is not running")
-        with tempfile.TemporaryDirectory(prefix="call-", dir=tmp.name) as call:
-            answer, err = Path(call) / "answer.json", Path(call) / "stderr.txt"
+        with tempfile.TemporaryDirectory(prefix="call-", dir=tmp.name) as call_dir:
+            answer, err = Path(call_dir) / "answer.json", Path(call_dir) / "stderr.txt"
             request = {
-                "target": target,
+                "call": call,
                 "payload": dict(payload),
                 "answer": str(answer),
                 "stderr": str(err),
@@ -309,17 +361,17 @@ class PinnedChild:
                 raise SandboxError(
                     "the pinned compute process died before the call; the next call restarts it"
                 ) from None
-            reply = self._read_line(timeout_s + 60.0, f"running {target}")
+            reply = self._read_line(timeout_s + 60.0, f"running {_what(call)}")
             if reply.get("timeout"):
                 raise SandboxError(
-                    f"{target} ran out of time: killed after {timeout_s:.0f} s",
+                    f"{_what(call)} ran out of time: killed after {timeout_s:.0f} s",
                     hint="raise the time limit or give the worker more cores",
                 )
             tail = (
                 err.read_text(errors="replace").strip().splitlines()[-3:] if err.is_file() else []
             )
             result = _outcome(
-                target, int(reply["status"]), tail, answer, self.memory_bytes, timeout_s
+                call, int(reply["status"]), tail, answer, self.memory_bytes, timeout_s
             )
         return SandboxResult(
             result,
@@ -372,50 +424,3 @@ class PinnedChild:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-
-def run_tile_sandboxed(
-    kernel_id: str,
-    input_path: Path,
-    eval_keys_path: Path,
-    clear: IntArray,
-    tile_index: int,
-    out_path: Path,
-    *,
-    memory_bytes: int = DEFAULT_MEMORY_BYTES,
-    timeout_s: float = DEFAULT_TIMEOUT_S,
-    threads: int | None = None,
-    fft_plan: str | None = None,
-    plan_attempts: int = DEFAULT_PLAN_ATTEMPTS,
-) -> SandboxResult:
-    """Run one tile in a child; its OUTPUT bundle lands in ``out_path``.
-
-    ``clear`` is the tile's clear argument (:func:`server.tile_clear_args`), computed by the
-    worker from the job's public parameters. ``fft_plan``: pin the child to the job's FFT plan
-    (checked to cover the kernel's polynomial sizes).
-    """
-    if fft_plan is not None:
-        parse_plan(fft_plan, kernel_id)
-    out_path = Path(out_path)
-    with tempfile.NamedTemporaryFile(suffix=".npy", delete=False) as fh:
-        np.save(fh, np.asarray(clear, dtype=np.int64), allow_pickle=False)
-        clear_path = Path(fh.name)
-    try:
-        return run_in_child(
-            "blindframe.fhe_core._child:run_tile_job",
-            {
-                "kernel_id": kernel_id,
-                "input_path": str(input_path),
-                "eval_keys_path": str(eval_keys_path),
-                "clear_path": str(clear_path),
-                "tile_index": int(tile_index),
-                "out_path": str(out_path),
-            },
-            memory_bytes=memory_bytes,
-            timeout_s=timeout_s,
-            threads=threads,
-            fft_plan=fft_plan,
-            plan_attempts=plan_attempts,
-        )
-    finally:
-        clear_path.unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """Server side of a kernel: run a tile on validated bundles with a client's evaluation keys.
 
 A worker compiles the kernel itself (:mod:`blindframe.fhe_core.kernels`), derives the tile's
-clear argument from the job's public parameters, and never runs anything a client sent. Run this
-through :mod:`blindframe.fhe_core.sandbox` when the bundles come from the network.
+clear argument from the job's public parameters, and never runs anything a client sent. Bundles
+from the network go through a sandbox child's ``lease`` call instead
+(:mod:`blindframe.fhe_core.sandbox`, which runs :mod:`blindframe.fhe_core.lease_child`).
 """
 
 from __future__ import annotations

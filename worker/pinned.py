@@ -160,24 +160,25 @@ class PinnedPool:
         self,
         kernel: str,
         plan: str,
-        target: str,
+        call: str,
         payload: Mapping[str, Any],
         *,
         timeout_s: float,
         why: str,
     ) -> SandboxResult:
-        """Call ``target`` in a child pinned to ``plan`` within ``timeout_s`` seconds in all
-        (starting the child included)."""
+        """Run the child's ``call`` (``sandbox.LEASE``, or ``sandbox.PING``) on ``payload`` in a
+        child pinned to ``plan`` within ``timeout_s`` seconds in all (starting the child
+        included)."""
         began = time.monotonic()
         with self.child(kernel, plan, why=why, timeout_s=timeout_s) as child:
             left = timeout_s - (time.monotonic() - began)
             if left <= 1.0:
                 raise SandboxError(
-                    f"{target} had no time left after starting its pinned compute process "
+                    f"the {call} had no time left after starting its pinned compute process "
                     f"({timeout_s:.0f} s in all)",
                     hint="raise the time limit or give the worker more cores",
                 )
-            return child.run(target, payload, timeout_s=left)
+            return child.run(call, payload, timeout_s=left)
 
     def check_reachable(self, kernel: str, plan: str, *, why: str) -> None:
         """Make sure this machine reaches ``plan`` for ``kernel`` (pinning a child, kept warm for

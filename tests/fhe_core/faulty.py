@@ -1,10 +1,19 @@
-"""Child targets that misbehave on purpose, for the sandbox tests (run only in a child)."""
+"""A sandbox child whose calls misbehave on purpose, for the sandbox tests.
+
+``python -m faulty`` (with this folder on ``PYTHONPATH``; the tests pass ``entry="faulty"``) is the
+real child entry, :func:`blindframe.fhe_core._child.main` (limits, pinning, a fork per call),
+serving the calls below instead of the fixed ``_child.CALLS``: the real child never imports
+them.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import sys
 import time
 from typing import Any
+
+from blindframe.fhe_core._child import Call, main, ping
 
 
 def segfault(payload: dict[str, Any]) -> dict[str, Any]:
@@ -70,3 +79,18 @@ def kill_parent(payload: dict[str, Any]) -> dict[str, Any]:
     os.kill(os.getppid(), signal.SIGKILL)
     time.sleep(float(payload["seconds"]))
     return {}
+
+
+CALLS: dict[str, Call] = {
+    "segfault": segfault,
+    "hog_memory": hog_memory,
+    "sleep": sleep,
+    "fail": fail,
+    "echo": echo,
+    "ping": ping,
+    "pin_scripted": pin_scripted,
+    "kill_parent": kill_parent,
+}
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], calls=CALLS))

@@ -18,8 +18,10 @@ from blindframe.fhe_core.agreement import (
 )
 from blindframe.fhe_core.client import KernelClient, check_against_twin
 from blindframe.fhe_core.errors import FheCoreError, TwinMismatchError
+from blindframe.fhe_core.jobs import PublicJob
 from blindframe.fhe_core.kernels import client_spec_hash, output_words
 from blindframe.fhe_core.keys import evaluation_keys_path, generate_keys
+from blindframe.fhe_core.lease_child import tile_path
 from blindframe.fhe_core.merkle import (
     TileTree,
     ciphertext_coefficients,
@@ -31,11 +33,12 @@ from blindframe.fhe_core.merkle import (
     verify_proof,
 )
 from blindframe.fhe_core.plans import choose_plan
-from blindframe.fhe_core.sandbox import PinnedChild, run_in_child, run_tile_sandboxed
+from blindframe.fhe_core.sandbox import LEASE, PinnedChild, lease_request, run_in_child
 from blindframe.fhe_core.server import run_tile, tile_clear_args
 
 KID = "post@1"
-TILE_JOB = "blindframe.fhe_core._child:run_tile_job"
+# Task 4 of a post@1 job (every task's clear argument is the job's filter).
+JOB = PublicJob(KID, {"filter": "sharpen"}, (8, 8), 5, False).to_json()
 PLAIN = np.random.default_rng(21).integers(0, 8, (10, 10))
 
 
@@ -43,55 +46,45 @@ PLAIN = np.random.default_rng(21).integers(0, 8, (10, 10))
 def honest(
     tmp_path_factory: pytest.TempPathFactory, key_dir: Path, clients: dict[str, KernelClient]
 ) -> dict[str, object]:
-    """The same input bundle computed in separate processes pinned to the FFT plan a client here
-    chooses: two fresh sandbox children (1 and 2 threads) and a long-lived pinned child; then
-    once unpinned, reporting the plan that process happened to measure."""
+    """The same input bundle computed (a lease of one tile) in separate processes pinned to the
+    FFT plan a client here chooses: two fresh sandbox children (1 and 2 threads) and a long-lived
+    pinned child; then once unpinned, reporting the plan that process happened to measure."""
     tmp = tmp_path_factory.mktemp("agreement")
     bundle = clients[KID].encrypt(PLAIN, tile_index=4)
     (tmp / "in").write_bytes(bundle)
     clear = tile_clear_args(KID, {"filter": "sharpen"}, (8, 8), 0)
-    np.save(tmp / "clear.npy", clear)
+    keys = evaluation_keys_path(KID, key_dir)
     target = choose_plan(KID, samples=8)
-    outs, results = [], []
-    for run, threads in enumerate((1, 2)):
-        res = run_tile_sandboxed(
-            KID,
-            tmp / "in",
-            evaluation_keys_path(KID, key_dir),
-            clear,
-            4,
-            tmp / f"out{run}",
+    dirs = [tmp / name for name in ("out0", "out1", "out2", "free")]
+    for out in dirs:
+        out.mkdir()
+    results = [
+        run_in_child(
+            LEASE,
+            lease_request(JOB, [4], [tmp / "in"], keys, out),
             threads=threads,
             timeout_s=300,
             fft_plan=target,
         )
-        results.append(res)
-        outs.append((tmp / f"out{run}").read_bytes())
-    payload = {
-        "kernel_id": KID,
-        "input_path": str(tmp / "in"),
-        "eval_keys_path": str(evaluation_keys_path(KID, key_dir)),
-        "clear_path": str(tmp / "clear.npy"),
-        "tile_index": 4,
-    }
+        for out, threads in zip(dirs[:2], (1, 2), strict=True)
+    ]
     with PinnedChild(target, kernel_id=KID, threads=1) as child:
         results.append(
-            child.run(TILE_JOB, {**payload, "out_path": str(tmp / "out2")}, timeout_s=300)
+            child.run(LEASE, lease_request(JOB, [4], [tmp / "in"], keys, dirs[2]), timeout_s=300)
         )
-    outs.append((tmp / "out2").read_bytes())
     free = run_in_child(
-        "blindframe.fhe_core.agreement:_tile_and_plan",
-        {**payload, "out_path": str(tmp / "free")},
+        LEASE,
+        lease_request(JOB, [4], [tmp / "in"], keys, dirs[3], report_plan=True),
         timeout_s=300,
     )
     return {
         "bundle": bundle,
         "clear": clear,
         "target": target,
-        "outs": outs,
+        "outs": [tile_path(out, 4).read_bytes() for out in dirs[:3]],
         "results": results,
-        "free_plan": free.answer["plan"],
-        "free_out": (tmp / "free").read_bytes(),
+        "free_plan": free.answer["fft_plan"],
+        "free_out": tile_path(dirs[3], 4).read_bytes(),
     }
 
 

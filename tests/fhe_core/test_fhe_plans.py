@@ -23,8 +23,10 @@ from blindframe.fhe_core.plans import (
     size_fingerprint,
     survey_kernel,
 )
-from blindframe.fhe_core.sandbox import PinnedChild, run_in_child
+from blindframe.fhe_core.sandbox import PING, PinnedChild, run_in_child
 
+# The misbehaving calls run in a test child program (faulty.py) built on the real child entry.
+FAULTY = "faulty"
 ENV = {"PYTHONPATH": str(Path(__file__).parent)}
 ISA = isa_level()
 
@@ -86,7 +88,7 @@ def _scripted(tmp_path: Path, target: str, script: dict[int, list[str]], **extra
         "attempts": 4,
         **extra,
     }
-    return run_in_child("faulty:pin_scripted", payload, extra_env=ENV, timeout_s=120).answer
+    return run_in_child("pin_scripted", payload, entry=FAULTY, extra_env=ENV, timeout_s=120).answer
 
 
 def test_a_mismatching_candidate_is_retried(tmp_path: Path) -> None:
@@ -115,16 +117,15 @@ def test_an_unreachable_plan_gives_up(tmp_path: Path) -> None:
     # for real: a fingerprint no plan has, 3 fresh measurements, then a clear error
     with pytest.raises(PlanUnreachableError, match=r"could not reach FFT plan .* after 3 attempts"):
         run_in_child(
-            "faulty:echo",
+            PING,
             {},
-            extra_env=ENV,
             fft_plan=f"{ISA}:2048=0000000000000000",
             plan_attempts=3,
             timeout_s=120,
         )
     # another SIMD code path: refused at once, no child
     with pytest.raises(PlanUnreachableError, match="other-isa code path"):
-        run_in_child("faulty:echo", {}, fft_plan="other-isa:2048=0000000000000000")
+        run_in_child(PING, {}, fft_plan="other-isa:2048=0000000000000000")
 
 
 @pytest.fixture(scope="module")
@@ -134,33 +135,33 @@ def volume_plan() -> str:
 
 
 def test_real_pinning_in_a_fresh_child(volume_plan: str) -> None:
-    res = run_in_child("faulty:echo", {"x": 2}, extra_env=ENV, fft_plan=volume_plan)
+    res = run_in_child(PING, {"x": 2}, fft_plan=volume_plan)
     assert res.answer == {"x": 2}
     assert res.fft_plan == volume_plan
     assert res.plan_attempts >= 1
 
 
 def test_pinned_child_survives_its_calls_failures(volume_plan: str) -> None:
-    with PinnedChild(volume_plan, extra_env=ENV, threads=1) as child:
-        first = child.run("faulty:echo", {"x": 1}, timeout_s=60)
+    with PinnedChild(volume_plan, extra_env=ENV, threads=1, entry=FAULTY) as child:
+        first = child.run("echo", {"x": 1}, timeout_s=60)
         assert first.answer == {"x": 1}
         assert first.fft_plan == volume_plan
         assert first.plan_attempts >= 1
         with pytest.raises(SandboxError, match="SIGSEGV"):
-            child.run("faulty:segfault", {}, timeout_s=60)
+            child.run("segfault", {}, timeout_s=60)
         with pytest.raises(SandboxError, match="ran out of time"):
-            child.run("faulty:sleep", {"seconds": 60}, timeout_s=1)
+            child.run("sleep", {"seconds": 60}, timeout_s=1)
         with pytest.raises(SandboxError, match="ValueError: boom"):
-            child.run("faulty:fail", {"message": "boom"}, timeout_s=60)
-        again = child.run("faulty:echo", {"x": 3}, timeout_s=60)
+            child.run("fail", {"message": "boom"}, timeout_s=60)
+        again = child.run("echo", {"x": 3}, timeout_s=60)
         assert again.answer == {"x": 3}
         assert again.plan_attempts == 0  # the same pinned process: no new pinning
         assert child.restarts == 0
         # the pinned process dies during a call: the call says so, the next one restarts it
         with pytest.raises(SandboxError, match="pinned compute process died"):
-            child.run("faulty:kill_parent", {"seconds": 30}, timeout_s=60)
+            child.run("kill_parent", {"seconds": 30}, timeout_s=60)
         assert not child.alive
-        restarted = child.run("faulty:echo", {"x": 4}, timeout_s=60)
+        restarted = child.run("echo", {"x": 4}, timeout_s=60)
         assert restarted.answer == {"x": 4}
         assert restarted.plan_attempts >= 1  # pinned again
         assert child.restarts == 1
@@ -168,6 +169,6 @@ def test_pinned_child_survives_its_calls_failures(volume_plan: str) -> None:
         assert child._proc is not None
         os.killpg(child._proc.pid, signal.SIGKILL)
         child._proc.wait()
-        assert child.run("faulty:echo", {"x": 5}, timeout_s=60).answer == {"x": 5}
+        assert child.run("echo", {"x": 5}, timeout_s=60).answer == {"x": 5}
         assert child.restarts == 2
     assert not child.alive

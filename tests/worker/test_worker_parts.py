@@ -16,6 +16,7 @@ from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERAN
 from blindframe.fhe_core.errors import SandboxError
 from blindframe.fhe_core.merkle import coefficient_stream, leaf_depth
 from blindframe.fhe_core.plans import PlanUnreachableError, isa_level
+from blindframe.fhe_core.sandbox import PING
 from blindframe.fhe_core.wire import BundleKind, read_bundle
 from blindframe.worker import faults
 from blindframe.worker.context import node_paths
@@ -90,7 +91,7 @@ def test_pinned_pool_pins_once_reuses_restarts_and_refuses_unreachable_plans(
 ) -> None:
     stream = io.StringIO()
     pool = PinnedPool(memory_bytes=8 << 30, log=NodeLog(json_mode=True, stream=stream))
-    ping = "blindframe.fhe_core._child:ping"
+    ping = PING
     try:
         # Checked before claiming: one process pinned to the plan, kept for the lease.
         pool.check_reachable(KERNEL, fft_plan, why="job 1's plan, checked before claiming")

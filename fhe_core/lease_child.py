@@ -1,0 +1,101 @@
+"""Child side of a lease: what a sandbox child computes for the parent's ``lease`` call.
+
+It compiles the kernel once, loads the keys once and runs every tile. It runs only inside a
+sandbox child (:mod:`blindframe.fhe_core._child`, started by :mod:`blindframe.fhe_core.sandbox`:
+a fresh interpreter with memory and CPU limits), so whatever the downloaded bundles do to
+Concrete's native code stays there. The kernel is compiled here from its id (nothing a client
+sent is executed); each tile's clear argument is derived from the job's public description. The
+parent chose every path in the request; the child reads its inputs from them and writes one
+OUTPUT bundle per tile into ``out_dir``. A single tile is a lease of one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+__all__ = ["LeaseAnswer", "LeaseRequest", "TileDone", "run_lease", "tile_path"]
+
+
+class LeaseRequest(TypedDict):
+    """What the parent asks of a ``lease`` call (JSON, every path chosen by the parent)."""
+
+    kernel: str  # the kernel id, compiled in the child
+    job: dict[str, Any]  # the job's public description (PublicJob JSON, the manifest's)
+    tiles: list[int]  # task indices
+    inputs: list[str]  # one INPUT bundle path per tile, in the same order (may repeat)
+    eval_keys: str  # the EVAL_KEYS bundle path
+    out_dir: str  # where the OUTPUT bundles go (:func:`tile_path`)
+    report_plan: NotRequired[bool]  # also say which FFT plan the process computed with
+
+
+class TileDone(TypedDict):
+    """One computed tile: where its OUTPUT bundle is, how long it took, its size."""
+
+    tile: int
+    path: str
+    seconds: float
+    bytes: int
+
+
+class LeaseAnswer(TypedDict):
+    """What a ``lease`` call answers."""
+
+    tiles: list[TileDone]
+    setup_seconds: float
+    total_seconds: float
+    fft_plan: NotRequired[str]  # with ``report_plan``: this process's plan for the kernel
+
+
+def tile_path(out_dir: Path, tile: int) -> Path:
+    """Where a lease writes the OUTPUT bundle of ``tile``."""
+    return Path(out_dir) / f"tile-{int(tile)}.bundle"
+
+
+def run_lease(payload: dict[str, Any]) -> dict[str, Any]:
+    """Compute the tiles of one lease (a :class:`LeaseRequest`); answer with a
+    :class:`LeaseAnswer`. Raises ValueError or an FheCoreError on a request that does not fit
+    (the child reports it to the parent)."""
+    start = time.perf_counter()
+    from blindframe.fhe_core.jobs import PublicJob, task_clear_args
+    from blindframe.fhe_core.kernels import compile_kernel
+    from blindframe.fhe_core.keys import read_evaluation_keys
+    from blindframe.fhe_core.server import run_tile
+
+    kernel = str(payload["kernel"])
+    public = PublicJob.from_json(payload["job"])
+    if public.kernel_id != kernel:
+        raise ValueError(f"the job is for {public.kernel_id}, the lease for {kernel}")
+    tiles = [int(t) for t in payload["tiles"]]
+    inputs = [Path(p) for p in payload["inputs"]]
+    if len(inputs) != len(tiles):
+        raise ValueError(f"{len(tiles)} tiles but {len(inputs)} input paths")
+    out_dir = Path(payload["out_dir"])
+    compile_kernel(kernel)
+    keys = read_evaluation_keys(kernel, Path(payload["eval_keys"]).read_bytes())
+    setup = time.perf_counter() - start
+    loaded: dict[Path, bytes] = {}  # a volume job's tiles share one input: read it once
+    done: list[TileDone] = []
+    for tile, path in zip(tiles, inputs, strict=True):
+        if path not in loaded:
+            loaded[path] = path.read_bytes()
+        began = time.perf_counter()
+        output = run_tile(
+            kernel, loaded[path], keys, task_clear_args(public, tile), tile_index=tile
+        )
+        seconds = time.perf_counter() - began
+        target = tile_path(out_dir, tile)
+        target.write_bytes(output)
+        done.append({"tile": tile, "path": str(target), "seconds": seconds, "bytes": len(output)})
+    answer: LeaseAnswer = {
+        "tiles": done,
+        "setup_seconds": setup,
+        "total_seconds": time.perf_counter() - start,
+    }
+    if payload.get("report_plan"):
+        from blindframe.fhe_core.plans import plan_fingerprint
+
+        # The plans are fixed by now (the tiles used them): the fingerprint only reads them.
+        answer["fft_plan"] = plan_fingerprint(kernel)
+    return dict(answer)

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from blindframe.coordinator.results import LeaseResult, pack_lease_result
 from blindframe.coordinator.store import kubo_cid_of_bytes
-from blindframe.worker import faults
-from blindframe.worker._compute import TARGET
+from blindframe.fhe_core.sandbox import LEASE
 from blindframe.worker.errors import WorkerError
+from blindframe.worker.faults import HONEST, Behaviour
 
 if TYPE_CHECKING:
     from blindframe.coordinator.manifest import ContentRef, Manifest
@@ -90,7 +90,7 @@ class LeaseComputer:
         results_dir: Path,
         work_dir: Path,
         pinned: PinnedPool,
-        fault: str | None = None,
+        behaviour: Behaviour = HONEST,
     ) -> None:
         self.store = store
         self.key_cache = key_cache
@@ -98,7 +98,7 @@ class LeaseComputer:
         self.results_dir = results_dir
         self.work_dir = work_dir
         self.pinned = pinned
-        self.fault = fault
+        self.behaviour = behaviour
 
     def _fetch(self, cache: KeyCache, ref: ContentRef, what: str) -> Path:
         path = cache.get(ref.cid)
@@ -123,13 +123,12 @@ class LeaseComputer:
         out_dir = self.work_dir / f"lease-{task.lease_id}"
         shutil.rmtree(out_dir, ignore_errors=True)
         out_dir.mkdir(parents=True)
-        # A lazy node computes one tile only: it needs a real bundle to imitate.
-        run = tiles[:1] if self.fault == "lazy" else tiles
+        run = self.behaviour.tiles_to_run(tiles)
         try:
             answer = self.pinned.run(
                 task.kernel,
                 manifest.fft_plan,
-                TARGET,
+                LEASE,
                 {
                     "kernel": task.kernel,
                     "job": manifest.job,
@@ -144,8 +143,7 @@ class LeaseComputer:
             outputs = [Path(item["path"]).read_bytes() for item in answer["tiles"]]
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
-        if self.fault == "lazy":
-            outputs = faults.lazy_outputs(task.kernel, outputs[0], tiles)
+        outputs = self.behaviour.outputs(task.kernel, outputs, tiles)
         result = pack_lease_result(
             kernel=task.kernel,
             job_id=task.job_id,
@@ -154,9 +152,7 @@ class LeaseComputer:
             leaf_depth=task.leaf_depth,
             outputs=outputs,
         )
-        root = result.root
-        if self.fault == "wrong-root":
-            root = faults.wrong_root(result, task.leaf_depth)
+        root = self.behaviour.root_to_commit(result, task.leaf_depth)
         path, cid, size = self._publish(result)
         return LeaseOutput(
             lease_id=task.lease_id,
@@ -202,12 +198,13 @@ class LeaseComputer:
         )
 
     def _publish(self, result: LeaseResult) -> tuple[Path, str, int]:
-        """Write the result file and add it to IPFS: (path, CID, bytes). A ``withhold`` node
-        only computes the CID the bytes would have (Kubo's ``ipfs add``): nobody can fetch them."""
+        """Write the result file and add it to IPFS: (path, CID, bytes). A node that does not
+        serve its results (``withhold``) only computes the CID the bytes would have (Kubo's
+        ``ipfs add``): nobody can fetch them."""
         path = result_file(self.results_dir, result.lease_id)
         data = result.to_bytes()
         _write_atomic(path, data)
-        if self.fault == "withhold":
+        if not self.behaviour.serves_results:
             return path, str(kubo_cid_of_bytes(data)), len(data)
         return path, self.store.add_file(path).cid, len(data)
 

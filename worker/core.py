@@ -22,21 +22,21 @@ from eth_utils.crypto import keccak
 
 from blindframe.coordinator.chain import with_retries
 from blindframe.coordinator.errors import RpcUnreachableError
-from blindframe.coordinator.results import LeaseResult, open_lease_result
+from blindframe.coordinator.results import LeaseResult, max_result_bytes, open_lease_result
 from blindframe.coordinator.store import StoreConnectionError
 from blindframe.errors import BlindframeError
-from blindframe.fhe_core.kernels import expected_outputs
 
 if TYPE_CHECKING:
     from web3 import Web3
 
     from blindframe.coordinator.market import Market
     from blindframe.coordinator.store import IpfsStore
+    from blindframe.worker.faults import Behaviour
     from blindframe.worker.logs import NodeLog
     from blindframe.worker.options import NodeOptions
     from blindframe.worker.state import JobRow, NodeState
 
-__all__ = ["ChainClock", "NodeCore", "commitment_of", "result_limit"]
+__all__ = ["ChainClock", "NodeCore", "NodePart", "commitment_of"]
 
 _RESULT_CACHE = 8  # lease results kept in memory (trees included) for openings
 
@@ -76,11 +76,6 @@ def commitment_of(root: bytes, worker: str, salt: bytes) -> bytes:
     return bytes(keccak(abi_encode(["bytes32", "address", "bytes32"], [root, worker, salt])))
 
 
-def result_limit(kernel: str, count: int) -> int:
-    """The most bytes an honest result file of ``count`` tiles can have (downloads stop there)."""
-    return count * int(expected_outputs(kernel)[0][2] + 4096) + (1 << 16) + 16
-
-
 @dataclass
 class _Task:
     future: Future[Any]
@@ -103,7 +98,10 @@ class NodeCore:
     results_dir: Path
     # Answers to availability challenges: their own thread, never queued behind downloads.
     defense_pool: ThreadPoolExecutor
-    stopping: bool = False
+    # How this node behaves where a TEST-ONLY faulty one differs (honest in production).
+    behaviour: Behaviour
+    stopping: bool = False  # first Ctrl-C: no new claims, finish what is in flight
+    abandoning: bool = False  # second Ctrl-C: give up what is in flight
     tasks: dict[tuple[Any, ...], _Task] = field(default_factory=dict)
     _results: OrderedDict[int, LeaseResult] = field(default_factory=OrderedDict)
     _results_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -112,6 +110,10 @@ class NodeCore:
     def params(self) -> dict[str, int]:
         """The market's deployment parameters."""
         return self.market.params
+
+    def is_me(self, address: Any) -> bool:
+        """Whether ``address`` is this node's account."""
+        return str(address).lower() == self.me.lower()
 
     # -- background work -------------------------------------------------------------------------
 
@@ -190,7 +192,7 @@ class NodeCore:
         if data is None:
             if cid is None:
                 raise FileNotFoundError(f"lease {lease_id} has no result file or CID")
-            data = self.store.cat(cid, max_size=result_limit(job.kernel, count))
+            data = self.store.cat(cid, max_size=max_result_bytes(job.kernel, count))
         result = open_lease_result(
             data,
             kernel=job.kernel,
@@ -203,3 +205,35 @@ class NodeCore:
         )
         self.remember_result(lease_id, result)
         return result
+
+
+class NodePart:
+    """A part of the node (claiming, leases, recovery, ...): it works through the shared core."""
+
+    def __init__(self, core: NodeCore) -> None:
+        self.core = core
+
+    @property
+    def me(self) -> str:
+        """This node's address."""
+        return self.core.me
+
+    @property
+    def market(self) -> Market:
+        """The market contract."""
+        return self.core.market
+
+    @property
+    def state(self) -> NodeState:
+        """The node's state database (main thread only)."""
+        return self.core.state
+
+    @property
+    def log(self) -> NodeLog:
+        """The node's log."""
+        return self.core.log
+
+    @property
+    def options(self) -> NodeOptions:
+        """The node's options."""
+        return self.core.options

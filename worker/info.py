@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 from blindframe.coordinator.market import LeaseStatus
 from blindframe.units import parse_eth as _parse_eth
 from blindframe.worker.errors import NodeOptionError
-from blindframe.worker.state import TERMINAL_STATES, NodeState
+from blindframe.worker.state import TERMINAL_STATES, JobStatus, LeaseKind, NodeState, OwnState
 
 if TYPE_CHECKING:
     from blindframe.coordinator.market import Market
+    from blindframe.worker.state import ContestRow, OwnLease
 
 __all__ = ["account_report", "chain_now", "parse_eth", "status_report"]
 
@@ -74,73 +75,90 @@ def status_report(
     finally:
         state.close()
     now = chain_now(market)
-    leases = []
-    for lease in own:
-        if lease.state in TERMINAL_STATES and not show_all:
-            continue
-        row: dict[str, Any] = {
-            "lease": lease.lease_id,
-            "job": lease.job_id,
-            "lane": lease.lane,
-            "kind": lease.kind,
-            "firstTile": lease.first_tile,
-            "count": lease.count,
-            "state": lease.state,
-            "commitDeadline": lease.commit_deadline,
-            "revealDeadline": reveal_deadlines[lease.lease_id],
-            "resultCid": lease.result_cid,
-            "paid": int(lease.paid) if lease.paid else 0,
-            "error": lease.error,
-        }
-        chain = market.lease(lease.lease_id)
-        row["chainStatus"] = LeaseStatus(chain.status).name.lower()
-        row["openContests"] = chain.openContests
-        row["forfeited"] = chain.forfeitedCount
-        if chain.state == LeaseStatus.REVEALED and lease.kind == "replica":
-            verified = market.verified_at(lease.lease_id)
-            row["verifiedAt"] = verified
-            if verified:
-                row["finalizableAt"] = verified + int(market.params["acceptanceWindow"])
-        leases.append(row)
+    leases = [
+        _lease_row(market, lease, reveal_deadlines[lease.lease_id])
+        for lease in own
+        if show_all or lease.state not in TERMINAL_STATES
+    ]
     by_status: dict[str, int] = {}
     for job in jobs:
-        by_status[job.status] = by_status.get(job.status, 0) + 1
+        by_status[job.status.value] = by_status.get(job.status.value, 0) + 1
     own_ids = {lease.lease_id for lease in own}
     juries: dict[int, set[int]] = {}  # contest -> our juror leases in it
     for lease in own:
-        if lease.kind == "juror" and lease.contest_id is not None:
+        if lease.kind == LeaseKind.JUROR and lease.contest_id is not None:
             juries.setdefault(lease.contest_id, set()).add(lease.lease_id)
     return {
         "address": address,
         "stateDb": str(state_db),
         "now": now,
         "leases": leases,
-        "settledLeases": sum(1 for lease in own if lease.state == "settled"),
-        "lostLeases": sum(1 for lease in own if lease.state == "lost"),
+        "settledLeases": sum(1 for lease in own if lease.state == OwnState.SETTLED),
+        "lostLeases": sum(1 for lease in own if lease.state == OwnState.LOST),
         "jobs": by_status,
         "refused": [
-            {"job": job.job_id, "reason": job.reason} for job in jobs if job.status == "refused"
+            {"job": job.job_id, "reason": job.reason}
+            for job in jobs
+            if job.status == JobStatus.REFUSED
         ],
         "earned": sum(int(lease.paid) for lease in own if lease.paid),
         "credited": sum(credited.values()),
         "pending": market.pending_balance(address),
         "checks": [
-            {"lease": c.own_lease, "other": c.other_lease, "state": c.state, "detail": c.detail}
+            {
+                "lease": c.own_lease,
+                "other": c.other_lease,
+                "state": c.state.value,
+                "detail": c.detail,
+            }
             for c in checks
         ],
         "contests": [
-            {
-                "contest": c.contest_id,
-                "job": c.job_id,
-                "tile": c.tile,
-                "kind": c.kind,
-                "leaseA": c.lease_a,
-                "leaseB": c.lease_b,
-                "verdict": c.tie_lease,
-                "jurors": sorted(juries.get(c.contest_id, ())),
-                "outcome": c.outcome or "open",
-            }
+            _contest_row(c, juries.get(c.contest_id, set()))
             for c in contests
             if {c.lease_a, c.lease_b} & own_ids or c.contest_id in juries
         ],
+    }
+
+
+def _lease_row(market: Market, lease: OwnLease, reveal_deadline: int) -> dict[str, Any]:
+    """One own lease for the status report, with its chain view."""
+    row: dict[str, Any] = {
+        "lease": lease.lease_id,
+        "job": lease.job_id,
+        "lane": lease.lane,
+        "kind": lease.kind.value,
+        "firstTile": lease.first_tile,
+        "count": lease.count,
+        "state": lease.state.value,
+        "commitDeadline": lease.commit_deadline,
+        "revealDeadline": reveal_deadline,
+        "resultCid": lease.result_cid,
+        "paid": int(lease.paid) if lease.paid else 0,
+        "error": lease.error,
+    }
+    chain = market.lease(lease.lease_id)
+    row["chainStatus"] = LeaseStatus(chain.status).name.lower()
+    row["openContests"] = chain.openContests
+    row["forfeited"] = chain.forfeitedCount
+    if chain.state == LeaseStatus.REVEALED and lease.kind == LeaseKind.REPLICA:
+        verified = market.verified_at(lease.lease_id)
+        row["verifiedAt"] = verified
+        if verified:
+            row["finalizableAt"] = verified + int(market.params["acceptanceWindow"])
+    return row
+
+
+def _contest_row(contest: ContestRow, jurors: set[int]) -> dict[str, Any]:
+    """One contest this node is part of, for the status report."""
+    return {
+        "contest": contest.contest_id,
+        "job": contest.job_id,
+        "tile": contest.tile,
+        "kind": contest.kind.value,
+        "leaseA": contest.lease_a,
+        "leaseB": contest.lease_b,
+        "verdict": contest.tie_lease,
+        "jurors": sorted(jurors),
+        "outcome": contest.outcome or "open",
     }

@@ -10,16 +10,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from blindframe.coordinator.events import event_cid
 from blindframe.coordinator.market import ContestOutcome, kernel_id_text
 from blindframe.worker.logs import eth, span
-from blindframe.worker.state import ACTIVE_STATES
+from blindframe.worker.state import (
+    ACTIVE_STATES,
+    ChainLeaseStatus,
+    ChallengeStatus,
+    ContestKind,
+    LeaseKind,
+    OwnState,
+)
 
 if TYPE_CHECKING:
     from blindframe.coordinator.events import ChainEvent
     from blindframe.worker.logs import NodeLog
     from blindframe.worker.state import NodeState
 
-__all__ = ["Ledger", "event_text"]
+__all__ = ["Ledger"]
 
 # IStaking.SlashReason, in order.
 _SLASH_REASONS = (
@@ -30,13 +38,6 @@ _SLASH_REASONS = (
     "voted against the jury's verdict",
     "did not answer an availability challenge",
 )
-
-
-def event_text(raw: Any) -> str:
-    """Event bytes (``0x``-hex once indexed) as UTF-8 text: CIDs."""
-    if isinstance(raw, str) and raw.startswith("0x"):
-        return bytes.fromhex(raw[2:]).decode("utf-8", errors="replace")
-    return str(raw)
 
 
 class Ledger:
@@ -100,7 +101,7 @@ class Ledger:
     # -- jobs and leases -------------------------------------------------------------------------
 
     def _job_posted(self, event: ChainEvent, a: dict[str, Any]) -> None:
-        cid = event_text(a["manifestCid"])
+        cid = _cid_text(a["manifestCid"])
         kernel = kernel_id_text(str(a["kernelId"]))
         if self.state.add_job(a, kernel, cid, event.block_number):
             self.log.debug(
@@ -142,7 +143,7 @@ class Ledger:
             lane=lane,
             first_tile=tile,
             count=int(a["count"]),
-            kind="juror" if juror else "replica",
+            kind=LeaseKind.JUROR if juror else LeaseKind.REPLICA,
             commit_deadline=int(a["commitDeadline"]),
             contest_id=contest_id,
         )
@@ -171,15 +172,15 @@ class Ledger:
         )
 
     def _committed(self, event: ChainEvent, a: dict[str, Any]) -> None:
-        self.state.lease_status(int(a["leaseId"]), "committed")
+        self.state.lease_status(int(a["leaseId"]), ChainLeaseStatus.COMMITTED)
 
     def _revealed(self, event: ChainEvent, a: dict[str, Any]) -> None:
         lease_id = int(a["leaseId"])
         self.state.lease_status(
             lease_id,
-            "revealed",
+            ChainLeaseStatus.REVEALED,
             root=str(a["root"]),
-            result_cid=event_text(a["resultCid"]),
+            result_cid=_cid_text(a["resultCid"]),
             block=event.block_number,
         )
         self.on_revealed(lease_id)
@@ -187,12 +188,12 @@ class Ledger:
     def _reclaimed(self, event: ChainEvent, a: dict[str, Any]) -> None:
         state = self.state
         lease_id = int(a["leaseId"])
-        state.lease_status(lease_id, "reclaimed")
+        state.lease_status(lease_id, ChainLeaseStatus.RECLAIMED)
         self.on_reopened(int(a["jobId"]))
         own = state.own(lease_id)
-        if own is None or own.state == "lost":
+        if own is None or own.state == OwnState.LOST:
             return
-        state.update_own(lease_id, state="lost")
+        state.update_own(lease_id, state=OwnState.LOST)
         why = "a missed reveal" if a["committed"] else "a missed commit"
         if self._mine(a["caller"]):
             self.log.info(
@@ -218,7 +219,7 @@ class Ledger:
             contest_id=contest_id,
             job_id=int(a["jobId"]),
             tile=int(a["tile"]),
-            kind="disagreement",
+            kind=ContestKind.DISAGREEMENT,
             lease_a=lease_a,
             lease_b=lease_b,
         )
@@ -241,7 +242,7 @@ class Ledger:
             contest_id=contest_id,
             job_id=int(a["jobId"]),
             tile=int(a["tile"]),
-            kind="dispute",
+            kind=ContestKind.DISPUTE,
             lease_a=lease_id,
             lease_b=0,
         )
@@ -335,7 +336,7 @@ class Ledger:
 
     def _availability_answered(self, event: ChainEvent, a: dict[str, Any]) -> None:
         challenge_id = int(a["challengeId"])
-        self.state.update_challenge(challenge_id, status="answered")
+        self.state.update_challenge(challenge_id, status=ChallengeStatus.ANSWERED)
         if self._mine(a["answerer"]):
             self.log.info(
                 "availability_answered",
@@ -348,14 +349,16 @@ class Ledger:
 
     def _availability_failed(self, event: ChainEvent, a: dict[str, Any]) -> None:
         challenge_id, lease_id = int(a["challengeId"]), int(a["leaseId"])
-        self.state.update_challenge(challenge_id, status="failed")
-        self.state.lease_status(lease_id, "forfeited")
+        self.state.update_challenge(challenge_id, status=ChallengeStatus.FAILED)
+        self.state.lease_status(lease_id, ChainLeaseStatus.FORFEITED)
         self.on_reopened(int(a["jobId"]))
         own = self.state.own(lease_id)
-        if own is None or own.state == "lost":
+        if own is None or own.state == OwnState.LOST:
             return
         self.state.update_own(
-            lease_id, state="lost", error=f"availability challenge {challenge_id} went unanswered"
+            lease_id,
+            state=OwnState.LOST,
+            error=f"availability challenge {challenge_id} went unanswered",
         )
         self.log.warning(
             "lease_forfeited",
@@ -370,11 +373,11 @@ class Ledger:
 
     def _paid(self, event: ChainEvent, a: dict[str, Any]) -> None:
         lease_id = int(a["leaseId"])
-        self.state.lease_status(lease_id, "settled")
+        self.state.lease_status(lease_id, ChainLeaseStatus.SETTLED)
         own = self.state.own(lease_id)
-        if own is None or own.state == "settled":
+        if own is None or own.state == OwnState.SETTLED:
             return
-        self.state.update_own(lease_id, state="settled", paid=str(int(a["amount"])))
+        self.state.update_own(lease_id, state=OwnState.SETTLED, paid=str(int(a["amount"])))
         how = "settled by the client" if event.name == "LeaseSettled" else "finalized"
         self.log.info(
             "paid",
@@ -387,11 +390,11 @@ class Ledger:
 
     def _tie_paid(self, event: ChainEvent, a: dict[str, Any]) -> None:
         lease_id = int(a["leaseId"])
-        self.state.lease_status(lease_id, "settled")
+        self.state.lease_status(lease_id, ChainLeaseStatus.SETTLED)
         own = self.state.own(lease_id)
-        if own is None or own.state == "settled":
+        if own is None or own.state == OwnState.SETTLED:
             return
-        self.state.update_own(lease_id, state="settled", paid=str(int(a["amount"])))
+        self.state.update_own(lease_id, state=OwnState.SETTLED, paid=str(int(a["amount"])))
         self.log.info(
             "paid",
             f"our juror lease {lease_id} (contest {a['contestId']}) ended: "
@@ -422,3 +425,9 @@ class Ledger:
             amount=int(a["amount"]),
             reason=reason,
         )
+
+
+def _cid_text(raw: Any) -> str:
+    """An event's CID, or its raw hex when the bytes are not a CID's text: the node keeps the
+    job (its manifest then fails to parse, and the refusal names the bytes) instead of guessing."""
+    return event_cid(raw) or str(raw)

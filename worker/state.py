@@ -33,48 +33,122 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from blindframe.coordinator.sqlite import open_db, transaction
 from blindframe.worker.errors import NodeStateError
 
 __all__ = [
     "ACTIVE_STATES",
+    "KEEP",
     "OWN_STATES",
     "TERMINAL_STATES",
     "ChainLease",
+    "ChainLeaseStatus",
     "ChallengeRow",
+    "ChallengeStatus",
     "CheckRow",
+    "CheckState",
+    "ContestKind",
     "ContestRow",
     "JobRow",
+    "JobStatus",
+    "Keep",
+    "LeaseKind",
     "NodeState",
     "OwnLease",
+    "OwnState",
 ]
 
 SCHEMA_VERSION = "1"
 
-# Where an own lease stands. claimed: waiting for a compute slot; computing: in the sandbox;
-# computed: result packed and uploaded, salt chosen (both persisted); committed; revealed;
-# settled: paid; failed: could not be computed (waits for its deadline, then reclaimed);
-# abandoned: the operator gave it up; lost: reclaimed by someone else, expired unrevealed,
-# overtaken (another lane revealed its tiles before it committed) or forfeited (an availability
-# challenge on it went unanswered).
-OWN_STATES = (
-    "claimed",
-    "computing",
-    "computed",
-    "committed",
-    "revealed",
-    "settled",
-    "failed",
-    "abandoned",
-    "lost",
-)
-ACTIVE_STATES = ("claimed", "computing", "computed", "committed")
-TERMINAL_STATES = ("settled", "lost")
+
+class OwnState(StrEnum):
+    """Where an own lease stands (stored as its value)."""
+
+    CLAIMED = "claimed"  # waiting for a compute slot
+    COMPUTING = "computing"  # in the sandbox
+    COMPUTED = "computed"  # result packed and uploaded, salt chosen (both persisted)
+    COMMITTED = "committed"
+    REVEALED = "revealed"
+    SETTLED = "settled"  # paid
+    FAILED = "failed"  # could not be computed (waits for its deadline, then reclaimed)
+    ABANDONED = "abandoned"  # the operator gave it up
+    # Reclaimed by someone else, expired unrevealed, overtaken (another lane revealed its tiles
+    # before it committed) or forfeited (an availability challenge on it went unanswered).
+    LOST = "lost"
+
+
+class LeaseKind(StrEnum):
+    """Why an own lease exists: a replica lane it claimed, or a jury seat it was drawn for."""
+
+    REPLICA = "replica"
+    JUROR = "juror"
+
+
+class JobStatus(StrEnum):
+    """What the node made of a posted job."""
+
+    NEW = "new"
+    VALID = "valid"
+    REFUSED = "refused"
+    IGNORED = "ignored"
+    UNAVAILABLE = "unavailable"
+
+
+class ChainLeaseStatus(StrEnum):
+    """Any worker's lease as the market's events moved it."""
+
+    CLAIMED = "claimed"
+    COMMITTED = "committed"
+    REVEALED = "revealed"
+    SETTLED = "settled"
+    RECLAIMED = "reclaimed"
+    FORFEITED = "forfeited"
+
+
+class CheckState(StrEnum):
+    """Where a comparison of our lease with another replica stands."""
+
+    PENDING = "pending"
+    AGREE = "agree"
+    PROVEN = "proven"
+    UNOPENABLE = "unopenable"
+    LATE = "late"
+    SKIPPED = "skipped"
+
+
+class ContestKind(StrEnum):
+    """How a contest was opened: a proven disagreement of replicas, or a client's dispute."""
+
+    DISAGREEMENT = "disagreement"
+    DISPUTE = "dispute"
+
+
+class ChallengeStatus(StrEnum):
+    """Where an availability challenge stands."""
+
+    OPEN = "open"
+    ANSWERED = "answered"
+    FAILED = "failed"
+
+
+class Keep(Enum):
+    """The type of :data:`KEEP`: an update argument left out (``None`` may be a value)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+OWN_STATES = tuple(OwnState)
+ACTIVE_STATES = (OwnState.CLAIMED, OwnState.COMPUTING, OwnState.COMPUTED, OwnState.COMMITTED)
+TERMINAL_STATES = (OwnState.SETTLED, OwnState.LOST)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -203,7 +277,7 @@ class JobRow:
     deadline: int
     priority: int
     leaf_depth: int
-    status: str
+    status: JobStatus
     reason: str | None
     attempts: int
     retry_at: float
@@ -234,7 +308,7 @@ class ChainLease:
     count: int
     commit_deadline: int
     reveal_deadline: int
-    status: str
+    status: ChainLeaseStatus
     root: str | None
     result_cid: str | None
     revealed_block: int | None
@@ -254,10 +328,10 @@ class OwnLease:
     lane: int
     first_tile: int
     count: int
-    kind: str  # replica | juror
+    kind: LeaseKind
     contest_id: int | None
     commit_deadline: int
-    state: str
+    state: OwnState
     salt: str | None
     root: str | None
     result_cid: str | None
@@ -281,7 +355,7 @@ class CheckRow:
 
     own_lease: int
     other_lease: int
-    state: str
+    state: CheckState
     detail: str | None
     attempts: int
     updated_at: float
@@ -294,7 +368,7 @@ class ContestRow:
     contest_id: int
     job_id: int
     tile: int
-    kind: str  # disagreement | dispute
+    kind: ContestKind
     lease_a: int
     lease_b: int
     lane: int | None  # the jury lane
@@ -325,7 +399,7 @@ class ChallengeRow:
     leaves: str  # JSON list of leaf indices
     challenger: str
     deadline: int
-    status: str  # open | answered | failed
+    status: ChallengeStatus
     retry_at: float
 
     @property
@@ -337,11 +411,30 @@ class ChallengeRow:
 _R = TypeVar("_R")
 
 
+# Columns stored as a state machine's value, read back as its member.
+_ENUM_COLUMNS: dict[type, dict[str, type[StrEnum]]] = {
+    JobRow: {"status": JobStatus},
+    ChainLease: {"status": ChainLeaseStatus},
+    OwnLease: {"kind": LeaseKind, "state": OwnState},
+    CheckRow: {"state": CheckState},
+    ContestRow: {"kind": ContestKind},
+    ChallengeRow: {"status": ChallengeStatus},
+}
+
+
 def _row(cls: type[_R], row: sqlite3.Row | None) -> _R | None:
     if row is None:
         return None
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    return cls(**{name: row[name] for name in names})
+    values = {name: row[name] for name in names}
+    for column, enum in _ENUM_COLUMNS.get(cls, {}).items():
+        values[column] = enum(values[column])
+    return cls(**values)
+
+
+def _given(**values: object) -> dict[str, object]:
+    """The update arguments a caller gave (those not left at :data:`KEEP`)."""
+    return {name: value for name, value in values.items() if value is not KEEP}
 
 
 class NodeState:
@@ -356,13 +449,10 @@ class NodeState:
                     hint="this node has not run for this deployment yet: "
                     "start it with `blindframe worker run`",
                 )
-            self._db = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None
-            )
+            self._db = open_db(path, read_only=True)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db = open_db(path)
             self._db.executescript(_SCHEMA)
             self._migrate()
         self._db.row_factory = sqlite3.Row
@@ -378,16 +468,9 @@ class NodeState:
             if column not in have:
                 self._db.execute(f"ALTER TABLE contests ADD COLUMN {column} {ddl}")
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> AbstractContextManager[None]:
         """Group writes: all or nothing."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        return transaction(self._db)
 
     # -- meta ------------------------------------------------------------------------------------
 
@@ -456,14 +539,14 @@ class NodeState:
         row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return _row(JobRow, row)
 
-    def jobs(self, statuses: Sequence[str] = ()) -> list[JobRow]:
+    def jobs(self, statuses: Sequence[JobStatus] = ()) -> list[JobRow]:
         """Jobs (optionally with these statuses), oldest first."""
         return self._select(JobRow, "jobs", "job_id", status=statuses)
 
     def set_job(
         self,
         job_id: int,
-        status: str,
+        status: JobStatus,
         *,
         reason: str | None = None,
         manifest: dict[str, Any] | None = None,
@@ -508,7 +591,7 @@ class NodeState:
     def lease_status(
         self,
         lease_id: int,
-        status: str,
+        status: ChainLeaseStatus,
         *,
         root: str | None = None,
         result_cid: str | None = None,
@@ -535,7 +618,7 @@ class NodeState:
         return seen.reveal_deadline if seen is not None else lease.commit_deadline + reveal_window
 
     def leases(
-        self, *, job_id: int | None = None, statuses: Sequence[str] = ()
+        self, *, job_id: int | None = None, statuses: Sequence[ChainLeaseStatus] = ()
     ) -> list[ChainLease]:
         """Seen leases, filtered."""
         jobs = () if job_id is None else (job_id,)
@@ -551,7 +634,7 @@ class NodeState:
         lane: int,
         first_tile: int,
         count: int,
-        kind: str,
+        kind: LeaseKind,
         commit_deadline: int,
         contest_id: int | None = None,
     ) -> bool:
@@ -581,23 +664,49 @@ class NodeState:
         row = self._db.execute("SELECT * FROM own WHERE lease_id = ?", (lease_id,)).fetchone()
         return _row(OwnLease, row)
 
-    def own_leases(self, states: Iterable[str] = ()) -> list[OwnLease]:
+    def own_leases(self, states: Iterable[OwnState] = ()) -> list[OwnLease]:
         """Own leases (optionally in these states), by id."""
         return self._select(OwnLease, "own", "lease_id", state=tuple(states))
 
-    def update_own(self, lease_id: int, **changes: Any) -> None:
-        """Change fields of an own lease (state, salt, root, ...)."""
-        allowed = {f.name for f in fields(OwnLease)} - {"lease_id", "claimed_at"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise ValueError(f"unknown own-lease fields {sorted(unknown)}")
-        if "state" in changes and changes["state"] not in OWN_STATES:
-            raise ValueError(f"unknown own-lease state {changes['state']!r}")
+    def update_own(
+        self,
+        lease_id: int,
+        *,
+        state: OwnState | Keep = KEEP,
+        next_check: float | Keep = KEEP,
+        error: str | None | Keep = KEEP,
+        salt: str | Keep = KEEP,
+        root: str | Keep = KEEP,
+        result_cid: str | Keep = KEEP,
+        result_path: str | Keep = KEEP,
+        compute_seconds: float | Keep = KEEP,
+        contest_id: int | Keep = KEEP,
+        paid: str | Keep = KEEP,
+    ) -> None:
+        """Change fields of an own lease (those given)."""
+        changes = _given(
+            state=state,
+            next_check=next_check,
+            error=error,
+            salt=salt,
+            root=root,
+            result_cid=result_cid,
+            result_path=result_path,
+            compute_seconds=compute_seconds,
+            contest_id=contest_id,
+            paid=paid,
+        )
         changes["updated_at"] = time.time()
+        self._update("own", "lease_id", lease_id, changes)
+
+    def _update(self, table: str, key: str, key_value: int, changes: dict[str, object]) -> None:
+        """Set ``changes`` (column names are this module's literals) on one row of ``table``."""
+        if not changes:
+            return
         assignments = ", ".join(f"{name} = ?" for name in changes)
         self._db.execute(
-            f"UPDATE own SET {assignments} WHERE lease_id = ?",  # noqa: S608 - names checked above
-            (*changes.values(), lease_id),
+            f"UPDATE {table} SET {assignments} WHERE {key} = ?",  # noqa: S608 - literal names
+            (*changes.values(), key_value),
         )
 
     # -- replica checks --------------------------------------------------------------------------
@@ -611,12 +720,12 @@ class NodeState:
         )
         return cur.rowcount > 0
 
-    def checks(self, states: Sequence[str] = ()) -> list[CheckRow]:
+    def checks(self, states: Sequence[CheckState] = ()) -> list[CheckRow]:
         """Comparisons (optionally in these states)."""
         return self._select(CheckRow, "checks", "own_lease, other_lease", state=states)
 
     def set_check(
-        self, own_lease: int, other_lease: int, state: str, detail: str | None = None
+        self, own_lease: int, other_lease: int, state: CheckState, detail: str | None = None
     ) -> None:
         """Record a comparison's outcome (or another attempt)."""
         self._db.execute(
@@ -628,7 +737,14 @@ class NodeState:
     # -- contests --------------------------------------------------------------------------------
 
     def add_contest(
-        self, *, contest_id: int, job_id: int, tile: int, kind: str, lease_a: int, lease_b: int
+        self,
+        *,
+        contest_id: int,
+        job_id: int,
+        tile: int,
+        kind: ContestKind,
+        lease_a: int,
+        lease_b: int,
     ) -> bool:
         """Remember a contest (DisagreementProven or Disputed)."""
         cur = self._db.execute(
@@ -638,17 +754,33 @@ class NodeState:
         )
         return cur.rowcount > 0
 
-    def update_contest(self, contest_id: int, **changes: Any) -> None:
-        """Change fields of a contest."""
-        allowed = {f.name for f in fields(ContestRow)} - {"contest_id"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise ValueError(f"unknown contest fields {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-        self._db.execute(
-            f"UPDATE contests SET {assignments} WHERE contest_id = ?",  # noqa: S608 - checked
-            (*changes.values(), contest_id),
+    def update_contest(
+        self,
+        contest_id: int,
+        *,
+        retry_at: float | Keep = KEEP,
+        outcome: str | Keep = KEEP,
+        draw_block: int | Keep = KEEP,
+        tie_lease: int | Keep = KEEP,
+        far_mask: int | Keep = KEEP,
+        looked: int | Keep = KEEP,
+        replicas_looked: str | Keep = KEEP,
+        lane: int | Keep = KEEP,
+        claim_deadline: int | Keep = KEEP,
+    ) -> None:
+        """Change fields of a contest (those given)."""
+        changes = _given(
+            retry_at=retry_at,
+            outcome=outcome,
+            draw_block=draw_block,
+            tie_lease=tie_lease,
+            far_mask=far_mask,
+            looked=looked,
+            replicas_looked=replicas_looked,
+            lane=lane,
+            claim_deadline=claim_deadline,
         )
+        self._update("contests", "contest_id", contest_id, changes)
 
     def contest(self, contest_id: int) -> ContestRow | None:
         """A contest by id."""
@@ -711,21 +843,20 @@ class NodeState:
         ).fetchone()
         return _row(ChallengeRow, row)
 
-    def challenges(self, statuses: Sequence[str] = ()) -> list[ChallengeRow]:
+    def challenges(self, statuses: Sequence[ChallengeStatus] = ()) -> list[ChallengeRow]:
         """Availability challenges (optionally with these statuses), oldest first."""
         return self._select(ChallengeRow, "challenges", "challenge_id", status=statuses)
 
-    def update_challenge(self, challenge_id: int, **changes: Any) -> None:
-        """Change fields of an availability challenge (status, retry_at)."""
-        allowed = {"status", "retry_at"}
-        unknown = set(changes) - allowed
-        if unknown:
-            raise ValueError(f"unknown challenge fields {sorted(unknown)}")
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-        self._db.execute(
-            f"UPDATE challenges SET {assignments} WHERE challenge_id = ?",  # noqa: S608 - checked
-            (*changes.values(), challenge_id),
-        )
+    def update_challenge(
+        self,
+        challenge_id: int,
+        *,
+        status: ChallengeStatus | Keep = KEEP,
+        retry_at: float | Keep = KEEP,
+    ) -> None:
+        """Change fields of an availability challenge (those given)."""
+        changes = _given(status=status, retry_at=retry_at)
+        self._update("challenges", "challenge_id", challenge_id, changes)
 
     # -- credits ---------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import click
 
 from blindframe.client.dashboard._cli import dashboard
 from blindframe.client.errors import ClientError, JobOptionsError
-from blindframe.client.importer import KERNEL_CHOICES, import_scene
+from blindframe.client.scene.importer import KERNEL_CHOICES, import_scene
 from blindframe.client.units import (
     format_duration,
     format_eth,
@@ -42,7 +42,6 @@ _STEP_LABELS = {
     "verify": "verifying tiles",
     "decrypt": "decrypting",
 }
-_STATE_BARS = ("claimed", "committed", "revealed", "verified", "settled")
 
 
 # Job options an artist may set once: in the config file's [client] table (dashes or
@@ -188,104 +187,108 @@ def _vector(value: str, what: str) -> list[float]:
     return parts
 
 
+# The job's options, shared by `post` and `render` (each command gets its own Option objects:
+# a click.option decorator builds one each time it is applied).
+_JOB_OPTIONS = [
+    click.option(
+        "--scene",
+        required=True,
+        help="'sample' (the sample torus knot), a scene file (.npz from `client import`), "
+        "a mesh (glTF/GLB, OBJ, STL, PLY: voxelized) or a PNG/EXR frame or G-buffer.",
+    ),
+    click.option(
+        "--kernel",
+        envvar=_client_env("kernel"),
+        help="volume@1 (meshes), shade@1 (G-buffers) or post@1 (frames); "
+        "default: the one the scene needs.",
+    ),
+    click.option(
+        "--size",
+        envvar=_client_env("size"),
+        help="Frame size WIDTHxHEIGHT for volume (multiples of 8; default 64x64); G-buffer "
+        "and frame scenes bring their own. Tiles are 8x8: the tile count follows.",
+    ),
+    click.option(
+        "--replication",
+        envvar=_client_env("replication"),
+        type=int,
+        default=1,
+        show_default=True,
+        help="Render nodes computing each tile independently (1..8).",
+    ),
+    click.option(
+        "--reward",
+        envvar=_client_env("reward"),
+        default="0.0001",
+        show_default=True,
+        help="ETH paid per tile and replica; escrow = tiles x replication x reward.",
+    ),
+    click.option(
+        "--lease-length",
+        envvar=_client_env("lease_length"),
+        default="10m",
+        show_default=True,
+        help="How long a node has to compute and commit the tiles it claims (90s, 10m, 2h).",
+    ),
+    click.option(
+        "--deadline",
+        envvar=_client_env("deadline"),
+        default="1h",
+        show_default=True,
+        help="Time from now until the job closes; unfinished tiles are refundable after it.",
+    ),
+    click.option(
+        "--priority",
+        envvar=_client_env("priority"),
+        type=int,
+        default=0,
+        show_default=True,
+        help="Scheduling hint for render nodes (0..255).",
+    ),
+    click.option(
+        "--canaries",
+        envvar=_client_env("canaries"),
+        type=int,
+        help="volume: canary tiles of margin around the frame (0..16, default 1); "
+        "shade/post: canary tasks (default one per 8 tiles). Their known answers catch "
+        "lazy nodes.",
+    ),
+    click.option("--yaw", type=float, help="volume camera yaw in degrees (sample: 20)."),
+    click.option("--pitch", type=float, help="volume camera pitch in degrees (sample: 15)."),
+    click.option("--zoom", type=float, help="volume camera zoom 0.25..4 (sample: 1.15)."),
+    click.option("--light", help="shade light direction x,y,z (sample: -0.4,0.6,0.7)."),
+    click.option(
+        "--filter",
+        "filter_name",
+        help="post filter: identity, blur, sharpen, edge... (sample: sharpen).",
+    ),
+    click.option(
+        "--resolution",
+        envvar=_client_env("resolution"),
+        type=int,
+        default=64,
+        show_default=True,
+        help="Voxel grid side when the scene is a mesh.",
+    ),
+    click.option(
+        "--up",
+        envvar=_client_env("up"),
+        type=click.Choice(["y", "z"]),
+        default="y",
+        show_default=True,
+        help="A mesh file's up axis.",
+    ),
+    click.option(
+        "--fft-plan",
+        help="Experts: the FFT plan replicas pin (ISA:N=16HEX[+...], as render nodes log "
+        "it); default: the most common plan on this machine, chosen in about 5 s and "
+        "remembered for an hour.",
+    ),
+]
+
+
 def _job_options(func: F) -> F:
-    options = [
-        click.option(
-            "--scene",
-            required=True,
-            help="'sample' (the sample torus knot), a scene file (.npz from `client import`), "
-            "a mesh (glTF/GLB, OBJ, STL, PLY: voxelized) or a PNG/EXR frame or G-buffer.",
-        ),
-        click.option(
-            "--kernel",
-            envvar=_client_env("kernel"),
-            help="volume@1 (meshes), shade@1 (G-buffers) or post@1 (frames); "
-            "default: the one the scene needs.",
-        ),
-        click.option(
-            "--size",
-            envvar=_client_env("size"),
-            help="Frame size WIDTHxHEIGHT for volume (multiples of 8; default 64x64); G-buffer "
-            "and frame scenes bring their own. Tiles are 8x8: the tile count follows.",
-        ),
-        click.option(
-            "--replication",
-            envvar=_client_env("replication"),
-            type=int,
-            default=1,
-            show_default=True,
-            help="Render nodes computing each tile independently (1..8).",
-        ),
-        click.option(
-            "--reward",
-            envvar=_client_env("reward"),
-            default="0.0001",
-            show_default=True,
-            help="ETH paid per tile and replica; escrow = tiles x replication x reward.",
-        ),
-        click.option(
-            "--lease-length",
-            envvar=_client_env("lease_length"),
-            default="10m",
-            show_default=True,
-            help="How long a node has to compute and commit the tiles it claims (90s, 10m, 2h).",
-        ),
-        click.option(
-            "--deadline",
-            envvar=_client_env("deadline"),
-            default="1h",
-            show_default=True,
-            help="Time from now until the job closes; unfinished tiles are refundable after it.",
-        ),
-        click.option(
-            "--priority",
-            envvar=_client_env("priority"),
-            type=int,
-            default=0,
-            show_default=True,
-            help="Scheduling hint for render nodes (0..255).",
-        ),
-        click.option(
-            "--canaries",
-            envvar=_client_env("canaries"),
-            type=int,
-            help="volume: canary tiles of margin around the frame (0..16, default 1); "
-            "shade/post: canary tasks (default one per 8 tiles). Their known answers catch "
-            "lazy nodes.",
-        ),
-        click.option("--yaw", type=float, help="volume camera yaw in degrees (sample: 20)."),
-        click.option("--pitch", type=float, help="volume camera pitch in degrees (sample: 15)."),
-        click.option("--zoom", type=float, help="volume camera zoom 0.25..4 (sample: 1.15)."),
-        click.option("--light", help="shade light direction x,y,z (sample: -0.4,0.6,0.7)."),
-        click.option(
-            "--filter",
-            "filter_name",
-            help="post filter: identity, blur, sharpen, edge... (sample: sharpen).",
-        ),
-        click.option(
-            "--resolution",
-            envvar=_client_env("resolution"),
-            type=int,
-            default=64,
-            show_default=True,
-            help="Voxel grid side when the scene is a mesh.",
-        ),
-        click.option(
-            "--up",
-            envvar=_client_env("up"),
-            type=click.Choice(["y", "z"]),
-            default="y",
-            show_default=True,
-            help="A mesh file's up axis.",
-        ),
-        click.option(
-            "--fft-plan",
-            help="Experts: the FFT plan replicas pin (ISA:N=16HEX[+...], as render nodes log "
-            "it); default: the most common plan on this machine, chosen in about 5 s and "
-            "remembered for an hour.",
-        ),
-    ]
-    for option in reversed(options):
+    for option in reversed(_JOB_OPTIONS):
         func = option(func)
     return func
 
@@ -441,19 +444,19 @@ class _Display:
             self._last = line
             return
         total = snap.tile_count * snap.replication
-        progress = snap.progress()
-        for state in _STATE_BARS:
+        for state, count in snap.progress().items():  # claimed .. settled
             task = self._task(f"state:{state}", f"tiles {state}", total)
-            self._progress.update(
-                task, completed=progress[state], total=total, amount=f"{progress[state]}/{total}"
-            )
+            self._progress.update(task, completed=count, total=total, amount=f"{count}/{total}")
         status = self._task("state:line", f"job {snap.ref.job_id}", None)
         self._progress.update(status, note=_status_note(snap))
 
 
 def _status_note(snap: JobSnapshot) -> str:
-    failed, contested = snap.tile_counts.get("failed", 0), snap.tile_counts.get("contested", 0)
-    parts = [snap.phase]
+    from blindframe.client.snapshot import TileStatus
+
+    failed = snap.tile_counts.get(TileStatus.FAILED, 0)
+    contested = snap.tile_counts.get(TileStatus.CONTESTED, 0)
+    parts: list[str] = [snap.phase]
     if failed:
         parts.append(f"{failed} failed")
     if contested:
@@ -466,8 +469,7 @@ def _status_note(snap: JobSnapshot) -> str:
 
 def _status_line(snap: JobSnapshot) -> str:
     total = snap.tile_count * snap.replication
-    progress = snap.progress()
-    bars = " ".join(f"{state} {progress[state]}/{total}" for state in _STATE_BARS)
+    bars = " ".join(f"{state} {count}/{total}" for state, count in snap.progress().items())
     return f"job {snap.ref.job_id}: {bars} ({_status_note(snap)})"
 
 
@@ -614,11 +616,13 @@ def _print_snapshot(snap: JobSnapshot) -> None:
 
 def _jury_text(contest: ContestState) -> str:
     """A contest's jury in a few words: each seat's lease, worker, status and vote; the verdict."""
+    from blindframe.client.snapshot import JurorVote
+
     if not contest.seats:
         return "jury not drawn yet" if contest.open else "no juror was drawn"
     seats = ", ".join(
         f"seat {s.seat} lease {s.lease_id} {s.worker} {s.status}"
-        + (f" ({s.vote})" if s.vote not in ("pending", "absent") else "")
+        + (f" ({s.vote})" if s.vote not in (JurorVote.PENDING, JurorVote.ABSENT) else "")
         for s in contest.seats
     )
     verdict = f"verdict lease {contest.lease_t}" if contest.lease_t else "no verdict yet"

@@ -25,6 +25,7 @@ import re
 import shutil
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "JobDir",
     "JobRef",
     "LeaseVerdict",
+    "VerdictStatus",
     "Verdicts",
     "create_pending",
     "jobs_root",
@@ -102,6 +104,17 @@ def _read_json(path: Path, what: str) -> Any:
         raise JobNotFoundError(f"{what} {path} is unreadable: {exc}") from None
 
 
+class VerdictStatus(StrEnum):
+    """What the client found of a lease's result, or of one of its tiles (tiles are ``ok`` or
+    ``wrong``). The values are what verdicts.json and snapshots hold."""
+
+    PENDING = "pending"  # not checked yet
+    OK = "ok"  # every tile decrypted to the twin's pixels
+    WRONG = "wrong"  # a tile decrypted to other pixels
+    TAMPERED = "tampered"  # bytes that do not give the revealed root, or do not decrypt
+    UNAVAILABLE = "unavailable"  # the result could not be fetched (retried)
+
+
 @dataclass
 class LeaseVerdict:
     """What the client found when it checked one lease's result."""
@@ -113,8 +126,8 @@ class LeaseVerdict:
     worker: str
     cid: str
     root: str
-    status: str = "pending"  # ok | wrong | tampered | unavailable
-    tiles: dict[int, str] = field(default_factory=dict)  # tile -> ok | wrong
+    status: VerdictStatus = VerdictStatus.PENDING
+    tiles: dict[int, VerdictStatus] = field(default_factory=dict)  # tile -> ok | wrong
     reasons: dict[int, str] = field(default_factory=dict)  # tile -> why it is wrong
     reason: str = ""  # why the whole lease failed (tampered, unavailable)
     file: str | None = None
@@ -128,7 +141,7 @@ class LeaseVerdict:
     @property
     def final(self) -> bool:
         """Whether checking again cannot change the verdict (only 'unavailable' is retried)."""
-        return self.status in ("ok", "wrong", "tampered")
+        return self.status in (VerdictStatus.OK, VerdictStatus.WRONG, VerdictStatus.TAMPERED)
 
     def to_json(self) -> dict[str, Any]:
         """The form kept in verdicts.json (and shown in snapshots)."""
@@ -161,14 +174,16 @@ class LeaseVerdict:
             worker=str(data["worker"]),
             cid=str(data["cid"]),
             root=str(data["root"]),
-            status=str(data["status"]),
-            tiles={int(k): str(v) for k, v in dict(data.get("tiles", {})).items()},
+            status=VerdictStatus(str(data["status"])),
+            tiles={int(k): VerdictStatus(str(v)) for k, v in dict(data.get("tiles", {})).items()},
             reasons={int(k): str(v) for k, v in dict(data.get("reasons", {})).items()},
             reason=str(data.get("reason", "")),
             file=data.get("file"),
             checked_at=int(data.get("checkedAt", 0)),
             attempts=int(data.get("attempts", 0)),
-            undelivered=bool(data.get("undelivered", data.get("status") == "unavailable")),
+            undelivered=bool(
+                data.get("undelivered", data.get("status") == VerdictStatus.UNAVAILABLE)
+            ),
         )
 
 
@@ -182,13 +197,17 @@ class Verdicts:
     challenges: dict[int, dict[str, Any]] = field(default_factory=dict)  # lease -> latest record
     actions: list[dict[str, Any]] = field(default_factory=list)
 
-    def tile_verdict(self, lease_id: int, tile: int) -> str | None:
+    def tile_verdict(self, lease_id: int, tile: int) -> VerdictStatus | None:
         """'ok', 'wrong', 'tampered', 'unavailable' or None (not checked)."""
         verdict = self.leases.get(lease_id)
         if verdict is None:
             return None
-        if verdict.status in ("tampered", "unavailable", "pending"):
-            return verdict.status if verdict.status != "pending" else None
+        if verdict.status in (
+            VerdictStatus.TAMPERED,
+            VerdictStatus.UNAVAILABLE,
+            VerdictStatus.PENDING,
+        ):
+            return verdict.status if verdict.status != VerdictStatus.PENDING else None
         return verdict.tiles.get(tile)
 
     def to_json(self) -> dict[str, Any]:

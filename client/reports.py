@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from blindframe.client.fftplan import PlanChoice
-from blindframe.client.jobdir import JobRef, LeaseVerdict, Verdicts
-from blindframe.client.snapshot import JobSnapshot
+from blindframe.client.jobdir import JobRef, LeaseVerdict, Verdicts, VerdictStatus
+from blindframe.client.snapshot import JobPhase, JobSnapshot, TileStatus
 
 __all__ = [
     "CancelReport",
@@ -83,7 +83,12 @@ class VerifyReport:
     def wrong_tiles(self) -> list[int]:
         """Tiles whose result decrypted to something else than the twin."""
         return sorted(
-            {t for v in self.verdicts.leases.values() for t, s in v.tiles.items() if s == "wrong"}
+            {
+                t
+                for v in self.verdicts.leases.values()
+                for t, s in v.tiles.items()
+                if s == VerdictStatus.WRONG
+            }
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -270,8 +275,8 @@ class JobSummary:
     directory: Path
     pending: bool
     state: dict[str, Any]
-    phase: str | None = None
-    tile_states: dict[str, int] = field(default_factory=dict)
+    phase: JobPhase | None = None
+    tile_states: dict[TileStatus, int] = field(default_factory=dict)
     decrypted: bool = False
 
     def to_json(self) -> dict[str, Any]:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from blindframe.client.jobdir import JobRef, Verdicts
-from blindframe.coordinator.events import ChainEvent
+from blindframe.client.jobdir import JobRef, Verdicts, VerdictStatus
+from blindframe.coordinator.events import ChainEvent, event_cid
 from blindframe.coordinator.market import (
     AvailabilityChallengeView,
     AvailabilityStatus,
@@ -37,20 +38,113 @@ __all__ = [
     "SLOT_STATES",
     "TILE_STATES",
     "ChallengeState",
+    "ChallengeStatus",
+    "ContestOutcomeName",
     "ContestState",
+    "JobPhase",
     "JobSnapshot",
     "JurorSeat",
+    "JurorVote",
     "LeaseState",
+    "LeaseStatusName",
     "SlotState",
+    "SlotStatus",
     "TileLayout",
     "TileState",
+    "TileStatus",
     "build_snapshot",
     "job_events",
     "job_ids",
 ]
 
-SLOT_STATES: tuple[str, ...] = ("open", "claimed", "committed", "revealed", "verified", "settled")
-TILE_STATES: tuple[str, ...] = (*SLOT_STATES, "failed", "contested")
+
+class SlotStatus(StrEnum):
+    """Where one replica or juror slot of a tile stands (see the module doc). The values are what
+    snapshots hold (and the dashboard shows)."""
+
+    OPEN = "open"  # no live lease holds it
+    CLAIMED = "claimed"
+    COMMITTED = "committed"
+    REVEALED = "revealed"
+    VERIFIED = "verified"  # the client checked the revealed result
+    SETTLED = "settled"
+    FAILED = "failed"  # found wrong or tampered, or forfeited
+
+
+class TileStatus(StrEnum):
+    """Where a tile stands: its least advanced live slot's status, ``failed`` or ``contested``
+    (see the module doc). The values are what snapshots hold."""
+
+    OPEN = "open"
+    CLAIMED = "claimed"
+    COMMITTED = "committed"
+    REVEALED = "revealed"
+    VERIFIED = "verified"
+    SETTLED = "settled"
+    FAILED = "failed"  # a slot failed and no slot holds a verified result
+    CONTESTED = "contested"  # a contest on it is open
+
+
+class LeaseStatusName(StrEnum):
+    """A lease's status as snapshots name it: the chain's ``LeaseStatus``, lower-case."""
+
+    NONE = "none"
+    CLAIMED = "claimed"
+    COMMITTED = "committed"
+    REVEALED = "revealed"
+    SETTLED = "settled"
+    RECLAIMED = "reclaimed"
+    FORFEITED = "forfeited"  # an availability challenge on it went unanswered
+
+
+class ChallengeStatus(StrEnum):
+    """An availability challenge's status as snapshots name it (the chain's
+    ``AvailabilityStatus``)."""
+
+    NONE = "none"
+    OPEN = "open"
+    ANSWERED = "answered"
+    FAILED = "failed"  # unanswered: the lease was forfeited
+
+
+class ContestOutcomeName(StrEnum):
+    """A contest's outcome as snapshots name it (the chain's ``ContestOutcome``)."""
+
+    PENDING = "pending"  # not resolved yet
+    A_FAR = "aFar"
+    B_FAR = "bFar"
+    BOTH_FAR = "bothFar"
+    NONE_FAR = "noneFar"
+    NO_TIE_BREAKER = "noTieBreaker"
+
+
+class JurorVote(StrEnum):
+    """How a juror's revealed root stands to its contest's verdict."""
+
+    MAJORITY = "majority"
+    MINORITY = "minority"
+    PENDING = "pending"  # not revealed, or no verdict yet
+    ABSENT = "absent"  # no juror in the seat, or its lease was reclaimed
+
+
+class JobPhase(StrEnum):
+    """Where a job stands as a whole (:attr:`JobSnapshot.phase`)."""
+
+    COMPLETE = "complete"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    RENDERING = "rendering"
+
+
+SLOT_STATES: tuple[SlotStatus, ...] = (
+    SlotStatus.OPEN,
+    SlotStatus.CLAIMED,
+    SlotStatus.COMMITTED,
+    SlotStatus.REVEALED,
+    SlotStatus.VERIFIED,
+    SlotStatus.SETTLED,
+)
+TILE_STATES: tuple[TileStatus, ...] = tuple(TileStatus)
 _ORDER = {name: i for i, name in enumerate(SLOT_STATES)}
 _CREDIT_REASONS = (
     "reward",
@@ -63,10 +157,10 @@ _CREDIT_REASONS = (
 )
 _CONTEST_KINDS = ("disagreement", "dispute")
 _CHALLENGE_STATES = {
-    AvailabilityStatus.NONE: "none",
-    AvailabilityStatus.OPEN: "open",
-    AvailabilityStatus.ANSWERED: "answered",
-    AvailabilityStatus.FAILED: "failed",
+    AvailabilityStatus.NONE: ChallengeStatus.NONE,
+    AvailabilityStatus.OPEN: ChallengeStatus.OPEN,
+    AvailabilityStatus.ANSWERED: ChallengeStatus.ANSWERED,
+    AvailabilityStatus.FAILED: ChallengeStatus.FAILED,
 }
 RECENT_EVENTS = 50
 
@@ -90,11 +184,11 @@ class SlotState:
     """One replica slot of a tile, or one juror's slot (a lease drawn into a contest's lane)."""
 
     lane: int
-    state: str
+    state: SlotStatus
     lease_id: int | None
     worker: str | None
     juror: bool
-    verdict: str | None
+    verdict: VerdictStatus | None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -113,7 +207,7 @@ class TileState:
     """One tile (task) of the job."""
 
     tile: int
-    state: str
+    state: TileStatus
     slots: tuple[SlotState, ...]
     layout: TileLayout | None
     contest_id: int | None
@@ -140,14 +234,14 @@ class LeaseState:
     first_tile: int
     count: int
     worker: str
-    status: str
+    status: LeaseStatusName
     commit_deadline: int
     revealed_at: int
     verified_at: int
     chain_verified: bool
     result_cid: str | None
     root: str | None
-    verdict: str | None
+    verdict: VerdictStatus | None
     forfeited: tuple[int, ...]
     open_contests: int
     paid: int
@@ -185,9 +279,9 @@ class JurorSeat:
     seat: int
     lease_id: int
     worker: str
-    status: str  # the lease's status (claimed, committed, revealed, settled, reclaimed)
+    status: LeaseStatusName  # the lease's (claimed, committed, revealed, settled, reclaimed)
     root: str | None
-    vote: str  # majority | minority | pending (not revealed, or no verdict yet) | absent
+    vote: JurorVote
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -209,7 +303,7 @@ class ContestState:
     kind: str
     tile: int
     lane: int
-    outcome: str
+    outcome: ContestOutcomeName | str  # str: an outcome this client does not know
     lease_a: int
     lease_b: int
     lease_t: int  # the verdict: a juror lease whose root a strict majority revealed (0: none)
@@ -223,7 +317,7 @@ class ContestState:
     @property
     def open(self) -> bool:
         """Not resolved yet."""
-        return self.outcome == "pending"
+        return self.outcome == ContestOutcomeName.PENDING
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -256,7 +350,7 @@ class ChallengeState:
     lease_id: int
     tile: int
     deadline: int
-    status: str  # open | answered | failed (unanswered: the lease was forfeited)
+    status: ChallengeStatus
     challenger: str
     bond: int
 
@@ -298,8 +392,8 @@ class JobSnapshot:
     challenges: tuple[ChallengeState, ...]
     payments: dict[str, Any]
     events: tuple[ChainEvent, ...]
-    slot_counts: dict[str, int]
-    tile_counts: dict[str, int]
+    slot_counts: dict[SlotStatus, int]
+    tile_counts: dict[TileStatus, int]
 
     @property
     def expired(self) -> bool:
@@ -319,28 +413,32 @@ class JobSnapshot:
     @property
     def complete(self) -> bool:
         """Every tile has a settled result, and one the client verified."""
-        return all(t.state == "settled" for t in self.tiles) and self.decryptable
+        return all(t.state == TileStatus.SETTLED for t in self.tiles) and self.decryptable
 
     @property
     def decryptable(self) -> bool:
         """Every tile has a result the client verified (settled or not)."""
         return all(
-            any(s.state in ("verified", "settled") for s in t.slots if s.verdict == "ok")
+            any(
+                s.state in (SlotStatus.VERIFIED, SlotStatus.SETTLED)
+                for s in t.slots
+                if s.verdict == VerdictStatus.OK
+            )
             for t in self.tiles
         )
 
     @property
-    def phase(self) -> str:
+    def phase(self) -> JobPhase:
         """complete | cancelled | expired | rendering."""
         if self.complete:
-            return "complete"
+            return JobPhase.COMPLETE
         if self.cancelled:
-            return "cancelled"
+            return JobPhase.CANCELLED
         if self.expired:
-            return "expired"
-        return "rendering"
+            return JobPhase.EXPIRED
+        return JobPhase.RENDERING
 
-    def progress(self) -> dict[str, int]:
+    def progress(self) -> dict[SlotStatus, int]:
         """Replica slots at or past each state (monotone counts for progress bars)."""
         out = {}
         for state in SLOT_STATES[1:]:
@@ -392,16 +490,6 @@ def _arg_int(event: ChainEvent, name: str) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        return None
-
-
-def _decode_cid(value: Any) -> str | None:
-    """A CID from an event's bytes argument (hex text in the index); None if it is not text."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return bytes.fromhex(value.removeprefix("0x")).decode("ascii")
-    except (ValueError, UnicodeDecodeError):
         return None
 
 
@@ -470,7 +558,58 @@ def build_snapshot(
     (lease, fixed at); ``challenges``: the job's availability challenges."""
     jurors = jurors or {}
     rulings = rulings or {}
-    challenges = challenges or {}
+    revealed, paid = _revealed_and_paid(events)
+    contest_states = tuple(
+        _contest_state(cid, view, jurors.get(cid, ()), rulings.get(cid), leases)
+        for cid, view in sorted(contests.items())
+    )
+    open_contest = {c.tile: c.contest_id for c in contest_states if c.open}
+    any_contest = {c.tile: c.contest_id for c in contest_states}
+    challenge_states = _challenge_states(challenges or {})
+    open_challenge = {
+        c.lease_id: c.challenge_id for c in challenge_states if c.status == ChallengeStatus.OPEN
+    }
+    lease_states = _lease_states(
+        job, leases, verified_at, verdicts, revealed, paid, open_challenge, now
+    )
+    tiles, slot_counts = _tile_states(job, leases, verdicts, layout, open_contest, any_contest)
+    tile_counts = dict.fromkeys(TILE_STATES, 0)
+    for tile_state in tiles:
+        tile_counts[tile_state.state] += 1
+
+    return JobSnapshot(
+        ref=ref,
+        kernel=job.kernel,
+        client=job.client,
+        manifest_cid=manifest_cid,
+        tile_count=job.tileCount,
+        replication=job.replication,
+        reward=job.rewardPerTileReplica,
+        lease_length=job.leaseLength,
+        deadline=job.deadline,
+        cancelled_at=job.cancelledAt,
+        priority=job.priority,
+        now=now,
+        block=block,
+        frame=frame,
+        grid=grid,
+        tiles=tiles,
+        leases=lease_states,
+        contests=contest_states,
+        challenges=challenge_states,
+        payments=_payments(
+            job, events, client_pending, refundable, sum(c.bond for c in challenge_states)
+        ),
+        events=tuple(events[-RECENT_EVENTS:]),
+        slot_counts=slot_counts,
+        tile_counts=tile_counts,
+    )
+
+
+def _revealed_and_paid(
+    events: Sequence[ChainEvent],
+) -> tuple[dict[int, tuple[str | None, str | None]], dict[int, int]]:
+    """Each revealed lease's (result CID, root), and what each lease was paid, from events."""
     revealed: dict[int, tuple[str | None, str | None]] = {}
     paid: dict[int, int] = {}
     for event in events:
@@ -479,30 +618,41 @@ def build_snapshot(
             continue
         if event.name == "Revealed":
             root = event.args.get("root")
-            revealed[lease_id] = (_decode_cid(event.args.get("resultCid")), str(root))
+            revealed[lease_id] = (event_cid(event.args.get("resultCid")), str(root))
         elif event.name in ("LeaseSettled", "LeaseFinalized", "TieBreakerSettled"):
             paid[lease_id] = paid.get(lease_id, 0) + int(event.args.get("amount", 0))
+    return revealed, paid
 
-    contest_states = tuple(
-        _contest_state(cid, view, jurors.get(cid, ()), rulings.get(cid), leases)
-        for cid, view in sorted(contests.items())
-    )
-    open_contest = {c.tile: c.contest_id for c in contest_states if c.open}
-    any_contest = {c.tile: c.contest_id for c in contest_states}
-    challenge_states = tuple(
+
+def _challenge_states(
+    challenges: Mapping[int, AvailabilityChallengeView],
+) -> tuple[ChallengeState, ...]:
+    """The job's availability challenges, by id."""
+    return tuple(
         ChallengeState(
             challenge_id=cid,
             lease_id=view.leaseId,
             tile=view.tile,
             deadline=view.deadline,
-            status=_CHALLENGE_STATES.get(AvailabilityStatus(view.status), str(view.status)),
+            status=_CHALLENGE_STATES[AvailabilityStatus(view.status)],
             challenger=view.challenger,
             bond=view.bond,
         )
         for cid, view in sorted(challenges.items())
     )
-    open_challenge = {c.lease_id: c.challenge_id for c in challenge_states if c.status == "open"}
 
+
+def _lease_states(
+    job: JobView,
+    leases: Mapping[int, LeaseView],
+    verified_at: Mapping[int, int],
+    verdicts: Verdicts,
+    revealed: Mapping[int, tuple[str | None, str | None]],
+    paid: Mapping[int, int],
+    open_challenge: Mapping[int, int],
+    now: int,
+) -> tuple[LeaseState, ...]:
+    """Every lease of the job, by id, with the client's verdict and what the chain says."""
     lease_states: list[LeaseState] = []
     for lease_id, view in sorted(leases.items()):
         status = view.state
@@ -517,7 +667,7 @@ def build_snapshot(
                 first_tile=view.firstTile,
                 count=view.count,
                 worker=view.worker,
-                status=status.name.lower(),
+                status=LeaseStatusName(status.name.lower()),
                 commit_deadline=view.commitDeadline,
                 revealed_at=view.revealedAt,
                 verified_at=when,
@@ -533,7 +683,19 @@ def build_snapshot(
                 challenge=open_challenge.get(lease_id, 0),
             )
         )
+    return tuple(lease_states)
 
+
+def _tile_states(
+    job: JobView,
+    leases: Mapping[int, LeaseView],
+    verdicts: Verdicts,
+    layout: Mapping[int, TileLayout],
+    open_contest: Mapping[int, int],
+    any_contest: Mapping[int, int],
+) -> tuple[tuple[TileState, ...], dict[SlotStatus, int]]:
+    """Every tile with its replica and juror slots, and how many replica slots are in each
+    state."""
     # The live lease of each replica slot (lane, tile): the newest one that was not reclaimed.
     # Jurors share their contest's lane: each juror lease is a slot of its own.
     slot_lease: dict[tuple[int, int], LeaseView] = {}
@@ -551,13 +713,13 @@ def build_snapshot(
             slot_id[(view.lane, tile)] = lease_id
 
     tiles: list[TileState] = []
-    slot_counts = dict.fromkeys((*SLOT_STATES, "failed"), 0)
+    slot_counts = dict.fromkeys((*SLOT_STATES, SlotStatus.FAILED), 0)
     for tile in range(job.tileCount):
         slots = []
         for lane in range(job.replication):
             view_or_none = slot_lease.get((lane, tile))
             if view_or_none is None:
-                slots.append(SlotState(lane, "open", None, None, False, None))
+                slots.append(SlotState(lane, SlotStatus.OPEN, None, None, False, None))
                 continue
             lease_id = slot_id[(lane, tile)]
             tile_verdict = verdicts.tile_verdict(lease_id, tile)
@@ -593,37 +755,7 @@ def build_snapshot(
                 contest_id=open_contest.get(tile, any_contest.get(tile)),
             )
         )
-    tile_counts = dict.fromkeys(TILE_STATES, 0)
-    for tile_state in tiles:
-        tile_counts[tile_state.state] += 1
-
-    return JobSnapshot(
-        ref=ref,
-        kernel=job.kernel,
-        client=job.client,
-        manifest_cid=manifest_cid,
-        tile_count=job.tileCount,
-        replication=job.replication,
-        reward=job.rewardPerTileReplica,
-        lease_length=job.leaseLength,
-        deadline=job.deadline,
-        cancelled_at=job.cancelledAt,
-        priority=job.priority,
-        now=now,
-        block=block,
-        frame=frame,
-        grid=grid,
-        tiles=tuple(tiles),
-        leases=tuple(lease_states),
-        contests=contest_states,
-        challenges=challenge_states,
-        payments=_payments(
-            job, events, client_pending, refundable, sum(c.bond for c in challenge_states)
-        ),
-        events=tuple(events[-RECENT_EVENTS:]),
-        slot_counts=slot_counts,
-        tile_counts=tile_counts,
-    )
+    return tuple(tiles), slot_counts
 
 
 def _contest_state(
@@ -641,22 +773,24 @@ def _contest_state(
     for seat, lease_id in enumerate(seats):
         juror = leases.get(int(lease_id)) if lease_id else None
         if juror is None:
-            jury.append(JurorSeat(seat, int(lease_id), "", "none", None, "absent"))
+            jury.append(
+                JurorSeat(seat, int(lease_id), "", LeaseStatusName.NONE, None, JurorVote.ABSENT)
+            )
             continue
         shown = juror.state in (LeaseStatus.REVEALED, LeaseStatus.SETTLED)
-        vote = "pending"
+        vote = JurorVote.PENDING
         if juror.state == LeaseStatus.RECLAIMED:
-            vote = "absent"
+            vote = JurorVote.ABSENT
         elif shown and verdict_at and verdict_root is not None:
-            vote = "majority" if bytes(juror.digest) == verdict_root else "minority"
+            vote = JurorVote.MAJORITY if bytes(juror.digest) == verdict_root else JurorVote.MINORITY
         elif shown and verdict_at:
-            vote = "minority"  # a final verdict without a majority: nobody's root decided
+            vote = JurorVote.MINORITY  # a final verdict without a majority: nobody's root decided
         jury.append(
             JurorSeat(
                 seat,
                 int(lease_id),
                 juror.worker,
-                juror.state.name.lower(),
+                LeaseStatusName(juror.state.name.lower()),
                 "0x" + bytes(juror.digest).hex() if shown else None,
                 vote,
             )
@@ -680,54 +814,56 @@ def _contest_state(
 
 
 _OUTCOMES = {
-    ContestOutcome.PENDING: "pending",
-    ContestOutcome.A_FAR: "aFar",
-    ContestOutcome.B_FAR: "bFar",
-    ContestOutcome.BOTH_FAR: "bothFar",
-    ContestOutcome.NONE_FAR: "noneFar",
-    ContestOutcome.NO_TIE_BREAKER: "noTieBreaker",
+    ContestOutcome.PENDING: ContestOutcomeName.PENDING,
+    ContestOutcome.A_FAR: ContestOutcomeName.A_FAR,
+    ContestOutcome.B_FAR: ContestOutcomeName.B_FAR,
+    ContestOutcome.BOTH_FAR: ContestOutcomeName.BOTH_FAR,
+    ContestOutcome.NONE_FAR: ContestOutcomeName.NONE_FAR,
+    ContestOutcome.NO_TIE_BREAKER: ContestOutcomeName.NO_TIE_BREAKER,
 }
 
 
-def _outcome_name(outcome: int) -> str:
+def _outcome_name(outcome: int) -> ContestOutcomeName | str:
     try:
         return _OUTCOMES[ContestOutcome(outcome)]
     except ValueError:
         return str(outcome)
 
 
-def _slot_state(view: LeaseView, tile: int, verdict: str | None) -> str:
+def _slot_state(view: LeaseView, tile: int, verdict: VerdictStatus | None) -> SlotStatus:
     status = view.state
     if view.forfeited >> (tile - view.firstTile) & 1 or status == LeaseStatus.FORFEITED:
-        return "failed"
+        return SlotStatus.FAILED
     if status == LeaseStatus.CLAIMED:
-        return "claimed"
+        return SlotStatus.CLAIMED
     if status == LeaseStatus.COMMITTED:
-        return "committed"
-    if verdict in ("wrong", "tampered"):
-        return "failed"
+        return SlotStatus.COMMITTED
+    if verdict in (VerdictStatus.WRONG, VerdictStatus.TAMPERED):
+        return SlotStatus.FAILED
     if status == LeaseStatus.SETTLED:
-        return "settled"
+        return SlotStatus.SETTLED
     if status == LeaseStatus.REVEALED:
-        return "verified" if verdict == "ok" else "revealed"
-    return "open"
+        return SlotStatus.VERIFIED if verdict == VerdictStatus.OK else SlotStatus.REVEALED
+    return SlotStatus.OPEN
 
 
-def _tile_state(slots: Sequence[SlotState], contested: bool) -> str:
+def _tile_state(slots: Sequence[SlotState], contested: bool) -> TileStatus:
     if contested:
-        return "contested"
-    good = [s for s in slots if s.state != "failed"]
-    has_result = any(s.state in ("verified", "settled") for s in good)
+        return TileStatus.CONTESTED
+    good = [s for s in slots if s.state != SlotStatus.FAILED]
+    has_result = any(s.state in (SlotStatus.VERIFIED, SlotStatus.SETTLED) for s in good)
     if len(good) < len(slots) and not has_result:
-        return "failed"
+        return TileStatus.FAILED
     # Replica lanes must all be done; a juror's result that replaced a failed slot counts for
     # it, and jurors still at work hold nothing back once a slot has a result.
     if has_result:
-        good = [s for s in good if not s.juror or s.state in ("verified", "settled")]
-    candidates = [s for s in good if not (s.juror and s.state == "open")]
+        good = [
+            s for s in good if not s.juror or s.state in (SlotStatus.VERIFIED, SlotStatus.SETTLED)
+        ]
+    candidates = [s for s in good if not (s.juror and s.state == SlotStatus.OPEN)]
     if not candidates:
-        return "failed"
-    return min((s.state for s in candidates), key=lambda s: _ORDER[s])
+        return TileStatus.FAILED
+    return TileStatus(min((s.state for s in candidates), key=lambda s: _ORDER[s]))
 
 
 def _payments(

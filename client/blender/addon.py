@@ -42,7 +42,7 @@ from blindframe.client.blender.tasks import Cancelled, Runner, Status, Task, Tas
 from blindframe.client.errors import ClientError, JobExpiredError, JobOptionsError, JobStateError
 from blindframe.client.progress import Progress
 from blindframe.client.scene import DEFAULT_RESOLUTION, Scene
-from blindframe.client.snapshot import JobSnapshot
+from blindframe.client.snapshot import ChallengeStatus, JobSnapshot, LeaseStatusName, TileStatus
 from blindframe.client.units import format_eth, parse_duration, parse_eth
 from blindframe.coordinator.config import Settings, load_settings
 from blindframe.errors import BlindframeError
@@ -86,7 +86,6 @@ _STEP_LABELS = {
     "verify": "Verifying tiles",
     "decrypt": "Decrypting",
 }
-_STATES = ("claimed", "committed", "revealed", "verified", "settled")
 _IMAGE_TAG = "blindframe_job"
 
 runner = Runner()
@@ -409,13 +408,13 @@ def _progress_reporter(
 def snapshot_line(snap: JobSnapshot) -> tuple[str, float]:
     """A status line and a 0..1 fraction of the way to 'every tile settled'."""
     total = max(1, snap.tile_count * snap.replication)
-    progress = snap.progress()
-    parts = [f"{state} {progress[state]}/{total}" for state in _STATES]
-    failed = snap.tile_counts.get("failed", 0)
+    progress = snap.progress()  # claimed .. settled
+    parts = [f"{state} {count}/{total}" for state, count in progress.items()]
+    failed = snap.tile_counts.get(TileStatus.FAILED, 0)
     line = f"Job {snap.ref.job_id}: " + ", ".join(parts)
     if failed:
         line += f" ({failed} failed)"
-    fraction = sum(progress[state] for state in _STATES) / (len(_STATES) * total)
+    fraction = sum(progress.values()) / (len(progress) * total)
     return line, fraction
 
 
@@ -643,13 +642,15 @@ class BLINDFRAME_OT_fetch(bpy.types.Operator):  # type: ignore[misc]  # noqa: N8
 def _stalled(snap: JobSnapshot) -> bool:
     """Past the deadline with no lease or contest that could still deliver."""
     in_flight = any(
-        lease.status in ("claimed", "committed") for lease in snap.leases if not lease.juror
+        lease.status in (LeaseStatusName.CLAIMED, LeaseStatusName.COMMITTED)
+        for lease in snap.leases
+        if not lease.juror
     )
     return (
         snap.expired
         and not in_flight
         and not any(c.open for c in snap.contests)
-        and not any(c.status == "open" for c in snap.challenges)
+        and not any(c.status == ChallengeStatus.OPEN for c in snap.challenges)
     )
 
 

@@ -31,7 +31,6 @@ import bpy
 import numpy as np
 import numpy.typing as npt
 
-from blindframe.client._images import MAX_IMAGE_SIDE, read_image, srgb_encode
 from blindframe.client.scene import (
     DEFAULT_RESOLUTION,
     BlenderSceneError,
@@ -39,6 +38,7 @@ from blindframe.client.scene import (
     SceneTooLargeError,
     to_y_up,
 )
+from blindframe.client.scene._images import MAX_IMAGE_SIDE, read_image, srgb_encode
 
 __all__ = ["GEOMETRY_TYPES", "extract_frame", "extract_gbuffer", "extract_volume", "mesh_arrays"]
 

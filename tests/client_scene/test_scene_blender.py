@@ -13,7 +13,6 @@ import mathutils
 import numpy as np
 import pytest
 
-from blindframe.client._images import srgb_encode
 from blindframe.client.blender.extract import (
     extract_frame,
     extract_gbuffer,
@@ -21,6 +20,7 @@ from blindframe.client.blender.extract import (
     mesh_arrays,
 )
 from blindframe.client.scene import BlenderSceneError, load_scene, save_scene, to_kernel_input
+from blindframe.client.scene._images import srgb_encode
 from blindframe.fhe_core.kernels import get_kernel
 from blindframe.fhe_core.tiling import split_tiles, tile_grid
 

@@ -14,7 +14,6 @@ import trimesh
 from click.testing import CliRunner
 from PIL import Image
 
-from blindframe.client.importer import KERNEL_CHOICES, import_scene
 from blindframe.client.scene import (
     EmptySceneError,
     SceneFileError,
@@ -22,6 +21,7 @@ from blindframe.client.scene import (
     SceneKindError,
     load_scene,
 )
+from blindframe.client.scene.importer import KERNEL_CHOICES, import_scene
 from blindframe.fhe_core.kernels import KERNEL_IDS
 
 from .shapes import write_png
@@ -29,7 +29,7 @@ from .shapes import write_png
 # The root group's part the command relies on: --json in ctx.obj, as blindframe._cli sets it.
 ROOT = """
 import sys, types, click
-from blindframe.client.importer import import_scene
+from blindframe.client.scene.importer import import_scene
 group = types.ModuleType("blindframe.client._cli")
 group.client = click.Group("client", commands={"import": import_scene})
 sys.modules["blindframe.client._cli"] = group

@@ -10,7 +10,6 @@ import pytest
 import trimesh
 from PIL import Image
 
-from blindframe.client import _meshes
 from blindframe.client.errors import ClientError
 from blindframe.client.scene import (
     MAX_FILE_BYTES,
@@ -22,6 +21,7 @@ from blindframe.client.scene import (
     SceneFormatError,
     SceneKindError,
     SceneTooLargeError,
+    _meshes,
     load_scene,
     save_preview,
     save_scene,

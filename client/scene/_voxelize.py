@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from blindframe.client._scene_errors import EmptySceneError, SceneFormatError, SceneTooLargeError
+from blindframe.client.scene._errors import EmptySceneError, SceneFormatError, SceneTooLargeError
 
 __all__ = [
     "MAX_CANDIDATES",

@@ -50,7 +50,16 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from blindframe.client._images import (
+from blindframe.client.scene._errors import (
+    BlenderSceneError,
+    EmptySceneError,
+    SceneError,
+    SceneFileError,
+    SceneFormatError,
+    SceneKindError,
+    SceneTooLargeError,
+)
+from blindframe.client.scene._images import (
     IMAGE_SUFFIXES,
     MAX_FILE_BYTES,
     MAX_IMAGE_SIDE,
@@ -60,17 +69,8 @@ from blindframe.client._images import (
     srgb_encode,
     write_png,
 )
-from blindframe.client._meshes import MESH_SUFFIXES, UpAxis, read_mesh, to_y_up
-from blindframe.client._scene_errors import (
-    BlenderSceneError,
-    EmptySceneError,
-    SceneError,
-    SceneFileError,
-    SceneFormatError,
-    SceneKindError,
-    SceneTooLargeError,
-)
-from blindframe.client._voxelize import (
+from blindframe.client.scene._meshes import MESH_SUFFIXES, UpAxis, read_mesh, to_y_up
+from blindframe.client.scene._voxelize import (
     MAX_RESOLUTION,
     MAX_TRIANGLES,
     MIN_RESOLUTION,

@@ -10,9 +10,9 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from blindframe.client._images import check_file
-from blindframe.client._scene_errors import EmptySceneError, SceneFormatError, SceneTooLargeError
-from blindframe.client._voxelize import MAX_TRIANGLES
+from blindframe.client.scene._errors import EmptySceneError, SceneFormatError, SceneTooLargeError
+from blindframe.client.scene._images import check_file
+from blindframe.client.scene._voxelize import MAX_TRIANGLES
 
 __all__ = ["MESH_SUFFIXES", "Mesh", "UpAxis", "read_mesh", "to_y_up"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from blindframe.client._scene_errors import (
+from blindframe.client.scene._errors import (
     EmptySceneError,
     SceneFileError,
     SceneFormatError,

@@ -1,0 +1,194 @@
+"""A job's state read from the chain: its leases, contests and challenges, as snapshots."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from blindframe.client.jobdir import JobDir
+from blindframe.client.snapshot import (
+    ChallengeStatus,
+    JobSnapshot,
+    LeaseStatusName,
+    TileLayout,
+    build_snapshot,
+    job_events,
+    job_ids,
+)
+from blindframe.coordinator.market import (
+    AvailabilityChallengeView,
+    ContestView,
+    LeaseStatus,
+    LeaseView,
+)
+
+if TYPE_CHECKING:
+    from blindframe.client.artist import Artist, JobLike
+
+__all__ = ["finished", "lease_view", "snapshot", "watch"]
+
+
+def lease_view(artist: Artist, lease_id: int) -> LeaseView:
+    cached = artist._final_leases.get(lease_id)
+    if cached is not None:
+        return cached
+    market = artist.market()
+    view: LeaseView = artist._rpc(lambda: market.lease(lease_id), f"read lease {lease_id}")
+    if view.state in (LeaseStatus.RECLAIMED, LeaseStatus.FORFEITED) or (
+        view.state == LeaseStatus.SETTLED and view.openContests == 0
+    ):
+        artist._final_leases[lease_id] = view
+    return view
+
+
+def _verified_at(artist: Artist, lease_id: int) -> int:
+    market = artist.market()
+    return int(artist._rpc(lambda: market.verified_at(lease_id), "read verifiedAt"))
+
+
+def _contest(artist: Artist, contest_id: int) -> ContestView:
+    market = artist.market()
+    view: ContestView = artist._rpc(
+        lambda: market.contest(contest_id), f"read contest {contest_id}"
+    )
+    return view
+
+
+def _jury(artist: Artist, contest_id: int) -> tuple[list[int], tuple[int, int]]:
+    """A contest's juror leases by seat, and its live verdict (lease, fixed at)."""
+    market = artist.market()
+    seats: list[int] = artist._rpc(
+        lambda: market.jurors(contest_id), f"read contest {contest_id}'s jury"
+    )
+    ruling: tuple[int, int] = artist._rpc(
+        lambda: market.verdict(contest_id), f"read contest {contest_id}'s verdict"
+    )
+    return seats, ruling
+
+
+def _challenge(artist: Artist, challenge_id: int) -> AvailabilityChallengeView:
+    market = artist.market()
+    view: AvailabilityChallengeView = artist._rpc(
+        lambda: market.availability_challenge(challenge_id),
+        f"read availability challenge {challenge_id}",
+    )
+    return view
+
+
+def _layout(
+    artist: Artist, job: JobDir
+) -> tuple[dict[int, TileLayout], tuple[int, int], tuple[int, int]]:
+    from blindframe.fhe_core.kernels import get_kernel
+    from blindframe.fhe_core.tiling import tile_grid
+
+    key = job.path.name
+    cached = artist._layouts.get(key)
+    if cached is not None:
+        return cached
+    public = job.public()
+    secrets = job.secrets()
+    kernel = get_kernel(public.kernel_id)
+    layout: dict[int, TileLayout] = {}
+    if public.shared_input:
+        grid = tile_grid(public.frame_hw, kernel.tile_hw)
+        frame = public.frame_hw
+        for task in secrets.tasks:
+            row, col = divmod(task.task_index, grid.tiles_x)
+            layout[task.task_index] = TileLayout(row, col, task.canary)
+    else:
+        grid = tile_grid(secrets.real_hw, kernel.tile_hw, kernel.halo)
+        frame = secrets.real_hw
+        for task in secrets.tasks:
+            row, col = divmod(task.source_tile, grid.tiles_x)
+            layout[task.task_index] = TileLayout(row, col, task.canary)
+    out = (layout, (int(frame[0]), int(frame[1])), (grid.tiles_y, grid.tiles_x))
+    artist._layouts[key] = out
+    return out
+
+
+def snapshot(artist: Artist, job: JobLike = None) -> JobSnapshot:
+    """The job's state now: every tile's state and holder, leases, contests, escrow and
+    payments, recent events (``snapshot.to_json()`` is what the dashboard serves)."""
+    directory = artist.job_dir(job)
+    ref = directory.ref
+    artist._check_here(ref)
+    market = artist.market()
+    indexed = artist.events()
+    events, lease_ids, contest_ids = job_events(indexed, ref.job_id)
+    challenge_ids = job_ids(indexed, ref.job_id)[2]
+    view = artist._rpc(lambda: market.job(ref.job_id), f"read job {ref.job_id}")
+    leases = {lease_id: lease_view(artist, lease_id) for lease_id in sorted(lease_ids)}
+    verified_at = {
+        lease_id: _verified_at(artist, lease_id)
+        for lease_id, lease in leases.items()
+        if lease.state == LeaseStatus.REVEALED
+    }
+    contests = {cid: _contest(artist, cid) for cid in sorted(contest_ids)}
+    juries = {cid: _jury(artist, cid) for cid in contests}
+    challenges = {cid: _challenge(artist, cid) for cid in sorted(challenge_ids)}
+    latest = artist._rpc(lambda: market.w3.eth.get_block("latest"), "read the latest block")
+    layout, frame, grid = _layout(artist, directory)
+    client = view.client
+    return build_snapshot(
+        ref=ref,
+        job=view,
+        manifest_cid=str(directory.state().get("manifestCid", "")),
+        frame=frame,
+        grid=grid,
+        layout=layout,
+        events=events,
+        leases=leases,
+        verified_at=verified_at,
+        contests=contests,
+        verdicts=directory.verdicts(),
+        now=int(latest["timestamp"]),
+        block=int(latest["number"]),
+        client_pending=int(artist._rpc(lambda: market.pending_balance(client), "read balance")),
+        refundable=int(artist._rpc(lambda: market.refundable(ref.job_id), "read refundable")),
+        jurors={cid: seats for cid, (seats, _) in juries.items()},
+        rulings={cid: ruling for cid, (_, ruling) in juries.items()},
+        challenges=challenges,
+    )
+
+
+def watch(
+    artist: Artist,
+    job: JobLike = None,
+    *,
+    interval: float = 1.0,
+    timeout: float | None = None,
+    until: Callable[[JobSnapshot], bool] | None = None,
+) -> Iterator[JobSnapshot]:
+    """Snapshots every ``interval`` seconds until ``until(snapshot)`` (default: the job is
+    complete, or expired or cancelled with no lease still able to deliver) or ``timeout``
+    passes."""
+    stop = until or finished
+    started = time.monotonic()
+    ref = artist.job_dir(job).ref
+    while True:
+        snap = artist.snapshot(ref)
+        yield snap
+        if stop(snap):
+            return
+        if timeout is not None and time.monotonic() - started >= timeout:
+            return
+        time.sleep(interval)
+
+
+def finished(snap: JobSnapshot) -> bool:
+    """Nothing more will happen by itself: complete, or closed (expired or cancelled) with no
+    lease in flight."""
+    if snap.complete:
+        return True
+    in_flight = any(
+        lease.status in (LeaseStatusName.CLAIMED, LeaseStatusName.COMMITTED)
+        for lease in snap.leases
+        if not lease.juror
+    )
+    return (
+        snap.closed
+        and not in_flight
+        and not any(c.open for c in snap.contests)
+        and not any(c.status == ChallengeStatus.OPEN for c in snap.challenges)
+    )

@@ -449,10 +449,6 @@ class Market:
         """The open availability challenge of a lease (0 if none)."""
         return int(self.contract.functions.openChallenge(lease_id).call())
 
-    def challenge_count(self) -> int:
-        """Availability challenges numbered so far."""
-        return int(self.contract.functions.challengeCount().call())
-
     def block_number(self) -> int:
         """The latest block's number (draws are armed on block numbers)."""
         return int(self.w3.eth.block_number)

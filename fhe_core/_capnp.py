@@ -50,12 +50,6 @@ class Message:
             return None
         return self._follow(ref.segment, ref.data_offset + ref.data_words + index, 0)
 
-    def data_u64(self, ref: StructRef, index: int) -> int:
-        """Word ``index`` of a struct's data section (0 when the struct is shorter)."""
-        if index >= ref.data_words:
-            return 0
-        return self._word(ref.segment, ref.data_offset + index)
-
     def list_pointers(self, lst: tuple[int, int, int, int]) -> list[int]:
         """Word positions of the pointers of a list of pointers."""
         _seg, start, elem, count = lst

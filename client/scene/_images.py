@@ -53,12 +53,6 @@ class Image:
     layers: dict[str, dict[str, F32]]
     linear: bool
 
-    @property
-    def hw(self) -> tuple[int, int]:
-        """Height and width (every layer has the same)."""
-        first = next(iter(next(iter(self.layers.values())).values()))
-        return int(first.shape[0]), int(first.shape[1])
-
 
 def check_file(path: Path, what: str) -> int:
     """Fail clearly unless ``path`` is a readable file within MAX_FILE_BYTES; return its size."""

@@ -118,11 +118,6 @@ class Cid:
         """The sha2-256 multihash: code, length, digest."""
         return multihash.wrap(self.digest, SHA2_256)
 
-    @property
-    def codec_name(self) -> str:
-        """``dag-pb`` or ``raw``."""
-        return _CODECS[self.codec]
-
     def to_bytes(self) -> bytes:
         """The binary form links carry inside a dag-pb block."""
         if self.version == 0:

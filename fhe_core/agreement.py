@@ -19,12 +19,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from blindframe.fhe_core.merkle import U64Array, torus_distance
+
+if TYPE_CHECKING:
+    from blindframe.fhe_core._kernel import IntArray
+    from blindframe.fhe_core.client import KernelClient
 
 __all__ = [
     "AGREEMENT_FAR_COUNT",
@@ -191,21 +196,30 @@ def _pair_stats(streams: list[U64Array]) -> dict[str, Any]:
     }
 
 
-def measure(
-    kernel_id: str, runs: int, threads: Sequence[int], workdir: Path, *, contention: bool = True
-) -> dict[str, Any]:
-    """Run one tile ``runs`` times unpinned, then ``runs`` times pinned to the plan
-    :func:`plans.choose_plan` picks, each in a separate process (cycling ``threads``; the second
-    half of each phase beside a busy-looping process when ``contention``); compare outputs."""
+@dataclass(frozen=True)
+class _MeasuredTile:
+    """The tile every run of :func:`measure` computes, encrypted under the measured key set."""
+
+    kernel_id: str
+    client: KernelClient
+    plain: tuple[Any, ...]
+    job: dict[str, Any]
+    index: int
+    clear: IntArray
+    # The volume kernel's input is the whole volume, shared by every tile (encrypted with
+    # NO_TILE), so another tile's output needs no new input; other kernels take per-tile planes.
+    shared: bool
+    bundle: bytes
+    input_path: Path
+    eval_keys: Path
+
+
+def _prepare_tile(kernel_id: str, keys: Path, workdir: Path) -> _MeasuredTile:
+    """Encrypt the representative tile under ``keys`` and write its INPUT bundle to ``workdir``."""
     from blindframe.fhe_core.client import KernelClient
     from blindframe.fhe_core.jobs import PublicJob, task_clear_args
-    from blindframe.fhe_core.keys import evaluation_keys_path, generate_keys
-    from blindframe.fhe_core.merkle import ciphertext_coefficients
-    from blindframe.fhe_core.plans import survey_kernel
+    from blindframe.fhe_core.keys import evaluation_keys_path
 
-    keys, other = workdir / "keys", workdir / "other-keys"
-    generate_keys(kernel_id, keys)
-    generate_keys(kernel_id, other)
     client = KernelClient(kernel_id, keys)
     plain, job, tile = _tile_inputs(kernel_id)
     clear = task_clear_args(PublicJob.from_json(job), tile)
@@ -214,22 +228,32 @@ def measure(
     inp = workdir / "input.bundle"
     inp.write_bytes(bundle)
     eval_path = evaluation_keys_path(kernel_id, keys)
+    return _MeasuredTile(kernel_id, client, plain, job, tile, clear, shared, bundle, inp, eval_path)
+
+
+def _run_phases(
+    tile: _MeasuredTile,
+    runs: int,
+    threads: Sequence[int],
+    workdir: Path,
+    target: str,
+    contention: bool,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[bytes]]]:
+    """Run the tile ``runs`` times unpinned, then ``runs`` times pinned to ``target``; check each
+    output decrypts to the plaintext twin and print one JSON line per run. Returns each phase's
+    rows and its OUTPUT bundles."""
     phases: dict[str, list[dict[str, Any]]] = {"unpinned": [], "pinned": []}
     outputs: dict[str, list[bytes]] = {"unpinned": [], "pinned": []}
-    survey_seconds = time.perf_counter()
-    survey = survey_kernel(kernel_id)
-    survey_seconds = time.perf_counter() - survey_seconds
-    target = str(survey.mode())
     for phase in ("unpinned", "pinned"):
         hog = None
         for run in range(runs):
             if contention and run == runs // 2:
                 hog = _Hog()
             row = _run(
-                job,
-                inp,
-                eval_path,
-                tile,
+                tile.job,
+                tile.input_path,
+                tile.eval_keys,
+                tile.index,
                 workdir / f"{phase}-{run}",
                 threads=threads[run % len(threads)],
                 fft_plan=target if phase == "pinned" else None,
@@ -237,41 +261,67 @@ def measure(
             row["contention"] = hog is not None
             data = Path(row.pop("path")).read_bytes()
             row["output"] = hashlib.sha256(data).hexdigest()[:12]
-            got = client.decrypt(data, tile_index=tile)
-            assert np.array_equal(got, client.kernel.twin(tuple(plain), clear)), "honest run wrong"
+            got = tile.client.decrypt(data, tile_index=tile.index)
+            assert np.array_equal(got, tile.client.kernel.twin(tuple(tile.plain), tile.clear)), (
+                "honest run wrong"
+            )
             phases[phase].append(row)
             outputs[phase].append(data)
-            print(json.dumps({"kernel": kernel_id, "phase": phase, **row}), flush=True)
+            print(json.dumps({"kernel": tile.kernel_id, "phase": phase, **row}), flush=True)
         if hog is not None:
             hog.stop()
-    # A second tile (same keys) and the same tile under another key set, for the lazy cases.
-    if shared:
-        other_tile = _run(job, inp, eval_path, tile + 1, workdir / "other-tile")
+    return phases, outputs
+
+
+def _lazy_reference_outputs(
+    tile: _MeasuredTile, other_keys: Path, workdir: Path
+) -> tuple[Path, Path]:
+    """OUTPUT bundles a lazy worker could hand in instead of computing this tile: a second tile
+    (same keys), and the same tile under another key set."""
+    from blindframe.fhe_core.client import KernelClient
+    from blindframe.fhe_core.keys import evaluation_keys_path
+
+    if tile.shared:
+        other_tile = _run(
+            tile.job, tile.input_path, tile.eval_keys, tile.index + 1, workdir / "other-tile"
+        )
     else:
+        # Per-tile inputs: a "second tile" is the same planes shuffled, encrypted afresh.
         rng = np.random.default_rng(7)
-        shuffled = tuple(rng.permutation(p.reshape(-1)).reshape(p.shape) for p in plain)
+        shuffled = tuple(rng.permutation(p.reshape(-1)).reshape(p.shape) for p in tile.plain)
         inp_b = workdir / "input-b.bundle"
-        inp_b.write_bytes(client.encrypt(*shuffled, tile_index=tile))
-        other_tile = _run(job, inp_b, eval_path, tile, workdir / "other-tile")
-    other_tile_out = Path(other_tile["path"])
-    other_client = KernelClient(kernel_id, other)
+        inp_b.write_bytes(tile.client.encrypt(*shuffled, tile_index=tile.index))
+        other_tile = _run(tile.job, inp_b, tile.eval_keys, tile.index, workdir / "other-tile")
+    other_client = KernelClient(tile.kernel_id, other_keys)
     inp_o = workdir / "input-other.bundle"
-    inp_o.write_bytes(other_client.encrypt(*plain, tile_index=0xFFFFFFFF if shared else tile))
-    other_keys = _run(
-        job, inp_o, evaluation_keys_path(kernel_id, other), tile, workdir / "other-keys"
+    inp_o.write_bytes(
+        other_client.encrypt(*tile.plain, tile_index=0xFFFFFFFF if tile.shared else tile.index)
     )
-    other_key_out = Path(other_keys["path"])
-    streams = {k: [ciphertext_coefficients(kernel_id, o) for o in v] for k, v in outputs.items()}
-    reference = streams["pinned"][0]
+    other_key_run = _run(
+        tile.job,
+        inp_o,
+        evaluation_keys_path(tile.kernel_id, other_keys),
+        tile.index,
+        workdir / "other-keys",
+    )
+    return Path(other_tile["path"]), Path(other_key_run["path"])
+
+
+def _lazy_report(
+    tile: _MeasuredTile, reference: U64Array, other_tile_out: Path, other_key_out: Path
+) -> dict[str, dict[str, Any]]:
+    """How far each lazy result is from an honest one, and how many leaves prove it."""
+    from blindframe.fhe_core.merkle import ciphertext_coefficients
+
     lazy = _lazy_streams(
-        kernel_id,
+        tile.kernel_id,
         reference,
-        bundle,
-        ciphertext_coefficients(kernel_id, other_tile_out.read_bytes()),
-        ciphertext_coefficients(kernel_id, other_key_out.read_bytes()),
+        tile.bundle,
+        ciphertext_coefficients(tile.kernel_id, other_tile_out.read_bytes()),
+        ciphertext_coefficients(tile.kernel_id, other_key_out.read_bytes()),
         np.random.default_rng(11),
     )
-    lazy_report = {
+    return {
         name: {
             "far_fraction": float(
                 np.mean(torus_distance(reference, s) > np.uint64(AGREEMENT_TOLERANCE))
@@ -280,12 +330,76 @@ def measure(
         }
         for name, s in lazy.items()
     }
+
+
+def _unpinned_summary(
+    rows: list[dict[str, Any]], streams: list[U64Array], target: str
+) -> dict[str, Any]:
+    return {
+        "distinct_outputs": len({r["output"] for r in rows}),
+        "distinct_plans": len({r["plan"] for r in rows}),
+        "runs_on_target_plan": sum(1 for r in rows if r["plan"] == target),
+        "seconds": [round(r["seconds"], 2) for r in rows],
+        **_pair_stats(streams),
+    }
+
+
+def _pinned_summary(
+    rows: list[dict[str, Any]], outputs: list[bytes], streams: list[U64Array]
+) -> dict[str, Any]:
+    attempts = [row["attempts"] for row in rows]
+    return {
+        "distinct_outputs": len({r["output"] for r in rows}),
+        "bit_identical_bundles": len(set(outputs)) == 1,
+        "attempts": attempts,
+        "attempts_mean": round(float(np.mean(attempts)), 2),
+        "attempts_max": max(attempts),
+        "pin_seconds": [round(r["pin_seconds"], 2) for r in rows],
+        "seconds_per_attempt": round(
+            sum(r["pin_seconds"] for r in rows) / max(1, sum(attempts)), 3
+        ),
+        "seconds": [round(r["seconds"], 2) for r in rows],
+        **_pair_stats(streams),
+    }
+
+
+def _plan_output_mapping(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether plan and output determine each other across all runs, and which plan gave what."""
     plan_outputs: dict[str, set[str]] = {}
     output_plans: dict[str, set[str]] = {}
-    for row in phases["unpinned"] + phases["pinned"]:
+    for row in rows:
         plan_outputs.setdefault(row["plan"], set()).add(row["output"])
         output_plans.setdefault(row["output"], set()).add(row["plan"])
-    attempts = [row["attempts"] for row in phases["pinned"]]
+    return {
+        "plans_with_several_outputs": sum(1 for v in plan_outputs.values() if len(v) > 1),
+        "outputs_with_several_plans": sum(1 for v in output_plans.values() if len(v) > 1),
+        "plan_to_output": {p: sorted(v) for p, v in plan_outputs.items()},
+    }
+
+
+def measure(
+    kernel_id: str, runs: int, threads: Sequence[int], workdir: Path, *, contention: bool = True
+) -> dict[str, Any]:
+    """Run one tile ``runs`` times unpinned, then ``runs`` times pinned to the plan
+    :func:`plans.choose_plan` picks, each in a separate process (cycling ``threads``; the second
+    half of each phase beside a busy-looping process when ``contention``); compare outputs."""
+    from blindframe.fhe_core.keys import generate_keys
+    from blindframe.fhe_core.merkle import ciphertext_coefficients
+    from blindframe.fhe_core.plans import survey_kernel
+
+    keys, other = workdir / "keys", workdir / "other-keys"
+    generate_keys(kernel_id, keys)
+    generate_keys(kernel_id, other)
+    tile = _prepare_tile(kernel_id, keys, workdir)
+    survey_seconds = time.perf_counter()
+    survey = survey_kernel(kernel_id)
+    survey_seconds = time.perf_counter() - survey_seconds
+    target = str(survey.mode())
+    phases, outputs = _run_phases(tile, runs, threads, workdir, target, contention)
+    other_tile_out, other_key_out = _lazy_reference_outputs(tile, other, workdir)
+    streams = {k: [ciphertext_coefficients(kernel_id, o) for o in v] for k, v in outputs.items()}
+    reference = streams["pinned"][0]
+    lazy_report = _lazy_report(tile, reference, other_tile_out, other_key_out)
     return {
         "kernel": kernel_id,
         "runs_per_phase": runs,
@@ -296,29 +410,9 @@ def measure(
         "survey_wall_seconds": round(survey_seconds, 2),
         "target_plan": target,
         "target_share_in_survey": round(survey.share(survey.mode()), 3),
-        "unpinned": {
-            "distinct_outputs": len({r["output"] for r in phases["unpinned"]}),
-            "distinct_plans": len({r["plan"] for r in phases["unpinned"]}),
-            "runs_on_target_plan": sum(1 for r in phases["unpinned"] if r["plan"] == target),
-            "seconds": [round(r["seconds"], 2) for r in phases["unpinned"]],
-            **_pair_stats(streams["unpinned"]),
-        },
-        "pinned": {
-            "distinct_outputs": len({r["output"] for r in phases["pinned"]}),
-            "bit_identical_bundles": len(set(outputs["pinned"])) == 1,
-            "attempts": attempts,
-            "attempts_mean": round(float(np.mean(attempts)), 2),
-            "attempts_max": max(attempts),
-            "pin_seconds": [round(r["pin_seconds"], 2) for r in phases["pinned"]],
-            "seconds_per_attempt": round(
-                sum(r["pin_seconds"] for r in phases["pinned"]) / max(1, sum(attempts)), 3
-            ),
-            "seconds": [round(r["seconds"], 2) for r in phases["pinned"]],
-            **_pair_stats(streams["pinned"]),
-        },
-        "plans_with_several_outputs": sum(1 for v in plan_outputs.values() if len(v) > 1),
-        "outputs_with_several_plans": sum(1 for v in output_plans.values() if len(v) > 1),
-        "plan_to_output": {p: sorted(v) for p, v in plan_outputs.items()},
+        "unpinned": _unpinned_summary(phases["unpinned"], streams["unpinned"], target),
+        "pinned": _pinned_summary(phases["pinned"], outputs["pinned"], streams["pinned"]),
+        **_plan_output_mapping(phases["unpinned"] + phases["pinned"]),
         "lazy": lazy_report,
     }
 

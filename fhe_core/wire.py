@@ -177,6 +177,21 @@ def read_bundle(
     for another kind, kernel, version, key set or tile) with a message that says which.
     """
     view = memoryview(data)
+    got_kind, header_len = _read_fixed_header(view, kind)
+    reader = _Reader(view, header_len)
+    got_id, got_spec, got_tile = _read_identity(
+        reader, kernel_id, spec_hash, tile_index, len(expected)
+    )
+    entries = _read_value_entries(reader, expected)
+    if reader.pos != header_len:
+        raise BundleFormatError("bundle header length does not match its fields")
+    values = _slice_values(view, header_len, entries)
+    return Bundle(BundleKind(got_kind), got_id, got_spec, got_tile, values)
+
+
+def _read_fixed_header(view: memoryview, kind: BundleKind) -> tuple[int, int]:
+    """Check the fixed-size prefix (magic, format, kind, header length) and return the bundle's
+    kind and header length; the length is bounded here so that no later read can pass it."""
     if len(view) < _FIXED.size:
         raise BundleFormatError(
             f"bundle of {len(view)} bytes is truncated: even the fixed header needs {_FIXED.size}"
@@ -199,7 +214,21 @@ def read_bundle(
         raise BundleFormatError(
             f"bundle header length {header_len} is impossible for {len(view)} bytes"
         )
-    reader = _Reader(view, header_len)
+    return int(got_kind), int(header_len)
+
+
+def _read_identity(
+    reader: _Reader,
+    kernel_id: str,
+    spec_hash: str,
+    tile_index: int | None,
+    value_count: int,
+) -> tuple[str, str, int]:
+    """Read what the bundle is for (kernel id and version, client-spec hash, tile, value count)
+    and check it against the caller's expectations; returns the kernel id, spec hash and tile.
+
+    All fields are read before any is compared, so a truncated header is reported as such
+    rather than as a mismatch of whichever field happened to be read first."""
     got_id = reader.text("kernel id")
     (version,) = reader.take("<H")
     got_spec = reader.raw(32).hex()
@@ -216,8 +245,17 @@ def read_bundle(
         )
     if tile_index is not None and got_tile != tile_index:
         raise BundleMismatchError(f"bundle is for tile {got_tile}, expected tile {tile_index}")
-    if count != len(expected):
-        raise BundleMismatchError(f"bundle holds {count} values, expected {len(expected)}")
+    if count != value_count:
+        raise BundleMismatchError(f"bundle holds {count} values, expected {value_count}")
+    return got_id, got_spec, got_tile
+
+
+def _read_value_entries(
+    reader: _Reader, expected: Sequence[tuple[str, tuple[int, ...], int]]
+) -> list[tuple[str, tuple[int, ...], int]]:
+    """Read each value's header entry (name, shape, byte length) and check it against
+    ``expected``; the length is capped by what the expected shape can need, so a header cannot
+    make the caller trust an arbitrarily large value."""
     entries: list[tuple[str, tuple[int, ...], int]] = []
     for name, shape, max_bytes in expected:
         got_name = reader.text("value name")
@@ -236,8 +274,14 @@ def read_bundle(
                 "its shape can need"
             )
         entries.append((name, dims, length))
-    if reader.pos != header_len:
-        raise BundleFormatError("bundle header length does not match its fields")
+    return entries
+
+
+def _slice_values(
+    view: memoryview, header_len: int, entries: Sequence[tuple[str, tuple[int, ...], int]]
+) -> tuple[ValueEntry, ...]:
+    """Check that the announced value lengths add up to exactly the rest of the buffer, then cut
+    it into the values (views, not copies: Concrete values can be large)."""
     total = header_len + sum(e[2] for e in entries)
     if len(view) < total:
         raise BundleFormatError(
@@ -252,7 +296,7 @@ def read_bundle(
     for name, dims, length in entries:
         values.append(ValueEntry(name, dims, view[pos : pos + length]))
         pos += length
-    return Bundle(BundleKind(got_kind), got_id, got_spec, got_tile, tuple(values))
+    return tuple(values)
 
 
 def _dims(msg: object, ref: StructRef | None) -> tuple[int, ...]:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MARKET",
+    "NO_FAULT_LIMIT",
+    "PROFILE_FIELDS",
     "AvailabilityChallengeView",
     "AvailabilityStatus",
     "ContestOutcome",
@@ -38,6 +40,7 @@ __all__ = [
     "LeaseView",
     "Market",
     "Opening",
+    "WorkerProfile",
     "WorkerView",
     "kernel_id_bytes",
     "kernel_id_text",
@@ -45,6 +48,24 @@ __all__ = [
 ]
 
 MARKET = "RenderMarket"
+
+# `postJob`'s maxFaults meaning "any number of faults" (type(uint16).max); minCompleted 0 and this
+# together are a job with no reputation gate.
+NO_FAULT_LIMIT = 2**16 - 1
+
+# IRenderMarket.WorkerProfile's fields, in ABI order (tests check them against the ABI).
+PROFILE_FIELDS = (
+    "worker",
+    "stake",
+    "capacity",
+    "activeTiles",
+    "completed",
+    "faults",
+    "msPerTile",
+    "advertisedAt",
+)
+# Pool members read per `workerProfiles` call: a view, so only the RPC's own limits matter.
+_PROFILE_PAGE = 512
 
 # A sentence per custom error: what went wrong, in the words of the person who hit it.
 SENTENCES: dict[str, str] = {
@@ -114,6 +135,10 @@ SENTENCES: dict[str, str] = {
     "MarketJobCancelled": "job {jobId} was cancelled: it takes no new claims",
     "MarketJobExpired": "job {jobId} ended at its deadline {deadline} (now {now}): there is "
     "nothing to cancel",
+    "MarketReputationTooLow": "{worker} has {completed} paid tiles and {faults} faults; this job "
+    "takes nodes with at least {minCompleted} paid tiles and at most {maxFaults} faults",
+    "MarketFaultsMismatch": "the MarketFaults module at {faults} was built with other parameters "
+    "(params hash {faultsHash}, not {expected})",
     "StakingBelowMinimum": "the stake would be {stake} wei; the minimum is {minimum} wei",
     "StakingBadCapacity": "capacity must be 1..{maximum} tiles, not {capacity}",
     "StakingCapacityExceeded": "{requested} more tiles would exceed the capacity {capacity} "
@@ -135,6 +160,8 @@ HINTS: dict[str, str] = {
     "MarketNotVerified": "wait for the challenge window to pass",
     "MarketDrawNotReady": "the draw needs a later block: any transaction mines one",
     "MarketAvailabilityOpen": "wait for the challenge to be answered or resolved",
+    "MarketReputationTooLow": "render other jobs first: a node earns reputation with every paid "
+    "tile",
     "StakingStillUnbonding": "run `blindframe worker unstake` again after that time",
 }
 
@@ -215,6 +242,8 @@ class JobView:
     contestCount: int  # noqa: N815
     cancelledAt: int  # noqa: N815 - 0 while the job is open
     escrow: int
+    minCompleted: int  # noqa: N815 - the reputation gate: least paid tiles a claimer has had
+    maxFaults: int  # noqa: N815 - most faults a claimer may have had (NO_FAULT_LIMIT: any)
     manifestHash: bytes  # noqa: N815
     kernelId: bytes  # noqa: N815
 
@@ -222,6 +251,18 @@ class JobView:
     def kernel(self) -> str:
         """The kernel id as text."""
         return kernel_id_text(self.kernelId)
+
+    @property
+    def gated(self) -> bool:
+        """Whether the job asks its nodes for a reputation."""
+        return self.minCompleted > 0 or self.maxFaults != NO_FAULT_LIMIT
+
+    def admits(self, completed: int, faults: int) -> bool:
+        """Whether a node with ``completed`` paid tiles and ``faults`` faults may claim (and be
+        drawn as a juror of) this job, by the rule the contract applies."""
+        return completed >= self.minCompleted and (
+            self.maxFaults == NO_FAULT_LIMIT or faults <= self.maxFaults
+        )
 
 
 @dataclass(frozen=True)
@@ -317,6 +358,21 @@ class WorkerView:
 
 
 @dataclass(frozen=True)
+class WorkerProfile:
+    """A staked render node as a quote sees it: what it can take now, how fast it says it is at
+    one kernel, and its reputation (IRenderMarket.WorkerProfile, read with
+    :meth:`Market.worker_profiles`)."""
+
+    address: str
+    capacity: int  # tiles it may hold in work at once (declared at stake)
+    free_capacity: int  # capacity minus the tiles in work now
+    ms_per_tile: int  # its advertised milliseconds per tile of the kernel (0: not advertised)
+    advertised_at: int  # when it advertised that figure (0: never)
+    completed: int  # tiles paid to it, ever
+    faults: int  # slashes, ever
+
+
+@dataclass(frozen=True)
 class Opening:
     """One leaf index of a tile opened against two lease roots (IRenderMarket.Opening)."""
 
@@ -389,6 +445,47 @@ class Market:
             self.contract.functions.workerInfo(to_checksum_address(address)), "reading a worker"
         )
         return _view(WorkerView, raw)
+
+    def worker_profiles(self, kernel_id: str) -> list[WorkerProfile]:
+        """Every worker of the draw pool (the first 4,096 addresses to stake) that holds at least
+        minStake, with its advertisement for ``kernel_id`` (``volume@1``): capacity, free
+        capacity, milliseconds per tile, reputation."""
+        kernel = kernel_id_bytes(kernel_id)
+        min_stake = int(self.params["minStake"])
+        profiles: list[WorkerProfile] = []
+        start = 0
+        while True:
+            rows = self._call(
+                self.contract.functions.workerProfiles(kernel, start, _PROFILE_PAGE),
+                "reading the render nodes' profiles",
+            )
+            for row in rows:
+                info = dict(zip(PROFILE_FIELDS, row, strict=True))
+                if int(info["stake"]) < min_stake:
+                    continue
+                capacity = int(info["capacity"])
+                profiles.append(
+                    WorkerProfile(
+                        address=to_checksum_address(info["worker"]),
+                        capacity=capacity,
+                        free_capacity=max(capacity - int(info["activeTiles"]), 0),
+                        ms_per_tile=int(info["msPerTile"]),
+                        advertised_at=int(info["advertisedAt"]),
+                        completed=int(info["completed"]),
+                        faults=int(info["faults"]),
+                    )
+                )
+            if len(rows) < _PROFILE_PAGE:
+                return profiles
+            start += _PROFILE_PAGE
+
+    def advertisement(self, worker: str, kernel_id: str) -> tuple[int, int]:
+        """(milliseconds per tile, when) that ``worker`` advertised for ``kernel_id`` ((0, 0):
+        never)."""
+        ms, at = self.contract.functions.advertisement(
+            to_checksum_address(worker), kernel_id_bytes(kernel_id)
+        ).call()
+        return int(ms), int(at)
 
     def pending_balance(self, address: str) -> int:
         """Wei ``address`` can withdraw."""
@@ -489,6 +586,13 @@ class Market:
         """Take the pending balance out."""
         return self._send(self.contract.functions.withdraw(), "withdrawing")
 
+    def advertise(self, kernel_id: str, ms_per_tile: int) -> TxReceipt:
+        """Advertise this node's milliseconds per tile of ``kernel_id`` (0 withdraws it)."""
+        return self._send(
+            self.contract.functions.advertise(kernel_id_bytes(kernel_id), ms_per_tile),
+            f"advertising {ms_per_tile} ms per tile of {kernel_id}",
+        )
+
     def post_job(
         self,
         *,
@@ -501,8 +605,11 @@ class Market:
         deadline: int,
         priority: int,
         leaf_depth: int,
+        min_completed: int = 0,
+        max_faults: int = NO_FAULT_LIMIT,
     ) -> int:
-        """Post a job with exact escrow; returns its id."""
+        """Post a job with exact escrow; returns its id. ``min_completed`` and ``max_faults``
+        gate who may claim it (defaults: anyone staked)."""
         escrow = tile_count * replication * reward_per_tile_replica
         receipt = self._send(
             self.contract.functions.postJob(
@@ -515,6 +622,8 @@ class Market:
                 deadline,
                 priority,
                 leaf_depth,
+                min_completed,
+                max_faults,
             ),
             f"posting a {tile_count}-tile job",
             escrow,

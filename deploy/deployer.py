@@ -1,4 +1,9 @@
-"""Deploying RenderMarket to any EVM chain and writing the deployment file."""
+"""Deploying RenderMarket to any EVM chain and writing the deployment file.
+
+The market is two contracts: ``MarketFaults`` (the unhappy paths) is deployed first with the
+parameters, then ``RenderMarket`` with the same parameters and MarketFaults' address, which its
+constructor checks (``paramsHash``). Created inside RenderMarket's constructor, MarketFaults'
+creation code would push RenderMarket's initcode past EIP-3860's 49,152 bytes."""
 
 from __future__ import annotations
 
@@ -13,9 +18,10 @@ from blindframe.deploy.errors import DeployError
 if TYPE_CHECKING:
     from blindframe.coordinator.tx import TxSender
 
-__all__ = ["LOCAL_OVERRIDES", "MARKET", "deploy_market", "market_parameters"]
+__all__ = ["FAULTS", "LOCAL_OVERRIDES", "MARKET", "deploy_market", "market_parameters"]
 
 MARKET = "RenderMarket"
+FAULTS = "MarketFaults"
 _DEFAULTS = "contracts/params.defaults.json"
 
 # The local stack (and its demo) runs in wall-clock time: windows of hours would make a render
@@ -37,12 +43,13 @@ LOCAL_OVERRIDES: dict[str, int] = {
 
 
 def _constructor_fields(artifact: Artifact) -> list[dict[str, Any]]:
+    """The fields of the Params tuple, the constructor's first argument."""
     for item in artifact.abi:
         if item.get("type") == "constructor":
             inputs = item.get("inputs", [])
-            if len(inputs) == 1 and inputs[0].get("type") == "tuple":
+            if inputs and inputs[0].get("type") == "tuple":
                 return list(inputs[0]["components"])
-    raise DeployError(f"{artifact.name} has no constructor(Params) in its ABI")
+    raise DeployError(f"{artifact.name} has no constructor(Params, ...) in its ABI")
 
 
 def market_parameters(
@@ -73,9 +80,11 @@ def deploy_market(
     rpc_url: str | None = None,
     artifacts: dict[str, Artifact] | None = None,
 ) -> Deployment:
-    """Deploy RenderMarket with ``parameters``; returns the deployment (not yet saved)."""
+    """Deploy MarketFaults, then RenderMarket, with ``parameters`` (two transactions); returns
+    the deployment (not yet saved)."""
     artifacts = compile_contracts() if artifacts is None else artifacts
     market = artifacts[MARKET]
+    faults = artifacts[FAULTS]
     fields = _constructor_fields(market)
     names = [f["name"] for f in fields]
     missing = [n for n in names if n not in parameters]
@@ -89,14 +98,18 @@ def deploy_market(
         bits = int(f["type"].removeprefix("uint") or 256)
         if parameters[f["name"]] >= 2**bits:
             raise DeployError(f"{f['name']} = {parameters[f['name']]} does not fit in {f['type']}")
-    address, receipt = sender.deploy(
-        market.abi, market.bytecode, tuple(parameters[n] for n in names)
-    )
+    values = tuple(parameters[n] for n in names)
+    faults_address, faults_receipt = sender.deploy(faults.abi, faults.bytecode, values)
+    address, _ = sender.deploy(market.abi, market.bytecode, values, faults_address)
     return Deployment(
         chain_id=int(sender.w3.eth.chain_id),
-        deploy_block=int(receipt["blockNumber"]),
+        # The first of the two: every event of the market is after it.
+        deploy_block=int(faults_receipt["blockNumber"]),
         deployer=sender.address,
-        contracts={MARKET: ContractRecord(address=address, abi_hash=market.abi_hash)},
+        contracts={
+            MARKET: ContractRecord(address=address, abi_hash=market.abi_hash),
+            FAULTS: ContractRecord(address=faults_address, abi_hash=faults.abi_hash),
+        },
         parameters=dict(parameters),
         rpc_url=rpc_url,
     )

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from blindframe.coordinator.errors import ContractRevertError
+from blindframe.coordinator.market import NO_FAULT_LIMIT
 from blindframe.coordinator.scheduling import Claim, OpenJob, Policy, RuntimeModel, plan_claims
+from blindframe.errors import BlindframeError
 from blindframe.worker.core import NodePart
 from blindframe.worker.logs import eth, span, when
 from blindframe.worker.state import (
@@ -22,12 +24,17 @@ from blindframe.worker.state import (
 )
 
 if TYPE_CHECKING:
+    from blindframe.coordinator.market import JobView
     from blindframe.worker.core import NodeCore
     from blindframe.worker.state import JobRow
 
 __all__ = ["Claimer", "Runtimes"]
 
 _CLAIM_MARGIN = 15  # seconds a claim transaction may take before the lease clock starts
+# An advertisement (`advertise`, one transaction per kernel) is renewed at start when the measured
+# figure moved by more than this share of the advertised one, or when that one is this old.
+_ADVERTISE_CHANGE = 0.2
+_ADVERTISE_MAX_AGE = 86_400
 _FULL_RECHECK = 10.0  # seconds before looking again at a job with no free tile
 
 
@@ -77,6 +84,39 @@ class Claimer(NodePart):
         self.claimed_last_round = False
         self._full_until: dict[int, float] = {}
         self._stake_warned = 0.0
+        self._gates: dict[int, JobView] = {}  # the job as first read: its gate never changes
+        self._refused: set[int] = set()  # jobs whose gate refused this node (said once)
+
+    def advertise_speeds(self) -> None:
+        """At start: advertise on chain, per kernel this node runs, its milliseconds per tile
+        (measured, else the configured prior), for artists' quotes and ETAs; only when the
+        figure moved by more than 20 % or the advertised one is a day old (each costs gas)."""
+        view = self.market.worker(self.me)
+        if view.stake < int(self.market.params["minStake"]):
+            return  # not listed among the market's nodes until staked
+        now = self.core.clock.now()
+        for kernel in self.options.kernels:
+            seconds = self.runtimes.model.seconds_per_tile(kernel)
+            if seconds is None:
+                continue  # never measured and no --tile-seconds prior: nothing true to say
+            ms = min(max(round(seconds * 1000), 1), 2**32 - 1)
+            try:
+                old, at = self.market.advertisement(self.me, kernel)
+                fresh = old > 0 and now - at < _ADVERTISE_MAX_AGE
+                if fresh and abs(ms - old) <= _ADVERTISE_CHANGE * old:
+                    continue
+                self.market.advertise(kernel, ms)
+            except BlindframeError as exc:
+                # Informational only: a node that cannot advertise still renders.
+                self.log.warning("advertise_failed", f"could not advertise {kernel}: {exc}")
+                continue
+            self.log.info(
+                "advertised",
+                f"advertised {ms} ms per tile of {kernel} on chain (was "
+                f"{f'{old} ms' if old else 'none'}) for artists' quotes",
+                kernel=kernel,
+                ms_per_tile=ms,
+            )
 
     def reopened(self, job_id: int) -> None:
         """A job's tiles reopened (a lease was reclaimed): look at it again."""
@@ -164,6 +204,7 @@ class Claimer(NodePart):
             and now + job.lease_length + _CLAIM_MARGIN <= job.deadline
             and self._full_until.get(job.job_id, 0.0) <= wall
         ]
+        jobs = self._admitted(jobs)
         if not jobs:
             return
         free = self._free_tiles()
@@ -192,6 +233,47 @@ class Claimer(NodePart):
         plans = self._plan(open_jobs, free, now)
         for plan in plans[:slots]:
             self._claim(plan)
+
+    def _admitted(self, jobs: list[JobRow]) -> list[JobRow]:
+        """The jobs whose reputation gate (minCompleted, maxFaults) admits this node: the
+        market would refuse its claims on the others. Each refusal is said once, and again
+        when the node's record changes its answer."""
+        for job in jobs:
+            if job.job_id not in self._gates:
+                self._gates[job.job_id] = self.market.job(job.job_id)
+        gated = [job for job in jobs if self._gates[job.job_id].gated]
+        if not gated:
+            return jobs
+        me = self.market.worker(self.me)
+        admitted = []
+        for job in jobs:
+            view = self._gates[job.job_id]
+            if view.admits(me.completed, me.faults):
+                if job.job_id in self._refused:
+                    self._refused.discard(job.job_id)
+                    self.log.info(
+                        "gate_admits",
+                        f"job {job.job_id} admits this node now ({me.completed} tiles paid, "
+                        f"{me.faults} fault(s)): claiming its tiles",
+                        job=job.job_id,
+                    )
+                admitted.append(job)
+            elif job.job_id not in self._refused:
+                self._refused.add(job.job_id)
+                any_faults = view.maxFaults == NO_FAULT_LIMIT
+                limit = "any number of" if any_faults else f"at most {view.maxFaults}"
+                self.log.info(
+                    "gate_refuses",
+                    f"not claiming job {job.job_id}: it takes nodes with at least "
+                    f"{view.minCompleted} tiles paid and {limit} faults; this node has "
+                    f"{me.completed} and {me.faults}",
+                    job=job.job_id,
+                    min_completed=view.minCompleted,
+                    max_faults=view.maxFaults,
+                    completed=me.completed,
+                    faults=me.faults,
+                )
+        return admitted
 
     def _plan(self, open_jobs: list[tuple[JobRow, OpenJob]], free: int, now: int) -> list[_Plan]:
         estimates = self.runtimes.model.estimates(self.options.kernels)

@@ -11,7 +11,9 @@ import {TileMerkle} from "./libraries/TileMerkle.sol";
 
 /// @title MarketFaults
 /// @notice The unhappy paths of RenderMarket: reclaims of expired leases, disagreement and far
-/// proofs, tie-breaker resolution, client disputes, refunds and cancels. RenderMarket creates it and reaches it by delegatecall, so
+/// proofs, tie-breaker resolution, client disputes, refunds and cancels. It is deployed first, with
+/// the market's parameters, and RenderMarket (given its address, which it checks by `paramsHash`)
+/// reaches it by delegatecall, so
 /// every function here runs on RenderMarket's storage and balance and emits from its address;
 /// the errors and events are IRenderMarket's. Called directly, it sees an empty market (every
 /// id is unknown) and holds nothing.
@@ -45,11 +47,27 @@ contract MarketFaults is MarketBase {
     }
 
     /*//////////////////////////////////////////////////////////////
+                               IMMUTABLES
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev keccak256(abi.encode(p)) of the parameters it was built with: RenderMarket's
+    /// constructor compares it with its own, so the two halves cannot run on different windows.
+    bytes32 internal immutable _PARAMS_HASH;
+
+    /*//////////////////////////////////////////////////////////////
                               CONSTRUCTOR
     //////////////////////////////////////////////////////////////*/
 
-    /// @param p The market's parameters (the same RenderMarket was given).
-    constructor(IRenderMarket.Params memory p) MarketBase(p) {}
+    /// @param p The market's parameters (RenderMarket is then deployed with the same ones and
+    /// checks them: see `paramsHash`).
+    constructor(IRenderMarket.Params memory p) MarketBase(p) {
+        _PARAMS_HASH = keccak256(abi.encode(p));
+    }
+
+    /// @notice keccak256(abi.encode(params)) of the parameters this module was built with.
+    function paramsHash() external view returns (bytes32) {
+        return _PARAMS_HASH;
+    }
 
     /*//////////////////////////////////////////////////////////////
                                 EXTERNAL
@@ -487,7 +505,8 @@ contract MarketFaults is MarketBase {
     }
 
     /// @dev A juror must be none of the parties (the client, the sides' workers), not seated
-    /// before in this contest, hold no replica of the tile, and afford the tile's collateral.
+    /// before in this contest, hold no replica of the tile, afford the tile's collateral, and
+    /// pass the job's reputation gate: a job that refuses a node's claim refuses its vote too.
     function _eligible(
         uint256 contestId,
         IRenderMarket.Contest storage c,
@@ -502,7 +521,7 @@ contract MarketFaults is MarketBase {
         }
         if (_held[c.jobId][candidate].isSet(c.tile)) return false;
         IStaking.WorkerInfo storage w = _workers[candidate];
-        return w.stake >= _MIN_STAKE && w.stake - w.locked >= _COLLATERAL_PER_TILE;
+        return w.stake >= _MIN_STAKE && w.stake - w.locked >= _COLLATERAL_PER_TILE && _admits(job, candidate);
     }
 
     /// @dev Gives `worker` seat `seat`: a one-tile lease in the jury lane, its collateral locked

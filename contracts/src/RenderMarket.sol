@@ -14,9 +14,9 @@ import {TileMerkle} from "./libraries/TileMerkle.sol";
 /// @notice The blindframe job market, its one address and ABI. This contract runs the happy
 /// path (post, claim, commit, reveal, settle, finalize, staking, withdraw) and the views. Every
 /// unhappy path (reclaim, disagreement and far proofs, contests, disputes, refunds, cancels) runs in
-/// MarketFaults, which this contract creates in its constructor and reaches by delegatecall on
-/// its own storage: together they exceed the 24,576-byte code limit of EIP-170. See
-/// IRenderMarket and contracts/README.md.
+/// MarketFaults, deployed before this contract with the same parameters and reached by
+/// delegatecall on this contract's storage: together they exceed the 24,576-byte code limit of
+/// EIP-170. See IRenderMarket and contracts/README.md.
 contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
     using TileBitmap for mapping(uint256 => uint256);
 
@@ -24,7 +24,8 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
                                IMMUTABLES
     //////////////////////////////////////////////////////////////*/
 
-    /// @dev The unhappy-path half of the market, created here: no one can point it elsewhere.
+    /// @dev The unhappy-path half of the market, fixed at construction: no one can point it
+    /// elsewhere.
     address internal immutable _FAULTS;
 
     /*//////////////////////////////////////////////////////////////
@@ -32,9 +33,15 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
     //////////////////////////////////////////////////////////////*/
 
     /// @param p Every parameter of the market; see `Params` and contracts/README.md for defaults.
-    constructor(Params memory p) MarketBase(p) {
+    /// @param faults A MarketFaults deployed with the same `p` (checked by its `paramsHash`). It
+    /// used to be created here, but its creation code inside this one's would not fit EIP-3860's
+    /// initcode limit (contracts/README.md, "Two halves").
+    constructor(Params memory p, address faults) MarketBase(p) {
         _checkParams(p);
-        _FAULTS = address(new MarketFaults(p));
+        bytes32 expected = keccak256(abi.encode(p));
+        bytes32 actual = faults.code.length == 0 ? bytes32(0) : MarketFaults(faults).paramsHash();
+        if (actual != expected) revert MarketFaultsMismatch(faults, actual, expected);
+        _FAULTS = faults;
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -51,8 +58,31 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         uint32 leaseLength,
         uint40 deadline,
         uint8 priority,
-        uint8 leafDepth
+        uint8 leafDepth,
+        uint32 minCompleted,
+        uint16 maxFaults
     ) external payable returns (uint256 jobId) {
+        // Two functions: the eleven arguments and the job pointer do not fit one stack frame.
+        jobId = _postJob(
+            manifestCid, kernelId, tileCount, replication, rewardPerTileReplica, leaseLength, deadline, priority, leafDepth
+        );
+        Job storage job = _jobs[jobId];
+        job.minCompleted = minCompleted; // in escrow's slot, written just before: no new slot
+        job.maxFaults = maxFaults;
+    }
+
+    /// @dev postJob without the reputation gate: checks the terms, stores the job, emits JobPosted.
+    function _postJob(
+        bytes calldata manifestCid,
+        bytes32 kernelId,
+        uint32 tileCount,
+        uint8 replication,
+        uint96 rewardPerTileReplica,
+        uint32 leaseLength,
+        uint40 deadline,
+        uint8 priority,
+        uint8 leafDepth
+    ) internal returns (uint256 jobId) {
         if (manifestCid.length == 0 || manifestCid.length > MAX_CID_LENGTH) {
             revert MarketBadCid(manifestCid.length, MAX_CID_LENGTH);
         }
@@ -110,6 +140,7 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         if (commitDeadline > job.deadline) revert MarketClaimClosed(jobId, job.deadline, commitDeadline);
         // A replica claimed after another one revealed could copy it.
         if (_revealedElsewhere(jobId, job, lane, firstTile, count)) revert MarketTileRevealed(jobId, firstTile);
+        if (!_admits(job, msg.sender)) _revertReputation(job);
         job.reservedSlots += count;
         if (!_taken[jobId][lane].trySetRange(firstTile, count)) revert MarketTilesTaken(jobId, lane, firstTile, count);
         if (!_held[jobId][msg.sender].trySetRange(firstTile, count)) {
@@ -197,6 +228,19 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         l.status = LeaseStatus.Revealed;
         _endWork(msg.sender, count);
         emit Revealed(leaseId, jobId, msg.sender, root, resultCid);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                             ADVERTISEMENTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc IRenderMarket
+    function advertise(bytes32 kernelId, uint32 msPerTile) external {
+        Advertisement storage a = _adverts[msg.sender][kernelId];
+        a.msPerTile = msPerTile;
+        // forge-lint: disable-next-line(unsafe-typecast)
+        a.updatedAt = uint40(block.timestamp); // a timestamp
+        emit WorkerAdvertised(msg.sender, kernelId, msPerTile);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -336,6 +380,38 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         leaseIds = new uint256[](n);
         for (uint256 seat; seat < n; ++seat) {
             leaseIds[seat] = _jurors[contestId][seat]; // <= MAX_JURY seats
+        }
+    }
+
+    /// @inheritdoc IRenderMarket
+    function advertisement(address worker, bytes32 kernelId) external view returns (uint32 msPerTile, uint40 updatedAt) {
+        Advertisement storage a = _adverts[worker][kernelId];
+        return (a.msPerTile, a.updatedAt);
+    }
+
+    /// @inheritdoc IRenderMarket
+    function workerProfiles(bytes32 kernelId, uint256 start, uint256 count)
+        external
+        view
+        returns (WorkerProfile[] memory profiles)
+    {
+        uint256 members = _poolCount; // <= DRAW_POOL_SIZE: the loop below is bounded by it
+        if (start >= members) return profiles;
+        if (count > members - start) count = members - start;
+        profiles = new WorkerProfile[](count);
+        for (uint256 k; k < count; ++k) {
+            WorkerProfile memory row = profiles[k]; // zeroed by `new`; filled field by field
+            address worker = _poolMember[start + k + 1]; // pool indices count from 1
+            WorkerInfo storage w = _workers[worker];
+            row.worker = worker;
+            row.stake = w.stake;
+            row.capacity = w.capacity;
+            row.activeTiles = w.activeTiles;
+            row.completed = w.completed;
+            row.faults = w.faults;
+            Advertisement storage a = _adverts[worker][kernelId];
+            row.msPerTile = a.msPerTile;
+            row.advertisedAt = a.updatedAt;
         }
     }
 
@@ -480,6 +556,12 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
             if iszero(ok) { revert(0, returndatasize()) }
             return(0, returndatasize())
         }
+    }
+
+    /// @dev Reverts with the caller's reputation and the job's gate (see `_admits`).
+    function _revertReputation(Job storage job) internal view {
+        WorkerInfo storage w = _workers[msg.sender];
+        revert MarketReputationTooLow(msg.sender, w.completed, w.faults, job.minCompleted, job.maxFaults);
     }
 
     /// @dev The caller's lease in `expected` status.

@@ -477,10 +477,11 @@ contract MarketAttacksTest is MarketFixture {
                 abi.encodeWithSelector(IRenderMarket.MarketLeafDepthTooShallow.selector, depth, p.farCount)
             );
             vm.prank(client);
-            market.postJob{value: REWARD}(CID, KERNEL, 1, 1, REWARD, LEASE, uint40(block.timestamp + 1 days), 0, depth);
+            market.postJob{value: REWARD}(CID, KERNEL, 1, 1, REWARD, LEASE, uint40(block.timestamp + 1 days), 0, depth, 0, NO_FAULT_LIMIT
+            );
         }
         vm.prank(client);
-        market.postJob{value: REWARD}(CID, KERNEL, 1, 1, REWARD, LEASE, uint40(block.timestamp + 1 days), 0, 2);
+        market.postJob{value: REWARD}(CID, KERNEL, 1, 1, REWARD, LEASE, uint40(block.timestamp + 1 days), 0, 2, 0, NO_FAULT_LIMIT);
     }
 
     /// Attack: forge only the digest leaf (the bundle's framing or extra bytes), keeping every
@@ -607,6 +608,153 @@ contract MarketAttacksTest is MarketFixture {
         market.settle(job, _ids(a, b));
         assertEq(market.pendingBalance(alice), 4 * REWARD + fraudBounty);
         assertEq(address(market).balance, _owed(1, _everyone()));
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                  REPUTATION GATE AND REPLICATION 1
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Gives each of `workers` `tiles` paid tiles of an ungated replication-1 job (honest
+    /// results, settled at once: at replication 1 a lease is verified at its reveal).
+    function _earnReputation(address[] memory workers, uint16 tiles) internal {
+        uint256 job = _post(uint32(workers.length) * tiles, 1);
+        uint256[] memory ids = new uint256[](workers.length);
+        for (uint256 i; i < workers.length; ++i) {
+            if (market.workerInfo(workers[i]).stake == 0) _stake(workers[i]);
+            ids[i] = _claim(workers[i], job, 0, uint32(i) * tiles, tiles);
+            _commit(ids[i]);
+        }
+        for (uint256 i; i < workers.length; ++i) {
+            _reveal(ids[i]);
+        }
+        vm.warp(block.timestamp + 1);
+        vm.prank(client);
+        market.settle(job, ids);
+    }
+
+    /// Attack: a fresh address (no history, or a new sybil of a slashed operator) stakes and
+    /// claims a job that asks for reputation, several addresses and a contract worker in turn.
+    /// Cost: gas. Stopped by: claim checks the Staking record (tiles paid, faults) against the
+    /// job's gate and reverts with both; the job's tiles stay free for a node that qualifies.
+    function test_attack_freshAddressClaimsAGatedJob_refused() public {
+        address[] memory reputed = new address[](1);
+        reputed[0] = alice;
+        _earnReputation(reputed, 4);
+        uint256 job = _postGated(4, 1, 4, NO_FAULT_LIMIT);
+        address[2] memory fresh = [mallory, eve];
+        for (uint256 i; i < fresh.length; ++i) {
+            vm.prank(fresh[i]);
+            market.stake{value: STAKE}(CAPACITY);
+            vm.expectRevert(
+                abi.encodeWithSelector(IRenderMarket.MarketReputationTooLow.selector, fresh[i], 0, 0, 4, NO_FAULT_LIMIT)
+            );
+            vm.prank(fresh[i]);
+            market.claim(job, 0, 0, 4);
+        }
+        CopyingWorker bot = new CopyingWorker(market); // a contract staking and claiming itself
+        bot.stake{value: STAKE}(CAPACITY);
+        vm.expectRevert(
+            abi.encodeWithSelector(IRenderMarket.MarketReputationTooLow.selector, address(bot), 0, 0, 4, NO_FAULT_LIMIT)
+        );
+        bot.claim(job, 0, 0, 4);
+        assertEq(market.getJob(job).reservedSlots, 0);
+        uint256 a = _claim(alice, job, 0, 0, 4);
+        assertEq(market.getLease(a).worker, alice);
+        assertEq(market.getJob(job).reservedSlots, 4);
+    }
+
+    /// Attack: a node slashed once (it missed a commit) claims a job that admits no fault, with
+    /// its own address or a fresh one. Cost: gas. Stopped by: faults never decrease (restaking
+    /// does not reset them), and a fresh address has no paid tiles for the job's minCompleted.
+    function test_attack_slashedNodeClaimsAZeroFaultJob_refused() public {
+        address[] memory reputed = new address[](2);
+        (reputed[0], reputed[1]) = (bob, carol);
+        _earnReputation(reputed, 2);
+        uint256 missed = _claim(bob, _post(1, 1), 0, 0, 1);
+        vm.warp(block.timestamp + LEASE + 1);
+        market.reclaim(missed);
+        assertEq(market.workerInfo(bob).faults, 1);
+        vm.prank(bob);
+        market.stake{value: STAKE}(CAPACITY); // more stake changes nothing
+        uint256 job = _postGated(4, 1, 1, 0);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketReputationTooLow.selector, bob, 2, 1, 1, 0));
+        _claim(bob, job, 0, 0, 2);
+        vm.prank(mallory);
+        market.stake{value: STAKE}(CAPACITY);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketReputationTooLow.selector, mallory, 0, 0, 1, 0));
+        _claim(mallory, job, 0, 0, 2);
+        _claim(carol, job, 0, 0, 2); // clean record: admitted
+        // A job admitting one fault takes bob.
+        _claim(bob, _postGated(4, 1, 1, 1), 0, 0, 2);
+    }
+
+    /// Attack: a client disputes a correct tile of a gated job and floods the draw pool with
+    /// fresh, heavily staked sybils, hoping they judge it. Cost: their stake's opportunity and
+    /// the bond. Stopped by: the draw applies the job's gate to jurors too, so no seat of any
+    /// draw goes to a sybil (on the ungated twin of the job, some draw does seat one).
+    function test_attack_unreputedSybilJurors_neverSeatedOnAGatedJob() public {
+        address[] memory reputed = new address[](4);
+        (reputed[0], reputed[1], reputed[2], reputed[3]) = (alice, bob, carol, dave);
+        _earnReputation(reputed, 1);
+        _stakeJurors(); // six fresh sybils, as heavily staked as the honest nodes
+        for (uint256 gated; gated < 2; ++gated) {
+            uint256 job = gated == 1 ? _postGated(2, 1, 1, NO_FAULT_LIMIT) : _post(2, 1);
+            uint256 a = _claim(alice, job, 0, 0, 2);
+            _commitReveal(a);
+            uint256 c = _dispute(job, 1, a);
+            bool sybilSeated = false;
+            for (uint256 salt; salt < 16; ++salt) {
+                uint256 snap = vm.snapshotState();
+                _drawWith(c, salt);
+                uint256[] memory ids = market.jurors(c);
+                for (uint256 i; i < ids.length; ++i) {
+                    if (ids[i] == 0) continue; // a seat left empty (eight refused picks)
+                    address w = _workerOf(ids[i]);
+                    bool isReputed = w == bob || w == carol || w == dave;
+                    if (!isReputed) sybilSeated = true;
+                    if (gated == 1) assertTrue(isReputed, "a gated job's juror has its reputation");
+                }
+                vm.revertToState(snap);
+            }
+            if (gated == 0) assertTrue(sybilSeated, "ungated, the same pool seats sybils");
+        }
+    }
+
+    /// Attack: exploit that a replication-1 lease is verified at its reveal (no replica exists to
+    /// prove a disagreement against, so no challenge window runs): the worker finalizes a forged
+    /// tile early, or the client is rushed past its chance to dispute. Stopped by: finalize
+    /// still waits for the acceptance window after the reveal, in which the client disputes and
+    /// challenges availability as before; a disagreement needs a second revealed replica, which
+    /// a replication-1 job never has.
+    function test_attack_replicationOneVerifiedAtReveal_acceptanceWindowStands() public {
+        (uint256 job, uint256 a) = _single(1); // alice forged both tiles
+        uint256 revealed = market.getLease(a).revealedAt;
+        assertEq(market.verifiedAt(a), revealed);
+        vm.warp(revealed + 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IRenderMarket.MarketAcceptanceOpen.selector, a, revealed + p.acceptanceWindow, revealed + 1
+            )
+        );
+        vm.prank(alice);
+        market.finalize(job, _ids(a));
+        // No second replica of the tile can exist to prove a disagreement against.
+        _stake(bob);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketTilesTaken.selector, job, 0, 1, 1));
+        _claim(bob, job, 0, 1, 1);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadLane.selector, job, 1));
+        _claim(bob, job, 1, 1, 1);
+        // At the acceptance window's last second the client still disputes; the verdict takes
+        // the forged tile from alice and she is slashed.
+        vm.warp(revealed + p.acceptanceWindow);
+        uint256 c = _dispute(job, 1, a);
+        uint256[] memory ids = _jury(c);
+        assertEq(ids.length, p.jurySize);
+        _proveFar(client, c, 0);
+        vm.warp(block.timestamp + p.challengeWindow + 1);
+        market.resolveContest(c);
+        assertEq(uint8(_contestLive(c).outcome), uint8(IRenderMarket.ContestOutcome.AFar));
+        assertEq(market.workerInfo(alice).faults, 1);
     }
 
     /*//////////////////////////////////////////////////////////////

@@ -48,7 +48,7 @@ contract RenderMarketTest is MarketFixture {
             vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketWrongEscrow.selector, escrow, escrow + 1));
         }
         vm.prank(client);
-        market.postJob{value: escrow + extra}(CID, KERNEL, tiles, replication, reward, LEASE, deadline, 0, DEPTH);
+        market.postJob{value: escrow + extra}(CID, KERNEL, tiles, replication, reward, LEASE, deadline, 0, DEPTH, 0, NO_FAULT_LIMIT);
         if (extra == 0) assertEq(market.getJob(1).escrow, escrow);
     }
 
@@ -65,7 +65,7 @@ contract RenderMarketTest is MarketFixture {
     ) internal {
         vm.expectRevert(err);
         vm.prank(client);
-        market.postJob{value: value}(cid, KERNEL, tiles, replication, reward, leaseLength, deadline, 0, depth);
+        market.postJob{value: value}(cid, KERNEL, tiles, replication, reward, leaseLength, deadline, 0, depth, 0, NO_FAULT_LIMIT);
     }
 
     function test_postJob_revertsOnBadCid() public {
@@ -284,6 +284,104 @@ contract RenderMarketTest is MarketFixture {
     }
 
     /*//////////////////////////////////////////////////////////////
+                   REPUTATION GATE AND ADVERTISEMENTS
+    //////////////////////////////////////////////////////////////*/
+
+    function test_postJob_storesTheReputationGate() public {
+        IRenderMarket.Job memory open = market.getJob(_post(1, 1));
+        assertEq(open.minCompleted, 0);
+        assertEq(open.maxFaults, NO_FAULT_LIMIT);
+        assertEq(market.NO_FAULT_LIMIT(), NO_FAULT_LIMIT);
+        uint256 job = _postGated(1, 1, 40, 2);
+        IRenderMarket.Job memory j = market.getJob(job);
+        assertEq(j.minCompleted, 40);
+        assertEq(j.maxFaults, 2);
+        assertEq(j.escrow, REWARD); // shares its slot with the gate
+    }
+
+    function test_claim_revertsBelowTheReputationGateUntilTheTilesArePaid() public {
+        _stake(alice);
+        uint256 gated = _postGated(4, 1, 2, NO_FAULT_LIMIT);
+        vm.expectRevert(
+            abi.encodeWithSelector(IRenderMarket.MarketReputationTooLow.selector, alice, 0, 0, 2, NO_FAULT_LIMIT)
+        );
+        _claim(alice, gated, 0, 0, 1);
+        // Two tiles revealed but not yet paid do not count.
+        uint256 job = _post(2, 1);
+        uint256 a = _claim(alice, job, 0, 0, 2);
+        _commitReveal(a);
+        vm.expectRevert(
+            abi.encodeWithSelector(IRenderMarket.MarketReputationTooLow.selector, alice, 0, 0, 2, NO_FAULT_LIMIT)
+        );
+        _claim(alice, gated, 0, 0, 1);
+        _warpVerified(a);
+        vm.prank(client);
+        market.settle(job, _ids(a));
+        assertEq(market.workerInfo(alice).completed, 2);
+        _claim(alice, gated, 0, 0, 1);
+    }
+
+    function test_claim_maxFaultsCountsEverySlash() public {
+        _stake(alice);
+        uint256 missed = _claim(alice, _post(1, 1), 0, 0, 1);
+        vm.warp(block.timestamp + LEASE + 1);
+        market.reclaim(missed);
+        uint256 strict = _postGated(2, 1, 0, 0);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketReputationTooLow.selector, alice, 0, 1, 0, 0));
+        _claim(alice, strict, 0, 0, 1);
+        _claim(alice, _postGated(2, 1, 0, 1), 0, 0, 1);
+    }
+
+    function test_advertise_storesTheFigureAndItsTime() public {
+        (uint32 ms, uint40 updatedAt) = market.advertisement(alice, KERNEL);
+        assertEq(ms, 0);
+        assertEq(updatedAt, 0);
+        vm.expectEmit(address(market));
+        emit IRenderMarket.WorkerAdvertised(alice, KERNEL, 2500);
+        vm.prank(alice);
+        market.advertise(KERNEL, 2500);
+        (ms, updatedAt) = market.advertisement(alice, KERNEL);
+        assertEq(ms, 2500);
+        assertEq(updatedAt, block.timestamp);
+        (ms,) = market.advertisement(alice, keccak256("shade-v1"));
+        assertEq(ms, 0, "per kernel");
+        vm.warp(block.timestamp + 60);
+        vm.prank(alice);
+        market.advertise(KERNEL, 0); // withdrawn
+        (ms, updatedAt) = market.advertisement(alice, KERNEL);
+        assertEq(ms, 0);
+        assertEq(updatedAt, block.timestamp);
+    }
+
+    function test_workerProfiles_pagesThroughTheDrawPool() public {
+        _stake(alice);
+        _stake(bob);
+        vm.prank(carol);
+        market.stake{value: STAKE}(7);
+        vm.prank(bob);
+        market.advertise(KERNEL, 1200);
+        _claim(carol, _post(4, 1), 0, 0, 3);
+        IRenderMarket.WorkerProfile[] memory page = market.workerProfiles(KERNEL, 0, 2);
+        assertEq(page.length, 2);
+        assertEq(page[0].worker, alice);
+        assertEq(page[0].msPerTile, 0);
+        assertEq(page[1].worker, bob);
+        assertEq(page[1].msPerTile, 1200);
+        assertEq(page[1].advertisedAt, block.timestamp);
+        assertEq(page[1].stake, STAKE);
+        page = market.workerProfiles(KERNEL, 2, 100);
+        assertEq(page.length, 1);
+        assertEq(page[0].worker, carol);
+        assertEq(page[0].capacity, 7);
+        assertEq(page[0].activeTiles, 3);
+        assertEq(page[0].completed, 0);
+        assertEq(page[0].faults, 0);
+        assertEq(market.workerProfiles(KERNEL, 3, 100).length, 0);
+        assertEq(market.workerProfiles(KERNEL, type(uint256).max, type(uint256).max).length, 0);
+        assertEq(market.workerProfiles(KERNEL, 1, type(uint256).max).length, 2);
+    }
+
+    /*//////////////////////////////////////////////////////////////
                         JURY LANES ARE NEVER CLAIMED
     //////////////////////////////////////////////////////////////*/
 
@@ -475,9 +573,10 @@ contract RenderMarketTest is MarketFixture {
         market.reveal(a, root, RESULT_CID, _salt(a));
         vm.warp(deadline + 1);
         _reveal(a);
-        // Replication 1 keeps no revealed bitmap: nothing to wait for.
+        // Replication 1 keeps no revealed bitmap and has no replica to compare: verified at
+        // the reveal.
         assertEq(market.revealedBitmap(job, 0, 0), 0);
-        assertEq(market.verifiedAt(a), block.timestamp + p.challengeWindow);
+        assertEq(market.verifiedAt(a), block.timestamp);
     }
 
     function test_reveal_revertsForAnotherWorker() public {
@@ -784,6 +883,36 @@ contract RenderMarketTest is MarketFixture {
         uint256 cap = block.timestamp + LEASE + p.revealWindow;
         assertLt(cap, market.getJob(job).deadline + p.revealWindow);
         assertEq(market.verifiedAt(a), cap + p.challengeWindow);
+    }
+
+    function test_verifiedAt_replicationOneIsTheRevealAndSettlesAfterIt() public {
+        _stake(alice);
+        uint256 job = _post(2, 1);
+        uint256 a = _claim(alice, job, 0, 0, 2);
+        _commitReveal(a);
+        uint256 t = block.timestamp;
+        assertEq(market.verifiedAt(a), t);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotVerified.selector, a, t, t));
+        vm.prank(client);
+        market.settle(job, _ids(a));
+        vm.warp(t + 1); // a challenge window earlier than at replication 2
+        vm.prank(client);
+        market.settle(job, _ids(a));
+        assertEq(market.pendingBalance(alice), 2 * REWARD);
+    }
+
+    function test_finalize_replicationOneWaitsForTheAcceptanceWindowAfterTheReveal() public {
+        _stake(alice);
+        uint256 job = _post(2, 1);
+        uint256 a = _claim(alice, job, 0, 0, 2);
+        _commitReveal(a);
+        uint256 end = block.timestamp + p.acceptanceWindow;
+        vm.warp(end);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketAcceptanceOpen.selector, a, end, end));
+        market.finalize(job, _ids(a));
+        vm.warp(end + 1);
+        market.finalize(job, _ids(a));
+        assertEq(market.pendingBalance(alice), 2 * REWARD);
     }
 
     function test_verifiedAt_isZeroUntilRevealed() public {

@@ -12,6 +12,8 @@ import pytest
 
 from blindframe.coordinator.errors import ContractRevertError
 from blindframe.coordinator.market import (
+    NO_FAULT_LIMIT,
+    PROFILE_FIELDS,
     SENTENCES,
     AvailabilityChallengeView,
     AvailabilityStatus,
@@ -21,11 +23,13 @@ from blindframe.coordinator.market import (
     LeaseStatus,
     LeaseView,
     Market,
+    WorkerView,
     kernel_id_bytes,
     kernel_id_text,
 )
 from blindframe.coordinator.results import LeaseResult, disagreement_openings
 from blindframe.fhe_core.merkle import TileTree
+from blindframe.worker.info import job_admission
 
 if TYPE_CHECKING:
     from tests.conftest import Chain
@@ -78,6 +82,71 @@ def test_actions_views_and_error_sentences(chain: Chain) -> None:
     assert "there is no job 10000" in str(info.value)
 
 
+def test_a_gated_job_refuses_a_new_node_on_chain(chain: Chain) -> None:
+    """The reputation gate on the real contract: a freshly staked node cannot claim a job that
+    asks for paid tiles and a clean record, and the revert reads as a sentence with both sides'
+    numbers; the node's advertisement and capacity come back through ``worker_profiles``, and
+    ``worker account --job`` says the same as the chain."""
+    client, node = chain.account(), chain.account()
+    as_client = Market(chain.w3, chain.deployment, sender=chain.sender(client))
+    as_node = Market(chain.w3, chain.deployment, sender=chain.sender(node))
+    as_node.stake(4, chain.deployment.parameters["minStake"])
+    as_node.advertise("volume@1", 2500)
+    job_id = as_client.post_job(
+        manifest_cid="QmGated",
+        kernel_id="volume@1",
+        tile_count=2,
+        replication=1,
+        reward_per_tile_replica=1000,
+        lease_length=600,
+        deadline=chain.now() + 3600,
+        priority=0,
+        leaf_depth=4,
+        min_completed=3,
+        max_faults=0,
+    )
+    job = as_client.job(job_id)
+    assert (job.minCompleted, job.maxFaults, job.gated) == (3, 0, True)
+
+    with pytest.raises(ContractRevertError) as info:
+        as_node.claim(job_id, 0, 0, 1)
+    assert info.value.name == "MarketReputationTooLow"
+    message = str(info.value)
+    assert node.address.lower() in message.lower()
+    assert "has 0 paid tiles and 0 faults; this job takes nodes with at least 3 paid tiles " in (
+        message
+    )
+    assert "and at most 0 faults" in message
+    assert "render other jobs first" in message  # the hint
+    assert as_node.job(job_id).reservedSlots == 0
+
+    admission = job_admission(as_node, node.address, job_id)
+    assert admission["admitted"] is False
+    assert admission["sentence"].startswith("refuses this node: it asks for at least 3 tiles")
+    open_job = as_client.post_job(
+        manifest_cid="QmOpen",
+        kernel_id="volume@1",
+        tile_count=1,
+        replication=1,
+        reward_per_tile_replica=1000,
+        lease_length=600,
+        deadline=chain.now() + 3600,
+        priority=0,
+        leaf_depth=4,
+    )
+    assert as_client.job(open_job).maxFaults == NO_FAULT_LIMIT
+    assert job_admission(as_node, node.address, open_job)["admitted"] is True
+    as_node.claim(open_job, 0, 0, 1)
+
+    profiles = {p.address: p for p in as_client.worker_profiles("volume@1")}
+    mine = profiles[node.address]
+    assert (mine.capacity, mine.free_capacity, mine.ms_per_tile) == (4, 3, 2500)
+    assert (mine.completed, mine.faults) == (0, 0)
+    assert mine.advertised_at > 0
+    shade = {p.address: p for p in as_client.worker_profiles("shade@1")}
+    assert shade[node.address].ms_per_tile == 0  # advertised per kernel
+
+
 def test_kernel_id_round_trip() -> None:
     assert kernel_id_text(kernel_id_bytes("volume@1")) == "volume@1"
     assert len(kernel_id_bytes("shade@2")) == 32
@@ -98,9 +167,12 @@ def test_the_bindings_mirror_the_abi(chain: Chain) -> None:
         ("getLease", LeaseView),
         ("getContest", ContestView),
         ("getAvailabilityChallenge", AvailabilityChallengeView),
+        ("workerInfo", WorkerView),
     ):
         components = [c["name"] for c in outputs[function]["components"]]
         assert [f.name for f in fields(view)] == components, function
+    profile = [c["name"] for c in outputs["workerProfiles"]["components"]]
+    assert tuple(profile) == PROFILE_FIELDS
     errors = {item["name"] for item in abi if item.get("type") == "error"}
     assert set(SENTENCES) <= errors, sorted(set(SENTENCES) - errors)
     new = {
@@ -115,6 +187,8 @@ def test_the_bindings_mirror_the_abi(chain: Chain) -> None:
         "MarketChallengeNotOpen",
         "MarketAnswerWindow",
         "MarketWrongLeaves",
+        "MarketReputationTooLow",
+        "MarketFaultsMismatch",
     }
     assert new <= set(SENTENCES) & errors
     assert list(LeaseStatus)[-1] is LeaseStatus.FORFEITED

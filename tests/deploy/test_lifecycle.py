@@ -52,6 +52,8 @@ def test_one_job_lifecycle_pays_exactly(fresh_chain: Chain) -> None:
                 deadline,
                 0,
                 depth,
+                0,  # minCompleted: no reputation gate
+                2**16 - 1,  # maxFaults: any number
             ),
             value=escrow,
         ),

@@ -58,7 +58,7 @@ def test_node_renders_a_job_and_refuses_bad_ones(
     ipfs: Ipfs,
     run_node: Callable[..., NodeProcess],
 ) -> None:
-    stake(home, fresh_chain, "node-a")
+    node_a = stake(home, fresh_chain, "node-a")
     # Bad jobs first: a manifest that is not JSON, one compiled for other client specs, and one
     # whose input is garbage of the declared size (it fails inside the sandbox).
     garbage = client.post(assets.upload(b"this is not a manifest"), 1)
@@ -78,6 +78,9 @@ def test_node_renders_a_job_and_refuses_bad_ones(
     )
     data = home.path.parent / "data-node-a"
     node = run_node("node-a", "--tile-seconds", f"{KERNEL}=3", "--max-idle", "3", data_dir=data)
+    # At start it advertises its (configured) speed on chain, for artists' quotes.
+    advertised = node.wait_for("advertised")
+    assert (advertised["kernel"], advertised["ms_per_tile"]) == (KERNEL, 3000)
     node.wait_for("job_refused", count=3)
     refused = {e["job"]: e["reason"] for e in node.events("job_refused")}
     assert "not JSON" in refused[garbage]
@@ -92,6 +95,22 @@ def test_node_renders_a_job_and_refuses_bad_ones(
     assert pinned["plan"] == assets.fft_plan
     assert pinned["attempts"] >= 1
     assert pinned["time"] < node.events("claimed")[0]["time"]
+
+    # A good job that asks for more reputation than this new node has: never claimed, said once.
+    gated = client.market.post_job(
+        manifest_cid=assets.manifest4,
+        kernel_id=KERNEL,
+        tile_count=4,
+        replication=1,
+        reward_per_tile_replica=REWARD,
+        lease_length=300,
+        deadline=client.market.now() + 2000,
+        priority=1,
+        leaf_depth=leaf_depth(KERNEL),
+        min_completed=100,
+    )
+    refused_by_gate = node.wait_for("gate_refuses", where=lambda e: e["job"] == gated)
+    assert (refused_by_gate["min_completed"], refused_by_gate["completed"]) == (100, 0)
 
     # The node is still alive: it takes the real job.
     job = client.post(assets.manifest4, 4, lease_length=300)
@@ -145,6 +164,11 @@ def test_node_renders_a_job_and_refuses_bad_ones(
     # One pinned process served both leases: the garbage input crashed its call's fork only.
     assert len(node.events("pinned")) == 1
     assert {e["job"] for e in node.events("claimed")} == {bad_input, job}
+    assert [e["job"] for e in node.events("gate_refuses")] == [gated]  # said once
+    assert client.market.job(gated).reservedSlots == 0
+    profiles = client.market.worker_profiles(KERNEL)
+    (profile,) = [p for p in profiles if p.address.lower() == node_a.lower()]
+    assert profile.ms_per_tile == 3000
 
     code, out, err = cli_json(
         home, "status", "--all", "--account", "node-a", "--data-dir", str(data)
@@ -174,6 +198,7 @@ def test_node_renders_a_job_and_refuses_bad_ones(
             other_path: "refused",
             bad_input: "refused",
             job: "valid",
+            gated: "valid",
         }
     finally:
         state.close()

@@ -3,6 +3,7 @@ pragma solidity 0.8.37;
 
 import {IPayments} from "../interfaces/IPayments.sol";
 import {IRenderMarket} from "../interfaces/IRenderMarket.sol";
+import {IStaking} from "../interfaces/IStaking.sol";
 import {Agreement} from "../libraries/Agreement.sol";
 import {TileBitmap} from "../libraries/TileBitmap.sol";
 import {StakingBase} from "./StakingBase.sol";
@@ -36,6 +37,8 @@ abstract contract MarketBase is StakingBase {
     /// @notice Candidates tried per empty seat before the seat stays empty (excluded or without
     /// free stake).
     uint256 public constant MAX_DRAW_TRIES = 8;
+    /// @notice A job's `maxFaults` that admits any number of faults (with minCompleted 0: no gate).
+    uint16 public constant NO_FAULT_LIMIT = type(uint16).max;
     uint256 internal constant _BPS = 10_000;
 
     /*//////////////////////////////////////////////////////////////
@@ -99,6 +102,8 @@ abstract contract MarketBase is StakingBase {
     /// @dev A lease's open availability challenge (0: none); settlement waits for it.
     // slither-disable-next-line uninitialized-state (written by MarketFaults.challengeAvailability)
     mapping(uint256 leaseId => uint256 challengeId) internal _openChallenges;
+    /// @dev Each worker's advertised speed per kernel (informational: quotes and ETAs read it).
+    mapping(address worker => mapping(bytes32 kernelId => IRenderMarket.Advertisement)) internal _adverts;
 
     /*//////////////////////////////////////////////////////////////
                               CONSTRUCTOR
@@ -188,12 +193,23 @@ abstract contract MarketBase is StakingBase {
         return l.commitDeadline + _REVEAL_WINDOW;
     }
 
+    /// @dev Whether the job's reputation gate admits `worker` (as a claimer, or a drawn juror):
+    /// at least minCompleted tiles paid, at most maxFaults faults. An ungated job reads no account.
+    function _admits(IRenderMarket.Job storage job, address worker) internal view returns (bool) {
+        uint256 minCompleted = job.minCompleted;
+        uint256 maxFaults = job.maxFaults;
+        if (minCompleted == 0 && maxFaults == NO_FAULT_LIMIT) return true;
+        IStaking.WorkerInfo storage w = _workers[worker];
+        return w.completed >= minCompleted && (maxFaults == NO_FAULT_LIMIT || w.faults <= maxFaults);
+    }
+
     function _refundable(IRenderMarket.Job storage job) internal view returns (uint256) {
         return job.escrow - uint256(job.reservedSlots) * job.rewardPerTileReplica;
     }
 
-    /// @dev See IRenderMarket.verifiedAt: challengeWindow after the latest reveal among the
-    /// lease's own and its tiles' other replica lanes (by bitmap word); while a replica is
+    /// @dev See IRenderMarket.verifiedAt: at replication 1 the lease's reveal (no replica exists
+    /// to prove a disagreement against); above it, challengeWindow after the latest reveal among
+    /// the lease's own and its tiles' other replica lanes (by bitmap word); while a replica is
     /// missing, after the job's reveal horizon (`_lastCommitDeadline` + revealWindow), past which
     /// no replica lane can reveal.
     function _verifiedAt(uint256 jobId, IRenderMarket.Job storage job, IRenderMarket.Lease storage l)
@@ -203,23 +219,24 @@ abstract contract MarketBase is StakingBase {
     {
         uint256 latest = l.revealedAt;
         uint256 replication = job.replication;
-        if (replication > 1) {
-            uint256 first = l.firstTile;
-            uint256 count = l.count;
-            uint256 own = l.lane;
-            // No replica of these tiles can commit after this lease revealed (copy gate), so every
-            // replica that will ever reveal does so by `bound`: later reveals elsewhere in the same
-            // bitmap word, or a horizon further out, must not move verification past it.
-            uint256 bound = latest + job.leaseLength + _REVEAL_WINDOW;
-            uint256 horizon = _lastCommitDeadline(job) + _REVEAL_WINDOW;
-            if (horizon > bound) horizon = bound;
-            for (uint256 lane; lane < replication; ++lane) {
-                if (lane == own) continue; // <= MAX_REPLICATION lanes
-                uint256 revealTime = _laneRevealTime(jobId, lane, first, count, horizon);
-                if (revealTime > latest) latest = revealTime;
-            }
-            if (latest > bound) latest = bound;
+        // Replication 1: no replica exists to prove a disagreement against, so no challenge
+        // window runs (a dispute or an availability challenge still has the acceptance window).
+        if (replication == 1) return latest;
+        uint256 first = l.firstTile;
+        uint256 count = l.count;
+        uint256 own = l.lane;
+        // No replica of these tiles can commit after this lease revealed (copy gate), so every
+        // replica that will ever reveal does so by `bound`: later reveals elsewhere in the same
+        // bitmap word, or a horizon further out, must not move verification past it.
+        uint256 bound = latest + job.leaseLength + _REVEAL_WINDOW;
+        uint256 horizon = _lastCommitDeadline(job) + _REVEAL_WINDOW;
+        if (horizon > bound) horizon = bound;
+        for (uint256 lane; lane < replication; ++lane) {
+            if (lane == own) continue; // <= MAX_REPLICATION lanes
+            uint256 revealTime = _laneRevealTime(jobId, lane, first, count, horizon);
+            if (revealTime > latest) latest = revealTime;
         }
+        if (latest > bound) latest = bound;
         return latest + _CHALLENGE_WINDOW;
     }
 

@@ -36,7 +36,8 @@ interface IRenderMarket is IStaking, IPayments {
     }
 
     /// @notice One job. The manifest CID itself is only in `JobPosted`; `manifestHash` is its keccak256.
-    /// @dev Packed in five slots: `cancelledAt` shares the slot of the counters `claim` reads anyway.
+    /// @dev Packed in five slots: `cancelledAt` shares the slot of the counters `claim` reads anyway;
+    /// the reputation gate shares `escrow`'s.
     struct Job {
         address client;
         uint40 deadline; // replica-lane claims must have their commit deadline by then; refunds after it
@@ -51,6 +52,8 @@ interface IRenderMarket is IStaking, IPayments {
         uint24 contestCount; // contests opened on this job (tie-breaker lane = replication + index); <= tileCount
         uint40 cancelledAt; // 0 while open; when the client cancelled it (no replica claims since; refunds at once)
         uint128 escrow; // wei still held for this job
+        uint32 minCompleted; // reputation gate: a claimer (or drawn juror) has had at least this many tiles paid
+        uint16 maxFaults; // reputation gate: ... and at most this many faults (NO_FAULT_LIMIT: any number)
         bytes32 manifestHash; // keccak256 of the manifest CID bytes
         bytes32 kernelId;
     }
@@ -148,6 +151,25 @@ interface IRenderMarket is IStaking, IPayments {
         bytes32 leavesHash; // keccak256(abi.encode(uint32[] leaves))
     }
 
+    /// @notice A worker's advertised speed at one kernel (`advertise`), for quotes and ETAs.
+    struct Advertisement {
+        uint32 msPerTile; // milliseconds per tile it measured (0: withdrawn or never advertised)
+        uint40 updatedAt; // when it advertised it
+    }
+
+    /// @notice One draw-pool member as a quote sees it (`workerProfiles`): its account's capacity
+    /// and reputation and its advertisement for the kernel asked about.
+    struct WorkerProfile {
+        address worker;
+        uint96 stake;
+        uint32 capacity;
+        uint32 activeTiles;
+        uint64 completed;
+        uint32 faults;
+        uint32 msPerTile;
+        uint40 advertisedAt;
+    }
+
     /// @notice One leaf index of one tile opened against two roots (see contracts/README.md for
     /// the Merkle format). In `proveDisagreement` A and B are the two leases; in `proveFar` A is
     /// the contested side and B is the tie-breaker.
@@ -187,6 +209,14 @@ interface IRenderMarket is IStaking, IPayments {
     error MarketBadRange(uint256 firstTile, uint256 count, uint256 tileCount);
     /// @notice claim: `lane` is neither a replica lane nor an open tie-breaker lane of the job.
     error MarketBadLane(uint256 jobId, uint256 lane);
+    /// @notice claim: the job's reputation gate refuses `worker` (it has had `completed` tiles
+    /// paid and `faults` faults; the job asks for at least `minCompleted` and at most `maxFaults`).
+    error MarketReputationTooLow(
+        address worker, uint256 completed, uint256 faults, uint256 minCompleted, uint256 maxFaults
+    );
+    /// @notice constructor: the MarketFaults module at `faults` was built with other parameters
+    /// (its `paramsHash` is `faultsHash`, these parameters hash to `expected`; 0: no code there).
+    error MarketFaultsMismatch(address faults, bytes32 faultsHash, bytes32 expected);
     /// @notice claim: a replica-lane lease would end its commit window after the job deadline.
     error MarketClaimClosed(uint256 jobId, uint256 deadline, uint256 commitDeadline);
     /// @notice claim: some tile of the range is already leased in this lane.
@@ -396,6 +426,9 @@ interface IRenderMarket is IStaking, IPayments {
     /// (or, for a cancelled job, escrow that live leases freed after the cancel).
     event Refunded(uint256 indexed jobId, address indexed client, uint256 amount);
 
+    /// @notice `worker` advertised `msPerTile` milliseconds per tile of `kernelId` (0: withdrawn).
+    event WorkerAdvertised(address indexed worker, bytes32 indexed kernelId, uint32 msPerTile);
+
     /// @notice The client cancelled the job: its replica lanes closed to new claims and
     /// `refunded` wei (every tile-slot no live lease reserved) was credited back to it.
     event JobCancelled(uint256 indexed jobId, address indexed client, uint256 refunded);
@@ -414,6 +447,9 @@ interface IRenderMarket is IStaking, IPayments {
     /// @param deadline Replica-lane leases must commit by then; unfinished escrow is refundable after it.
     /// @param priority Scheduling hint for workers.
     /// @param leafDepth Depth of each tile's Merkle tree (0..MAX_LEAF_DEPTH).
+    /// @param minCompleted Reputation gate: a claimer, or a juror drawn for a contest of this
+    /// job, must have had at least this many tiles paid (0: no minimum).
+    /// @param maxFaults Reputation gate: ... and at most this many faults (NO_FAULT_LIMIT: any).
     /// @return jobId The new job's id (ids start at 1).
     function postJob(
         bytes calldata manifestCid,
@@ -424,8 +460,15 @@ interface IRenderMarket is IStaking, IPayments {
         uint32 leaseLength,
         uint40 deadline,
         uint8 priority,
-        uint8 leafDepth
+        uint8 leafDepth,
+        uint32 minCompleted,
+        uint16 maxFaults
     ) external payable returns (uint256 jobId);
+
+    /// @notice Advertises the caller's measured speed at `kernelId`: `msPerTile` milliseconds per
+    /// tile (0 withdraws it), stamped with the time. Anyone may call; `workerProfiles` lists the
+    /// draw pool's members only. Nothing on chain depends on it: it informs quotes and ETAs.
+    function advertise(bytes32 kernelId, uint32 msPerTile) external;
 
     /// @notice The client cancels its job: the replica lanes close to new claims at once, and the
     /// escrow of every tile-slot no live lease reserves is credited back to the client now.
@@ -441,8 +484,8 @@ interface IRenderMarket is IStaking, IPayments {
 
     /// @notice Leases tiles [firstTile, firstTile + count) of replica lane `lane` (< replication)
     /// to the caller, locking count x collateralPerTile of its stake. Needs a job that is not
-    /// cancelled, the lease's commit deadline (now + leaseLength) by the job deadline, and no
-    /// tile of the range revealed in another lane. Jury lanes are never claimed: jurors are drawn.
+    /// cancelled, the lease's commit deadline (now + leaseLength) by the job deadline, no tile of
+    /// the range revealed in another lane, and a caller the job's reputation gate admits. Jury lanes are never claimed: jurors are drawn.
     /// @param count Tiles in the lease (1..MAX_LEASE_TILES).
     /// @return leaseId The new lease's id (ids start at 1).
     function claim(uint256 jobId, uint32 lane, uint32 firstTile, uint16 count) external returns (uint256 leaseId);
@@ -600,6 +643,17 @@ interface IRenderMarket is IStaking, IPayments {
     /// @notice The contest whose jury lane is `lane` (0 if none).
     function tieBreakerContest(uint256 jobId, uint32 lane) external view returns (uint256 contestId);
 
+    /// @notice What `worker` advertised for `kernelId` ((0, 0): nothing).
+    function advertisement(address worker, bytes32 kernelId) external view returns (uint32 msPerTile, uint40 updatedAt);
+
+    /// @notice Draw-pool members `start` .. `start + count - 1` (0-based, in staking order; the
+    /// pool holds the first DRAW_POOL_SIZE addresses to stake, those that unstaked included), with
+    /// their accounts and advertisements for `kernelId`; fewer (or none) past the pool's end.
+    function workerProfiles(bytes32 kernelId, uint256 start, uint256 count)
+        external
+        view
+        returns (WorkerProfile[] memory profiles);
+
     /// @notice The juror leases of a contest, by seat.
     function jurors(uint256 contestId) external view returns (uint256[] memory leaseIds);
 
@@ -616,7 +670,10 @@ interface IRenderMarket is IStaking, IPayments {
     /// @notice Availability challenges handed out so far (ids 1..this).
     function challengeCount() external view returns (uint256);
 
-    /// @notice When a revealed replica lease counts as verified: its tiles' challenge window ends
+    /// @notice When a revealed replica lease counts as verified. At replication 1, when it
+    /// revealed: no other replica exists to prove a disagreement against, so no challenge window
+    /// runs (the client's acceptance window for disputes and availability challenges still does).
+    /// Above it, when its tiles' challenge window ends
     /// (challengeWindow after the latest reveal among the tiles' replicas, or after the job's
     /// reveal horizon while some replica is missing: deadline + revealWindow, or for a cancelled
     /// job min(deadline, cancelledAt + leaseLength) + revealWindow), never later than

@@ -3,6 +3,7 @@ pragma solidity 0.8.37;
 
 import {Test} from "forge-std/Test.sol";
 
+import {MarketFaults} from "../../src/MarketFaults.sol";
 import {RenderMarket} from "../../src/RenderMarket.sol";
 import {IRenderMarket} from "../../src/interfaces/IRenderMarket.sol";
 import {Defaults} from "../utils/Defaults.sol";
@@ -10,15 +11,41 @@ import {Defaults} from "../utils/Defaults.sol";
 /// @notice Constructor parameters: validation and the documented defaults.
 contract MarketBaseTest is Test {
     function _expectBad(IRenderMarket.Params memory p, string memory name) internal {
+        address faults = address(new MarketFaults(p));
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketBadParameter.selector, name));
-        new RenderMarket(p);
+        new RenderMarket(p, faults);
     }
 
     function test_constructor_acceptsTheDefaults() public {
-        RenderMarket market = new RenderMarket(Defaults.params());
+        RenderMarket market = Defaults.deploy(Defaults.params());
         assertEq(abi.encode(market.params()), abi.encode(Defaults.params()));
         assertTrue(address(market).code.length <= 24_576, "EIP-170 code size limit");
         assertTrue(market.faultsModule().code.length <= 24_576, "EIP-170 code size limit");
+        // EIP-3860: each creation's initcode (creation code and ABI-encoded arguments) is at most
+        // 49,152 bytes. The two halves are created apart (see deploy/deployer.py).
+        uint256 marketInit = type(RenderMarket).creationCode.length + abi.encode(Defaults.params(), address(0)).length;
+        uint256 faultsInit = type(MarketFaults).creationCode.length + abi.encode(Defaults.params()).length;
+        assertLe(marketInit, 49_152, "EIP-3860 initcode limit (RenderMarket)");
+        assertLe(faultsInit, 49_152, "EIP-3860 initcode limit (MarketFaults)");
+    }
+
+    function test_constructor_refusesAFaultsModuleBuiltWithOtherParameters() public {
+        IRenderMarket.Params memory p = Defaults.params();
+        IRenderMarket.Params memory other = Defaults.params();
+        other.challengeWindow = 1; // one window apart is enough to refuse
+        address faults = address(new MarketFaults(other));
+        bytes32 expected = keccak256(abi.encode(p));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IRenderMarket.MarketFaultsMismatch.selector, faults, keccak256(abi.encode(other)), expected
+            )
+        );
+        new RenderMarket(p, faults);
+        address empty = makeAddr("no code");
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketFaultsMismatch.selector, empty, bytes32(0), expected));
+        new RenderMarket(p, empty);
+        RenderMarket market = new RenderMarket(p, address(new MarketFaults(p)));
+        assertEq(MarketFaults(market.faultsModule()).paramsHash(), expected);
     }
 
     function test_constructor_revertsOnEachBadParameter() public {
@@ -73,7 +100,7 @@ contract MarketBaseTest is Test {
         p.jurySize = 9; // above MAX_JURY
         _expectBad(p, "jurySize");
         p.jurySize = 7;
-        new RenderMarket(p);
+        Defaults.deploy(p);
     }
 
     function test_defaults_matchTheJsonTheDeployScriptReads() public view {

@@ -84,7 +84,7 @@ contract GasPerTileTest is GasMeter {
             client,
             uint256(TILES) * replication * REWARD,
             abi.encodeCall(
-                market.postJob, (CID, KERNEL, TILES, replication, REWARD, LEASE, deadline, PRIORITY, DEPTH)
+                market.postJob, (CID, KERNEL, TILES, replication, REWARD, LEASE, deadline, PRIORITY, DEPTH, 0, NO_FAULT_LIMIT)
             )
         );
         uint256 jobId = 1;

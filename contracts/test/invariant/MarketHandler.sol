@@ -141,6 +141,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         // The copy gate: no replica claim on a tile another lane revealed.
         while (n > 0 && _revealedElsewhere(jobId, lane, first, n)) --n;
         if (n == 0) return;
+        if (_refusedByGate(jobId, job, worker, uint32(lane), first, n)) return;
         vm.prank(worker);
         uint256 leaseId = market.claim(jobId, uint32(lane), first, n);
         leaseIds.push(leaseId);
@@ -244,6 +245,11 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         lease = bound(lease, 10 minutes, 40 minutes);
         uint256 deadline = block.timestamp + lease + bound(slack, 0, 4 hours);
         uint256 escrow = tiles * replication * reward;
+        // One replication-1 job in four asks for a reputation: two paid tiles, or no fault at
+        // all (replicated jobs stay open to all, so disagreements keep their frequency).
+        uint256 gate = replication == 1 ? (c >> 8) % 8 : 0;
+        uint32 minCompleted = gate == 6 ? 2 : 0;
+        uint16 maxFaults = gate == 7 ? 0 : type(uint16).max;
         vm.prank(clients[c % 2]);
         uint256 jobId = market.postJob{value: escrow}(
             "bafy-manifest",
@@ -254,7 +260,9 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             uint32(lease),
             uint40(deadline),
             0,
-            LEAF_DEPTH
+            LEAF_DEPTH,
+            minCompleted,
+            maxFaults
         );
         jobIds.push(jobId);
         ghostIn += escrow;
@@ -792,6 +800,35 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
 
     /// @dev A job whose claim window is open, searching from `seed`, not cancelled unless
     /// `cancelled` allows it; 0 if none.
+    /// @dev The reputation gate: a worker the job refuses has its claim refused with its record
+    /// and the gate (true: refused, as it must be).
+    function _refusedByGate(
+        uint256 jobId,
+        IRenderMarket.Job memory job,
+        address worker,
+        uint32 lane,
+        uint32 first,
+        uint16 n
+    ) internal returns (bool) {
+        IStaking.WorkerInfo memory info = market.workerInfo(worker);
+        bool faultsOk = job.maxFaults == type(uint16).max || info.faults <= job.maxFaults;
+        if (info.completed >= job.minCompleted && faultsOk) return false;
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IRenderMarket.MarketReputationTooLow.selector,
+                worker,
+                info.completed,
+                info.faults,
+                job.minCompleted,
+                job.maxFaults
+            )
+        );
+        vm.prank(worker);
+        market.claim(jobId, lane, first, n);
+        ++calls["claimGated"];
+        return true;
+    }
+
     function _pickOpenJob(uint256 seed, bool cancelled) internal view returns (uint256) {
         uint256 n = jobIds.length;
         for (uint256 i; i < n; ++i) {

@@ -7,6 +7,7 @@ import {console} from "forge-std/console.sol";
 import {RenderMarket} from "../../src/RenderMarket.sol";
 import {IRenderMarket} from "../../src/interfaces/IRenderMarket.sol";
 import {IStaking} from "../../src/interfaces/IStaking.sol";
+import {Defaults} from "../utils/Defaults.sol";
 import {MarketHandler} from "./MarketHandler.sol";
 
 /// @title RenderMarketInvariantTest
@@ -20,7 +21,7 @@ contract RenderMarketInvariantTest is Test {
     function setUp() public {
         // Short windows so that random warps cross them; a tolerance far above the honest noise
         // (2^20) and far below the forgeries' offsets (2^62, 2^63); depth-1 tiles: 8 pairs.
-        market = new RenderMarket(
+        market = Defaults.deploy(
             IRenderMarket.Params({
                 minStake: 0.1 ether,
                 collateralPerTile: 0.01 ether,
@@ -290,6 +291,7 @@ contract RenderMarketInvariantTest is Test {
         console.log("proveReplicaFar", handler.calls("proveReplicaFar"));
         console.log("dishonestVerdicts (a forger's root was the majority)", handler.ghostDishonestVerdicts());
         console.log("claimRefused (cancelled)", handler.calls("claimRefused"));
+        console.log("claimGated (reputation)", handler.calls("claimGated"));
         console.log("refundBeforeDeadline (cancelled)", handler.calls("refundBeforeDeadline"));
     }
 }

@@ -32,6 +32,8 @@ abstract contract MarketFixture is Test {
     bytes internal constant CID = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN";
     bytes internal constant RESULT_CID = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
     uint256 internal constant START = 1_700_000_000;
+    /// @dev postJob's maxFaults for "any number" (with minCompleted 0: an ungated job).
+    uint16 internal constant NO_FAULT_LIMIT = type(uint16).max;
 
     /// @dev Workers the jury helpers stake so that draws find eligible jurors (see `_stakeJurors`).
     uint256 internal constant JURORS = 6;
@@ -45,7 +47,7 @@ abstract contract MarketFixture is Test {
     function setUp() public virtual {
         vm.warp(START);
         p = Defaults.params();
-        market = new RenderMarket(p);
+        market = Defaults.deploy(p);
         address[6] memory actors = [client, alice, bob, carol, dave, eve];
         for (uint256 i; i < actors.length; ++i) {
             vm.deal(actors[i], 1000 ether);
@@ -72,7 +74,29 @@ abstract contract MarketFixture is Test {
     function _post(uint32 tiles, uint8 replication, uint40 deadline) internal returns (uint256) {
         vm.prank(client);
         return market.postJob{value: uint256(tiles) * replication * REWARD}(
-            CID, KERNEL, tiles, replication, REWARD, LEASE, deadline, PRIORITY, DEPTH
+            CID, KERNEL, tiles, replication, REWARD, LEASE, deadline, PRIORITY, DEPTH, 0, NO_FAULT_LIMIT
+        );
+    }
+
+    /// @dev A job whose claimers (and jurors) need `minCompleted` paid tiles and at most
+    /// `maxFaults` faults.
+    function _postGated(uint32 tiles, uint8 replication, uint32 minCompleted, uint16 maxFaults)
+        internal
+        returns (uint256)
+    {
+        vm.prank(client);
+        return market.postJob{value: uint256(tiles) * replication * REWARD}(
+            CID,
+            KERNEL,
+            tiles,
+            replication,
+            REWARD,
+            LEASE,
+            uint40(block.timestamp + 1 days),
+            PRIORITY,
+            DEPTH,
+            minCompleted,
+            maxFaults
         );
     }
 

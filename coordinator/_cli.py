@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from blindframe.coordinator import accounts
-from blindframe.coordinator.cli_support import emit, password, settings
+from blindframe.coordinator.cli_support import emit, home_option, password, settings
 
 __all__ = ["account"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _password_file = click.option(
     "--password-file",
@@ -17,11 +21,16 @@ _password_file = click.option(
     help="File whose first line is the keystore password (else BLINDFRAME_PASSWORD_FILE, "
     "else a prompt).",
 )
-_keystore_dir = click.option(
+_keystore_option = click.option(
     "--keystore-dir",
     type=click.Path(file_okay=False),
     help="Folder of keystores (default: <home>/keystores; BLINDFRAME_KEYSTORE_DIR).",
 )
+
+
+def _keystore_dir(func: _F) -> _F:
+    """--keystore-dir, and --home (whose keystores folder is the default)."""
+    return home_option(_keystore_option(func))
 
 
 @click.group()

@@ -1,8 +1,13 @@
-"""Settings shared by every command: defaults < config file < environment < command line."""
+"""Settings shared by every command: defaults < config file < environment < command line.
+
+The RPC and IPFS defaults follow the home: the RPC URL its deployment file records, the IPFS
+node its local stack runs (`blindframe stack up` writes both), then the built-in loopback ports.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -13,10 +18,27 @@ import platformdirs
 
 from blindframe.coordinator.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = [
+    "DEFAULT_IPFS_API",
+    "DEFAULT_RPC_URL",
+    "ENV_PREFIX",
+    "LOCAL_STACK_IPFS",
+    "STACK_STATE",
+    "Settings",
+    "load_settings",
+    "stack_ipfs_nodes",
+]
 
 ENV_PREFIX = "BLINDFRAME_"
+DEFAULT_RPC_URL = "http://127.0.0.1:8545"
+DEFAULT_IPFS_API = "http://127.0.0.1:5001"
+# The local stack's state file under the home (written by `blindframe stack up`, removed by
+# `stack down`) and the name of its artist-side IPFS node.
+STACK_STATE = Path("stack") / "stack.json"
+LOCAL_STACK_IPFS = "client"
 _LOCAL_CONFIG = Path("blindframe.toml")
+# Settings whose default follows the home (its deployment file, its local stack).
+_FOLLOW_HOME = frozenset({"rpc_url", "ipfs_api"})
 
 
 def _default_home() -> Path:
@@ -31,8 +53,8 @@ class Settings:
     """
 
     home: Path = field(default_factory=_default_home)
-    rpc_url: str = "http://127.0.0.1:8545"
-    ipfs_api: str = "http://127.0.0.1:5001"
+    rpc_url: str = DEFAULT_RPC_URL
+    ipfs_api: str = DEFAULT_IPFS_API
     deployment: Path | None = None
     keystore_dir: Path | None = None
     account: str | None = None
@@ -42,6 +64,9 @@ class Settings:
     # Tables of the config file for one command group (``[worker]``, ``[client]``), as read: each
     # group validates its own table (their env variables are ``BLINDFRAME_<GROUP>_<KEY>``).
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Settings no config file, variable or option gave (``rpc_url``, ``ipfs_api``): they follow
+    # the home, and are looked up again when a command-line --home changes it.
+    defaulted: frozenset[str] = frozenset()
 
     @property
     def deployment_path(self) -> Path:
@@ -56,12 +81,49 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with the given fields changed (command-line options, for example)."""
         given = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, **_coerce(given, "command line"))
+        changed = dataclasses.replace(
+            self, **_coerce(given, "command line"), defaulted=self.defaulted - set(given)
+        )
+        return changed.follow_home() if changed.defaulted else changed
+
+    def follow_home(self) -> Settings:
+        """The defaulted RPC URL and IPFS API looked up in this home: the RPC URL recorded in
+        the deployment file, else the local stack's; the local stack's IPFS node; else the
+        built-in loopback ports."""
+        stack = _read_json(self.home / STACK_STATE)
+        found: dict[str, Any] = {}
+        if "rpc_url" in self.defaulted:
+            recorded = _read_json(self.deployment_path).get("rpcUrl") or stack.get("rpc_url")
+            found["rpc_url"] = recorded if isinstance(recorded, str) else DEFAULT_RPC_URL
+        if "ipfs_api" in self.defaulted:
+            nodes = stack.get("ipfs")
+            api = nodes.get(LOCAL_STACK_IPFS) if isinstance(nodes, dict) else None
+            found["ipfs_api"] = api if isinstance(api, str) else DEFAULT_IPFS_API
+        return dataclasses.replace(self, **found)
+
+
+def stack_ipfs_nodes(home: Path) -> dict[str, str]:
+    """The IPFS nodes of ``home``'s local stack by name (``client``, one per render node) and
+    their RPC API URLs, from the state `blindframe stack up` wrote; empty when none runs."""
+    nodes = _read_json(home / STACK_STATE).get("ipfs")
+    if not isinstance(nodes, dict):
+        return {}
+    return {str(name): url for name, url in nodes.items() if isinstance(url, str)}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or {} when it is missing or unreadable (a broken deployment
+    file gets its own error where it is used)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 _PATH_FIELDS = {"home", "deployment", "keystore_dir", "password_file"}
 _INT_FIELDS = {"confirmations"}
-_KNOWN = {f.name for f in fields(Settings)} - {"source", "sections"}
+_KNOWN = {f.name for f in fields(Settings)} - {"source", "sections", "defaulted"}
 _SECTIONS = ("worker", "client")
 
 
@@ -96,7 +158,8 @@ def load_settings(
     """Read defaults, then the config file, then ``BLINDFRAME_*`` variables.
 
     Without ``config_path``, ``./blindframe.toml`` is used if it exists, else
-    ``<user config dir>/blindframe/config.toml`` if that exists.
+    ``<user config dir>/blindframe/config.toml`` if that exists. An RPC URL or IPFS API none of
+    them gives follows the home (`Settings.follow_home`).
     """
     environ = dict(os.environ if env is None else env)
     values: dict[str, Any] = {}
@@ -128,7 +191,13 @@ def load_settings(
     if from_env:
         values.update(_coerce(from_env, "environment"))
         sources.append("environment")
-    return Settings(**values, source=tuple(sources), sections=sections)
+    loaded = Settings(
+        **values,
+        source=tuple(sources),
+        sections=sections,
+        defaulted=frozenset(_FOLLOW_HOME - set(values)),
+    )
+    return loaded.follow_home()
 
 
 def _config_file(config_path: str | Path | None, environ: dict[str, str]) -> Path | None:

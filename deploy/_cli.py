@@ -8,9 +8,13 @@ from typing import Any
 
 import click
 
-from blindframe.coordinator.accounts import unlock
-from blindframe.coordinator.chain import connect
-from blindframe.coordinator.cli_support import console, emit, password, settings
+from blindframe.coordinator.cli_support import (
+    console,
+    emit,
+    home_option,
+    password,
+    settings,
+)
 from blindframe.deploy.errors import DeployError
 
 __all__ = ["deploy", "stack"]
@@ -20,32 +24,53 @@ __all__ = ["deploy", "stack"]
 def stack() -> None:
     """Run a complete local stack on loopback: an Anvil chain, IPFS nodes, the contracts.
 
-    Everything lives under the blindframe home (BLINDFRAME_HOME; see `blindframe --help`):
-    the chain state, the IPFS blockstores, the deployment file other commands read.
+    Everything lives under the blindframe home (--home or BLINDFRAME_HOME; see `blindframe
+    --help`): the chain state, the IPFS blockstores, the deployment file other commands read.
+    Every `client` and `worker` command of the same home then uses this stack's chain and IPFS
+    node unless told otherwise (--rpc, --ipfs-api, their variables or the config file).
     """
 
 
 @stack.command("up")
-@click.option("--rpc-port", default=8545, show_default=True, help="Anvil's JSON-RPC port.")
 @click.option(
-    "--ipfs-port", default=5001, show_default=True, help="The client IPFS node's API port."
+    "--rpc-port",
+    type=click.IntRange(1, 65535),
+    help="Anvil's JSON-RPC port (default: the port of this home's last `up`, else 8545).",
+)
+@click.option(
+    "--ipfs-port",
+    type=click.IntRange(1, 65535),
+    help="The client IPFS node's API port (default: the port of this home's last `up`, else 5001).",
 )
 @click.option(
     "--ipfs-node",
     "extra_ipfs",
     multiple=True,
     metavar="NAME",
-    help="Start another IPFS node (one per local render node); repeatable.",
+    help="Start another IPFS node, e.g. one per local render node named like its account "
+    "(`worker run --account NAME` uses it); repeatable; later `up`s start it again.",
 )
-@click.option("--fresh", is_flag=True, help="Stop what runs, wipe the chain, deploy anew.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Stop what runs, wipe the chain, forget the ports and nodes, deploy anew.",
+)
+@home_option
 @click.pass_context
 def up(
-    ctx: click.Context, rpc_port: int, ipfs_port: int, extra_ipfs: tuple[str, ...], fresh: bool
+    ctx: click.Context,
+    rpc_port: int | None,
+    ipfs_port: int | None,
+    extra_ipfs: tuple[str, ...],
+    fresh: bool,
 ) -> None:
     """Start Anvil and IPFS, deploy RenderMarket, write the deployment file.
 
-    Repeat runs reuse what already runs. The local market uses short windows (seconds, not
-    hours) so a render settles while you watch; see deploy/deployer.py LOCAL_OVERRIDES.
+    Repeat runs reuse what already runs (asking for another port is refused: `stack down`
+    first) and start again what stopped, on the same ports. A port another process holds
+    (another home's stack, say) is refused before anything starts. The local market uses short
+    windows (seconds, not hours) so a render settles while you watch; see deploy/deployer.py
+    LOCAL_OVERRIDES.
     """
     from blindframe.deploy.stack import stack_up
 
@@ -72,6 +97,7 @@ def up(
 
 
 @stack.command("down")
+@home_option
 @click.pass_context
 def down(ctx: click.Context) -> None:
     """Stop the local stack's chain and IPFS nodes (their data stays for the next `up`)."""
@@ -86,19 +112,41 @@ def down(ctx: click.Context) -> None:
 
 
 @stack.command("status")
+@home_option
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Say whether the local stack runs, and where."""
-    from blindframe.deploy.stack import stack_status
+    """Say whether the local stack runs, and where: the chain and each IPFS node, checked now.
 
-    info = stack_status(settings(ctx).home)
-    data = info.to_dict() if info is not None else {"running": False}
+    With --json: the state `stack up` wrote plus `running` (everything runs), `chain_running`
+    and `ipfs_down` (nodes not running); `{"running": false}` when nothing runs.
+    """
+    from blindframe.deploy.stack import stack_report
+
+    data = stack_report(settings(ctx).home)
 
     def human(d: dict[str, Any]) -> None:
-        if "rpc_url" not in d:
+        if len(d) == 1:
             click.echo("the local stack is not running (start it: blindframe stack up)")
+            return
+        if d["running"]:
+            click.echo("running")
         else:
-            click.echo(f"running: chain {d['rpc_url']}, market {d['market']}, ipfs {d['ipfs']}")
+            parts = ([] if d["chain_running"] else ["the chain"]) + [
+                f"IPFS node {name}" for name in d["ipfs_down"]
+            ]
+            click.echo(
+                f"not running: {', '.join(parts)} (`blindframe stack up` starts it again, "
+                "`blindframe stack down` stops the rest)"
+            )
+        if "rpc_url" in d:
+            chain = "" if d["chain_running"] else " (not running)"
+            click.echo(f"chain     {d['rpc_url']} (chain id {d['chain_id']}){chain}")
+        for name, url in d["ipfs"].items():
+            click.echo(
+                f"ipfs      {name}: {url}" + (" (not running)" if name in d["ipfs_down"] else "")
+            )
+        if d.get("market"):
+            click.echo(f"market    {d['market']}")
 
     emit(ctx, data, human)
 
@@ -108,6 +156,7 @@ def status(ctx: click.Context) -> None:
 @click.option(
     "--eth", "amount", default="10", show_default=True, help="ETH to send to the account."
 )
+@home_option
 @click.pass_context
 def fund_command(ctx: click.Context, account: str, amount: str) -> None:
     """Send local test ETH to ACCOUNT (a keystore name, file or 0x address).
@@ -118,6 +167,7 @@ def fund_command(ctx: click.Context, account: str, amount: str) -> None:
     from eth_utils.address import is_hex_address, to_checksum_address
 
     from blindframe.coordinator.accounts import find_keystore, keystore_address
+    from blindframe.coordinator.chain import connect
     from blindframe.deploy.stack import fund, stack_status
     from blindframe.units import format_eth, parse_eth
 
@@ -159,7 +209,12 @@ def _parameters_file(path: str | None) -> dict[str, int]:
 
 
 @click.command("deploy")
-@click.option("--rpc", "rpc_url", help="JSON-RPC URL of the chain (default: BLINDFRAME_RPC_URL).")
+@click.option(
+    "--rpc",
+    "rpc_url",
+    help="JSON-RPC URL of the chain (BLINDFRAME_RPC_URL; default: the RPC URL the home's "
+    "deployment file records, else http://127.0.0.1:8545).",
+)
 @click.option("--chain-id", type=int, help="Refuse to deploy unless the RPC serves this chain.")
 @click.option(
     "--keystore",
@@ -177,7 +232,12 @@ def _parameters_file(path: str | None) -> dict[str, int]:
     type=click.Path(dir_okay=False),
     help='JSON object overriding contracts/params.defaults.json (e.g. {"challengeWindow": 600}).',
 )
-@click.option("--out", type=click.Path(dir_okay=False), help="Where to write the deployment file.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Where to write the deployment file (default <home>/deployment.json).",
+)
+@home_option
 @click.pass_context
 def deploy(
     ctx: click.Context,
@@ -193,7 +253,8 @@ def deploy(
     The market has no admin: every parameter is fixed now. Defaults are in
     contracts/params.defaults.json and explained in contracts/README.md.
     """
-    from blindframe.coordinator.accounts import find_keystore
+    from blindframe.coordinator.accounts import find_keystore, unlock
+    from blindframe.coordinator.chain import connect
     from blindframe.coordinator.tx import TxSender
     from blindframe.deploy.deployer import deploy_market, market_parameters
 

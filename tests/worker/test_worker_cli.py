@@ -12,6 +12,7 @@ import pytest
 from worker_helpers import PASSWORD, stake
 
 from blindframe._cli import main
+from blindframe.coordinator.market import Market
 from blindframe.deploy.processes import free_port
 from blindframe.worker.errors import NodeOptionError
 from blindframe.worker.faults import check_fault_allowed
@@ -100,6 +101,10 @@ def test_stake_unstake_withdraw_and_account(fresh_chain: Chain, home: Home, cli:
     code, out, _ = cli("account", *common)
     assert code == 0
     assert "stake       none" in out
+    # A bare address reads the same account with no keystore at all.
+    chain_only = ["--rpc", home.rpc_url, "--deployment", str(home.deployment)]
+    by_address = cli.ok("account", "--address", address.lower(), *chain_only)
+    assert by_address == {**report, "keystore": None, "now": by_address["now"]}
 
     assert "nothing to do" in cli.error("stake", *common, *pw)
     assert "minimum" in cli.error("stake", *common, *pw, "--amount", "0.01", "--capacity", "4")
@@ -111,6 +116,32 @@ def test_stake_unstake_withdraw_and_account(fresh_chain: Chain, home: Home, cli:
     assert (staked["stake"], staked["capacity"], staked["staked"]) == (ETH // 2, 4, True)
     staked = cli.ok("stake", *common, *pw, "--capacity", "8")
     assert (staked["stake"], staked["capacity"]) == (ETH // 2, 8)
+
+    # Where the node stands against a job's reputation gate (enforced on chain at claim).
+    artist = fresh_chain.account()
+    gated = Market(fresh_chain.w3, fresh_chain.deployment, sender=fresh_chain.sender(artist))
+    job = gated.post_job(
+        manifest_cid="QmGated",
+        kernel_id="volume@1",
+        tile_count=1,
+        replication=1,
+        reward_per_tile_replica=1000,
+        lease_length=600,
+        deadline=fresh_chain.now() + 3600,
+        priority=0,
+        leaf_depth=4,
+        min_completed=5,
+    )
+    standing = cli.ok("account", *common, "--job", str(job))["job"]
+    assert (standing["admitted"], standing["minCompleted"], standing["maxFaults"]) == (
+        False,
+        5,
+        None,
+    )
+    code, out, _ = cli("account", *common, "--job", str(job))
+    assert code == 0
+    assert "refuses this node: it asks for at least 5 tiles paid" in out
+    assert "there is no job 999" in cli.error("account", *common, "--job", "999")
 
     assert "nothing is unbonding" in cli.error("unstake", *common, *pw)
     assert "is free to unstake" in cli.error("unstake", *common, *pw, "--amount", "0.9")
@@ -170,6 +201,9 @@ def test_bad_input_gets_one_clean_line(
         *run, "--once", "--max-idle", "5", *cli.common("staked"), *pw
     )
     assert "has not run for this deployment yet" in cli.error("status", *cli.common("staked"))
+    assert "--address must be a 20-byte hex address" in cli.error(
+        "account", "--address", "0x12", "--rpc", home.rpc_url, "--deployment", str(home.deployment)
+    )
     assert "no deployment file" in cli.error(
         "account", *cli.common("staked"), "--deployment", str(tmp_path / "none.json")
     )
@@ -196,6 +230,45 @@ def test_bad_input_gets_one_clean_line(
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("Error: cannot reach the IPFS RPC API"), result.stderr
     assert json.loads(result.stdout)["error"] == "StoreConnectionError"
+
+
+def test_capacity_beyond_the_stake_is_explained_with_the_numbers(
+    fresh_chain: Chain, home: Home, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The market takes a capacity the stake cannot back (a claim checks both), so `stake`
+    warns with the numbers; `run --capacity N` beyond what the stake covers says what it holds
+    and what to stake. Also: --home and the RPC URL the home's deployment file records."""
+    home.new_account(fresh_chain, "node", eth=3)
+    pw = ["--password-file", str(home.password_file)]
+    # --home alone (BLINDFRAME_HOME points elsewhere): keystores, deployment and, from the
+    # deployment file, the RPC URL all come from that home.
+    monkeypatch.setenv("BLINDFRAME_HOME", str(tmp_path / "elsewhere"))
+    mine = ["--account", "node", "--home", str(home.path)]
+
+    staked = cli.ok("stake", *mine, *pw, "--amount", "0.5", "--capacity", "1000")
+    assert (staked["stake"], staked["capacity"]) == (ETH // 2, 1000)
+    assert staked["warning"] == (
+        "capacity 1000 tiles, but the stake (0.5 ETH) is the collateral of only 500 at 0.001 ETH "
+        "a tile: the node holds at most 500 at once; for all 1000, add 0.5 ETH with "
+        "`blindframe worker stake --amount 0.5`"
+    )
+    code, out, err = cli("stake", *mine, *pw, "--capacity", "16")
+    assert code == 0, err
+    assert "capacity 16 tiles" in out
+    assert "warning" not in err
+
+    # The warning comes first, before the IPFS node is even looked at (a bad address ends the
+    # run right after it).
+    code, _out, err = cli("run", *mine, *pw, "--capacity", "600", "--ipfs-api", "nowhere")
+    assert code == 1
+    warning, error = err.strip().splitlines()
+    assert warning.endswith(
+        "warning: --capacity 600 is more than the stake covers: 16 tiles at once (capacity 16 "
+        "staked; 0.5 ETH of stake is the collateral of 500 at 0.001 ETH a tile), so this run "
+        "holds at most 16; for 600, add 0.1 ETH of stake and run "
+        "`blindframe worker stake --amount 0.1 --capacity 600`"
+    ), warning
+    assert error.startswith("Error: IPFS API address must be an http(s) URL"), error
 
 
 def test_node_options_resolve_and_validate(tmp_path: Path) -> None:

@@ -10,7 +10,11 @@ non-finite EXR values read as 0.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,12 @@ from blindframe.client.scene._errors import (
     SceneFormatError,
     SceneTooLargeError,
 )
+from blindframe.client.scene._sniff import (
+    SNIFF_BYTES,
+    describe_content,
+    parser_says_truncated,
+    truncated_error,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -32,7 +42,6 @@ __all__ = [
     "check_file",
     "read_image",
     "srgb_encode",
-    "write_png",
 ]
 
 F32 = npt.NDArray[np.float32]
@@ -43,6 +52,7 @@ MAX_FILE_BYTES = 256 * 1024 * 1024
 MAX_IMAGE_SIDE = 4096
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _EXR_MAGIC = b"\x76\x2f\x31\x01"
+_PNG_END = b"IEND\xae\x42\x60\x82"  # the IEND chunk's type and CRC
 
 
 @dataclass(frozen=True)
@@ -86,15 +96,22 @@ def check_file(path: Path, what: str) -> int:
 
 def read_image(path: Path, what: str = "image") -> Image:
     """Read a PNG or OpenEXR file (chosen by its first bytes, not its name) into layers."""
-    check_file(path, what)
+    size = check_file(path, what)
     with path.open("rb") as fh:
-        magic = fh.read(8)
+        magic = fh.read(32)
+        fh.seek(max(0, size - SNIFF_BYTES))
+        tail = fh.read()
     if magic.startswith(_PNG_MAGIC):
+        # Every PNG ends with its IEND chunk: without it the file was cut short.
+        if _PNG_END not in tail:
+            raise truncated_error(path, what, "the PNG ends before its closing IEND chunk")
         return _read_png(path, what)
     if magic.startswith(_EXR_MAGIC):
         return _read_exr(path, what)
+    found = describe_content(magic)
     raise SceneFormatError(
-        f"{what} {str(path)!r} is neither a PNG nor an OpenEXR file",
+        f"{what} {str(path)!r} is neither a PNG nor an OpenEXR file"
+        + (f": this file is {found}" if found else ""),
         hint="export the pass as PNG or EXR",
     )
 
@@ -131,6 +148,8 @@ def _read_png(path: Path, what: str) -> Image:
     try:
         im.load()
     except (OSError, SyntaxError, ValueError) as exc:
+        if parser_says_truncated(exc):
+            raise truncated_error(path, what, "its pixel data ends early") from None
         raise SceneFormatError(
             f"cannot read {what} {str(path)!r} as PNG: {exc}", hint="re-export the image"
         ) from None
@@ -160,6 +179,7 @@ def _read_exr(path: Path, what: str) -> Image:
     try:
         with OpenEXR.File(str(path), header_only=True) as head:
             windows = [part.header["dataWindow"] for part in head.parts]
+            declared = sum(len(part.header.get("channels", ())) for part in head.parts)
     except (RuntimeError, OSError, ValueError, TypeError, KeyError) as exc:
         raise SceneFormatError(
             f"cannot read {what} {str(path)!r} as OpenEXR: {exc}", hint="re-export the image"
@@ -167,7 +187,9 @@ def _read_exr(path: Path, what: str) -> Image:
     for (x0, y0), (x1, y1) in windows:
         _check_side(path, what, int(x1) - int(x0) + 1, int(y1) - int(y0) + 1)
     try:
-        with OpenEXR.File(str(path), separate_channels=True) as exr:
+        # OpenEXR reports a cut file on the process's stdout and returns parts without
+        # channels: keep its words off the terminal and say "truncated" below.
+        with _native_output_silenced(), OpenEXR.File(str(path), separate_channels=True) as exr:
             channels = {
                 name: np.asarray(ch.pixels, dtype=np.float32)
                 for part in exr.parts
@@ -179,6 +201,13 @@ def _read_exr(path: Path, what: str) -> Image:
         ) from None
     layers: dict[str, dict[str, F32]] = {}
     shapes = {arr.shape for arr in channels.values()}
+    if len(channels) < declared:
+        raise truncated_error(
+            path,
+            what,
+            f"its header lists {declared} channels; the pixels of "
+            f"{declared - len(channels)} could not be read",
+        )
     if not channels:
         raise EmptySceneError(f"{what} {str(path)!r} has no channels")
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
@@ -194,16 +223,27 @@ def _read_exr(path: Path, what: str) -> Image:
     return Image(path, layers, linear=True)
 
 
+@contextlib.contextmanager
+def _native_output_silenced() -> Iterator[None]:
+    """Point file descriptors 1 and 2 at /dev/null while a C++ library may print to them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved: list[tuple[int, int]] = []
+    try:
+        with Path(os.devnull).open("wb") as null:
+            for fd in (1, 2):
+                with contextlib.suppress(OSError):  # a closed descriptor: nothing to silence
+                    saved.append((fd, os.dup(fd)))
+                    os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
 def srgb_encode(linear: npt.ArrayLike) -> F32:
     """Linear values (clipped to [0, 1]) -> sRGB-encoded display values in [0, 1]."""
     x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
     out = np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def write_png(path: Path, rgb: npt.ArrayLike) -> None:
-    """Write ``(H, W, 3)`` floats in [0, 1] as an 8-bit PNG."""
-    from PIL import Image as PilImage
-
-    arr = np.clip(np.rint(np.asarray(rgb, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
-    PilImage.fromarray(arr).save(path, format="PNG")

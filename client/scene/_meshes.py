@@ -1,4 +1,5 @@
-"""Read glTF/GLB, OBJ, STL and PLY files into one triangle soup in the grid's frame (+y up)."""
+"""Read glTF/GLB, OBJ, STL, PLY (and, through Blender, FBX) files into one triangle soup in the
+grid's frame (+y up)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,24 @@ import numpy.typing as npt
 
 from blindframe.client.scene._errors import EmptySceneError, SceneFormatError, SceneTooLargeError
 from blindframe.client.scene._images import check_file
+from blindframe.client.scene._sniff import (
+    check_mesh_bytes,
+    parser_says_truncated,
+    truncated_error,
+)
 from blindframe.client.scene._voxelize import MAX_TRIANGLES
 
 __all__ = ["MESH_SUFFIXES", "Mesh", "UpAxis", "read_mesh", "to_y_up"]
 
 UpAxis = Literal["y", "z"]
-MESH_SUFFIXES = {".gltf": "glTF", ".glb": "glTF", ".obj": "OBJ", ".stl": "STL", ".ply": "PLY"}
+MESH_SUFFIXES = {
+    ".gltf": "glTF",
+    ".glb": "glTF",
+    ".obj": "OBJ",
+    ".stl": "STL",
+    ".ply": "PLY",
+    ".fbx": "FBX",  # through Blender's importer: blindframe.client.scene._fbx
+}
 _TRIMESH_TYPE = {".gltf": "gltf", ".glb": "glb", ".obj": "obj", ".stl": "stl", ".ply": "ply"}
 
 # trimesh logs parser complaints; with no handler Python would print them on stderr beside the
@@ -49,15 +62,22 @@ def read_mesh(path: Path, *, up: UpAxis = "y") -> Mesh:
 
     Points, lines, cameras and lights are ignored. Faces with more than three corners are
     triangulated by the loader. ``up`` names the file's up axis: ``y`` for glTF (always) and
-    most OBJ/PLY exports, ``z`` for Z-up STL/OBJ/PLY (CAD, Blender's STL exporter).
+    most OBJ/PLY exports, ``z`` for Z-up STL/OBJ/PLY (CAD, Blender's STL exporter). FBX files
+    carry their own axes, which Blender's importer applies: ``up`` is not used for them.
     """
     suffix = path.suffix.lower()
     if suffix not in MESH_SUFFIXES:
         raise SceneFormatError(f"{str(path)!r} is not a mesh file ({', '.join(MESH_SUFFIXES)})")
     if up not in ("y", "z"):
         raise SceneFormatError(f"up axis must be y or z (not {up!r})")
+    if suffix == ".fbx":
+        from blindframe.client.scene._fbx import read_fbx  # _fbx builds on this module
+
+        return read_fbx(path).mesh
     kind = MESH_SUFFIXES[suffix]
-    check_file(path, f"{kind} file")
+    size = check_file(path, f"{kind} file")
+    # Bytes first: a file of another format or cut short is named so, before any parsing.
+    unterminated = check_mesh_bytes(path, suffix, kind, size)
     import trimesh
 
     try:
@@ -65,6 +85,8 @@ def read_mesh(path: Path, *, up: UpAxis = "y") -> Mesh:
     except MemoryError:
         raise SceneTooLargeError(f"{kind} file {str(path)!r} does not fit in memory") from None
     except Exception as exc:  # noqa: BLE001 -- trimesh's parsers raise anything on a bad file
+        if parser_says_truncated(exc):
+            raise truncated_error(path, f"{kind} file", "it ends before its content does") from None
         raise SceneFormatError(
             f"cannot read {str(path)!r} as {kind}: {type(exc).__name__}: {exc}",
             hint="check it opens in a 3D tool and export it again (glTF/GLB travels best)",
@@ -93,6 +115,9 @@ def read_mesh(path: Path, *, up: UpAxis = "y") -> Mesh:
         parts_f.append(faces + offset)
         offset += len(vertices)
     if not parts_f:
+        if unterminated:
+            # Exporters end files with a newline: no faces and no final newline is a cut file.
+            raise truncated_error(path, f"{kind} file", "it stops mid-line before any face record")
         raise EmptySceneError(
             f"{kind} file {str(path)!r} holds no triangles",
             hint="export the mesh objects themselves (not only points, curves or empties)",

@@ -17,6 +17,10 @@ File conventions (:func:`load_scene`):
 
 - meshes ``.gltf .glb .obj .stl .ply``: every mesh instance of the file's scene graph with its
   transform, +y up (``up="z"`` for Z-up files), voxelized at ``resolution``;
+- ``.fbx`` (binary FBX 7.1+, from 3ds Max, Maya, Cinema 4D): read by Blender's own FBX importer
+  in a child process (the file's axes and units applied; ``up`` unused), voxelized likewise;
+  each material's base colour (linear RGBA, as Blender holds it) is kept in the scene's meta as
+  ``materials``, a JSON object ``{name: [r, g, b, a]}`` (``volume@1`` renders occupancy only);
 - a normal pass: PNG stores ``(n + 1) / 2`` per channel (a tangent-space-map style encoding
   of camera-space normals); EXR stores ``n`` raw in [-1, 1]. A pixel is background where the
   decoded vector is not close to unit length (black, or mid-grey, in a PNG; zero in an EXR) or
@@ -67,7 +71,6 @@ from blindframe.client.scene._images import (
     check_file,
     read_image,
     srgb_encode,
-    write_png,
 )
 from blindframe.client.scene._meshes import MESH_SUFFIXES, UpAxis, read_mesh, to_y_up
 from blindframe.client.scene._voxelize import (
@@ -104,7 +107,9 @@ __all__ = [
     "fit_bounds",
     "load_scene",
     "mesh_bounds",
+    "preview_caption",
     "preview_image",
+    "preview_panels",
     "quantize_albedo",
     "quantize_frame",
     "quantize_normals",
@@ -406,6 +411,8 @@ def load_scene(
     suffix = file.suffix.lower()
     if suffix == ".npz":
         return _read_scene_file(file)
+    if suffix == ".fbx":
+        return _fbx_scene(file, resolution)
     if suffix in MESH_SUFFIXES:
         mesh = read_mesh(file, up=up)
         return Scene.from_mesh(
@@ -421,6 +428,21 @@ def load_scene(
     raise SceneFormatError(
         f"cannot import {str(file)!r}: unknown file type {suffix or '(no suffix)'!r}",
         hint=f"supported: {known}; export to glTF/GLB from other 3D tools",
+    )
+
+
+def _fbx_scene(file: Path, resolution: int) -> Scene:
+    """An FBX file voxelized, its materials' base colours in the meta."""
+    from blindframe.client.scene._fbx import read_fbx  # starts Blender only for FBX files
+
+    fbx = read_fbx(file)
+    materials = json.dumps({name: list(rgba) for name, rgba in fbx.materials.items()})
+    return Scene.from_mesh(
+        fbx.mesh.vertices,
+        fbx.mesh.faces,
+        resolution=resolution,
+        source=file.name,
+        meta={"objects": fbx.mesh.objects, "up": "file", "materials": materials},
     )
 
 
@@ -782,8 +804,43 @@ def _projections(grid: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.concatenate([views[0], gap, views[1], gap, views[2]], axis=1)
 
 
+# Height in pixels of the caption strip above each row of panels in a saved preview.
+_CAPTION_HEIGHT = 16
+_PANEL_GAP = 2  # pixels between panels in preview_image
+
+
+def preview_panels(scene: Scene) -> list[list[str]]:
+    """What each panel of :func:`preview_image` shows, row by row, left to right."""
+    if scene.kind == "volume":
+        from blindframe.fhe_core.voxels import GRID
+
+        assert scene.density is not None
+        views = ("front", "side", "top")
+        rows = [[f"density: {view}" for view in views]]
+        scale = scene.resolution // GRID if scene.resolution % GRID == 0 else 1
+        if GRID * scale == scene.resolution:
+            rows.append([f"{GRID}^3 voxels: {view}" for view in views])
+        return rows
+    if scene.kind == "gbuffer":
+        return [["normals (n+1)/2", "albedo"]]
+    return [["frame"]]
+
+
+def preview_caption(scene: Scene) -> str:
+    """One sentence saying what a saved preview shows, for the command's output."""
+    if scene.kind == "volume":
+        text = "front, side and top views of the imported density (thickness)"
+        if len(preview_panels(scene)) > 1:
+            text += "; below, the 16^3 voxels volume@1 encrypts"
+        return text
+    if scene.kind == "gbuffer":
+        return "the normals pass as (n+1)/2, beside the albedo pass"
+    return "the frame as imported"
+
+
 def save_preview(scene: Scene, path: str | os.PathLike[str], *, min_side: int = 256) -> Path:
-    """Write :func:`preview_image` as a PNG, scaled up (nearest) to at least ``min_side``."""
+    """Write :func:`preview_image` as a PNG, scaled up (nearest) to at least ``min_side``, with
+    a caption strip above each row naming its panels (:func:`preview_panels`)."""
     out = Path(path)
     if out.suffix.lower() != ".png":
         raise SceneFormatError(f"previews are PNG files (not {str(out)!r})")
@@ -793,7 +850,30 @@ def save_preview(scene: Scene, path: str | os.PathLike[str], *, min_side: int = 
     rgb = rgb.repeat(factor, axis=0).repeat(factor, axis=1)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_png(out, rgb)
+        _captioned(rgb, preview_panels(scene), factor).save(out, format="PNG")
     except OSError as exc:
         raise SceneFileError(f"cannot write preview {str(out)!r}: {exc.strerror}") from None
     return out
+
+
+def _captioned(rgb: npt.NDArray[np.float32], rows: list[list[str]], factor: int) -> Any:
+    """The scaled preview with a black caption strip above each row, each panel's label at its
+    left edge (panels are equal-width, ``_PANEL_GAP`` pixels apart before scaling)."""
+    from PIL import Image as PilImage
+    from PIL import ImageDraw, ImageFont
+
+    pixels = np.clip(np.rint(rgb.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    height, width = pixels.shape[:2]
+    row_height = height // len(rows)
+    canvas = PilImage.new("RGB", (width, height + _CAPTION_HEIGHT * len(rows)))
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=12)
+    for index, labels in enumerate(rows):
+        top = index * (row_height + _CAPTION_HEIGHT)
+        part = pixels[index * row_height : (index + 1) * row_height]
+        canvas.paste(PilImage.fromarray(part), (0, top + _CAPTION_HEIGHT))
+        gap = _PANEL_GAP * factor
+        panel = (width - gap * (len(labels) - 1)) // len(labels)
+        for column, label in enumerate(labels):
+            draw.text((column * (panel + gap) + 2, top + 1), label, fill=(255, 255, 255), font=font)
+    return canvas

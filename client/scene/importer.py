@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from blindframe.client.scene import (
     UpAxis,
     default_kernel,
     load_scene,
+    preview_caption,
     save_preview,
     save_scene,
     to_kernel_input,
@@ -54,7 +56,8 @@ _KIND_OF = {"volume": "volume", "shade": "gbuffer", "post": "frame"}
     type=click.Choice(["y", "z"]),
     default="y",
     show_default=True,
-    help="The mesh file's up axis (glTF is always y; CAD and many STL files use z).",
+    help="The mesh file's up axis (glTF is always y; CAD and many STL files use z; FBX files "
+    "carry their own).",
 )
 @click.option(
     "--kernel",
@@ -88,9 +91,10 @@ def import_scene(
 ) -> None:
     """Turn FILE into a scene file that `blindframe client post` encrypts.
 
-    FILE is a mesh (glTF/GLB, OBJ, STL, PLY: voxelized for volume@1), a PNG/EXR frame (for
-    post@1), a multilayer EXR with Normal and diffuse-colour passes, or a scene file (.npz).
-    For shade@1 give the two G-buffer passes instead: --normal N --albedo A.
+    FILE is a mesh (glTF/GLB, OBJ, STL, PLY, or binary FBX from 3ds Max, Maya or Cinema 4D,
+    read by Blender's FBX importer: voxelized for volume@1), a PNG/EXR frame (for post@1), a
+    multilayer EXR with Normal and diffuse-colour passes, or a scene file (.npz). For shade@1
+    give the two G-buffer passes instead: --normal N --albedo A.
     """
     if kernel_id is not None:
         _check_kind_early(kernel_id, file, normal, albedo)
@@ -103,11 +107,15 @@ def import_scene(
     data["kernel_input"] = [
         {"shape": list(arr.shape), "min": int(arr.min()), "max": int(arr.max())} for arr in inputs
     ]
+    if "materials" in scene.meta:
+        # FBX materials' base colours: the scene file keeps them as JSON text in its meta.
+        data["materials"] = json.loads(str(scene.meta["materials"]))
     if scene.kind == "volume":
         data["occupied"] = int((inputs[0] > 0).sum())
         data["voxels"] = int(inputs[0].size)
     if preview is not None:
         data["preview"] = str(save_preview(scene, preview))
+        data["previewShows"] = preview_caption(scene)
     emit(ctx, data, _human)
 
 
@@ -125,7 +133,7 @@ def _check_kind_early(
         raise SceneKindError(
             f"{kernel_id} renders a {needed} scene, but these inputs give a {given} scene",
             hint={
-                "volume": "give a mesh file (glTF, OBJ, STL, PLY)",
+                "volume": "give a mesh file (glTF, OBJ, STL, PLY, FBX)",
                 "gbuffer": "give --normal and --albedo passes",
                 "frame": "give a rendered PNG/EXR frame",
             }[needed],
@@ -141,7 +149,10 @@ def _human(data: dict[str, Any]) -> None:
         shapes = ", ".join("x".join(map(str, k["shape"])) for k in data["kernel_input"])
         kernel = f"{data['kernel']}: input {shapes}"
     click.echo(f"imported  {data['source']} ({what})")
+    for name, rgba in data.get("materials", {}).items():
+        colour = ", ".join(f"{c:.3f}" for c in rgba[:3])
+        click.echo(f"material  {name}: base colour {colour} (linear; kept in the scene file)")
     click.echo(f"kernel    {kernel}")
     click.echo(f"scene     {data['output']}")
     if "preview" in data:
-        click.echo(f"preview   {data['preview']}")
+        click.echo(f"preview   {data['preview']} ({data['previewShows']})")

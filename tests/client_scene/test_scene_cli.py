@@ -75,6 +75,7 @@ def test_mesh_to_scene_with_preview(files: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "volume 32^3" in result.output
     assert "of 4096 voxels occupied" in result.output
+    assert "(front, side and top views of the imported density" in result.output
     scene = load_scene(tmp_path / "s.npz")
     assert scene.kind == "volume"
     assert scene.resolution == 32

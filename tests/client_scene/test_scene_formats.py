@@ -16,7 +16,9 @@ from blindframe.client.scene import (
     default_kernel,
     fit_bounds,
     load_scene,
+    preview_caption,
     preview_image,
+    preview_panels,
     save_preview,
     save_scene,
     to_kernel_input,
@@ -295,6 +297,21 @@ def test_previews(gbuffer: tuple[np.ndarray, np.ndarray], out: Path) -> None:
     with Image.open(out / "g.png") as image:
         assert image.size[1] >= 256
         assert image.size[0] == (48 * 2 + 2) * (image.size[1] // 40)
+        # A caption strip above the panels names them: white text on black, then the picture.
+        strip = np.asarray(image.convert("L"))[:16]
+        assert strip.max() > 200
+        assert strip[:, : image.size[0] // 2].max() > 200  # "normals" over the left panel
+        assert strip[:, image.size[0] // 2 + 8 :].max() > 200  # "albedo" over the right one
+    assert preview_panels(gb) == [["normals (n+1)/2", "albedo"]]
+    assert preview_panels(volume) == [
+        ["density: front", "density: side", "density: top"],
+        ["16^3 voxels: front", "16^3 voxels: side", "16^3 voxels: top"],
+    ]
+    save_preview(volume, out / "v.png")
+    with Image.open(out / "v.png") as image:
+        # Two rows of panels, each under its own 16-pixel caption strip.
+        assert image.size[1] == 64 * (image.size[0] // 100) + 2 * 16
+    assert "16^3 voxels" in preview_caption(volume)
 
 
 def _tetra() -> tuple[np.ndarray, np.ndarray]:

@@ -226,6 +226,7 @@ def _render_as_artist(
         _blindframe(
             "client",
             "render",
+            "--yes",  # the demo's quote is shown, not asked about
             "--scene",
             "sample",
             "--kernel",

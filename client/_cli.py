@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,22 +12,36 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from blindframe.client._frames import frame_format as frame_format_of
 from blindframe.client.dashboard._cli import dashboard
-from blindframe.client.errors import ClientError, JobOptionsError
+from blindframe.client.errors import ClientError, ConfirmationError, JobOptionsError
 from blindframe.client.scene.importer import KERNEL_CHOICES, import_scene
+from blindframe.client.snapshot import CLOCK_FIELDS, JobSnapshot
 from blindframe.client.units import (
     format_duration,
     format_eth,
     parse_duration,
     parse_eth,
 )
-from blindframe.coordinator.cli_support import console, emit, is_json, password, settings
+from blindframe.coordinator.cli_support import (
+    IPFS_API_HELP,
+    RPC_HELP,
+    console,
+    emit,
+    home_option,
+    ipfs_api_option,
+    is_json,
+    password,
+    settings,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
 
+    from blindframe.client._retrying import RetryReport
     from blindframe.client.artist import Artist, JobOptions
+    from blindframe.client.quote import Quote
     from blindframe.client.snapshot import ContestState, JobSnapshot
 
 __all__ = ["client"]
@@ -57,6 +72,8 @@ _CONFIGURABLE = (
     "canaries",
     "resolution",
     "up",
+    "min_completed",
+    "max_faults",
 )
 
 
@@ -77,16 +94,18 @@ def client(ctx: click.Context) -> None:
       blindframe client render --scene sample --size 16x16 --account artist -o knot.png
 
     \b
-    Step by step: post, then watch / status, verify, settle, fetch (decrypt), and
-    dispute a tile that fails verification; cancel a job early; refund unfinished tiles
-    after the deadline (or after a cancel).
+    Step by step: quote (cost and time, nothing sent), post, then watch / status, verify,
+    settle, fetch (decrypt), and dispute a tile that fails verification; cancel a job
+    early; refund unfinished tiles after the deadline (or after a cancel); retry them as a
+    follow-up job.
     JOB is a job id on this home's market, a job key from `jobs`, or omitted for the latest.
     Secret FHE keys never leave <home>/keys; jobs live in <home>/jobs/<chain>-<market>-<id>/.
 
     \b
-    Defaults for post and render (kernel, size, replication, reward, lease-length, deadline,
-    priority, canaries, resolution, up) come from the config file's [client] table or
-    BLINDFRAME_CLIENT_<NAME> variables; the command line wins over both.
+    Defaults for quote, post and render (kernel, size, replication, reward, lease-length,
+    deadline, priority, canaries, resolution, up, min-completed, max-faults) come from the
+    config file's [client] table or BLINDFRAME_CLIENT_<NAME> variables; the command line
+    wins over both.
     """
     table = settings(ctx).sections.get("client") or {}
     defaults: dict[str, Any] = {}
@@ -96,7 +115,7 @@ def client(ctx: click.Context) -> None:
             known = ", ".join(n.replace("_", "-") for n in _CONFIGURABLE)
             raise JobOptionsError(f"unknown setting {key!r} in [client]", hint=f"known: {known}")
         defaults[name] = value
-    ctx.default_map = {"post": defaults, "render": defaults}
+    ctx.default_map = {"quote": defaults, "post": defaults, "render": defaults}
 
 
 client.add_command(import_scene)
@@ -109,20 +128,14 @@ client.add_command(dashboard)
 def _network(func: F) -> F:
     for option in reversed(
         [
-            click.option("--rpc", "rpc_url", help="Ethereum JSON-RPC URL (BLINDFRAME_RPC_URL)."),
-            click.option(
-                "--ipfs", "ipfs_api", help="IPFS (Kubo RPC) API URL (BLINDFRAME_IPFS_API)."
-            ),
+            click.option("--rpc", "rpc_url", help=RPC_HELP),
+            ipfs_api_option(IPFS_API_HELP),
             click.option(
                 "--deployment",
                 type=click.Path(dir_okay=False),
                 help="Deployment file (default <home>/deployment.json).",
             ),
-            click.option(
-                "--home",
-                type=click.Path(file_okay=False),
-                help="blindframe home (BLINDFRAME_HOME).",
-            ),
+            home_option,
         ]
     ):
         func = option(func)
@@ -253,6 +266,23 @@ _JOB_OPTIONS = [
         "shade/post: canary tasks (default one per 8 tiles). Their known answers catch "
         "lazy nodes.",
     ),
+    click.option(
+        "--min-completed",
+        envvar=_client_env("min_completed"),
+        type=int,
+        default=0,
+        show_default=True,
+        help="Reputation gate, enforced on chain: only nodes paid for at least N tiles, ever, "
+        "may claim the job's tiles or judge its contests (0: any staked node).",
+    ),
+    click.option(
+        "--max-faults",
+        envvar=_client_env("max_faults"),
+        type=int,
+        help="Reputation gate, enforced on chain: only nodes slashed at most N times may claim "
+        "or judge (0: a clean record; default: any). `blindframe worker account` shows a "
+        "node's record.",
+    ),
     click.option("--yaw", type=float, help="volume camera yaw in degrees (sample: 20)."),
     click.option("--pitch", type=float, help="volume camera pitch in degrees (sample: 15)."),
     click.option("--zoom", type=float, help="volume camera zoom 0.25..4 (sample: 1.15)."),
@@ -293,6 +323,53 @@ def _job_options(func: F) -> F:
     return func
 
 
+# What stands between a quote and a post (`post`, `render`).
+_POST_GATE = [
+    click.option(
+        "-y",
+        "--yes",
+        is_flag=True,
+        help="Post without asking to confirm the quote. Without it, a terminal is asked; "
+        "with no terminal (stdin not a TTY) the command refuses, unless --json is given "
+        "(scripts: the quote is in the JSON output).",
+    ),
+    click.option(
+        "--max-cost",
+        help="Refuse to post when the quote (escrow plus gas, in ETH) is above this.",
+    ),
+]
+
+
+def _post_gate(func: F) -> F:
+    for option in reversed(_POST_GATE):
+        func = option(func)
+    return func
+
+
+def _gate(
+    ctx: click.Context, display: _Display, yes: bool, max_cost: str | None
+) -> tuple[Callable[[Quote], bool], int | None]:
+    """The ``confirm`` callback and the ``max_cost_wei`` of a post: the quote shown (stderr),
+    then confirmed on a terminal unless --yes or --json."""
+    limit = parse_eth(max_cost, "--max-cost") if max_cost is not None else None
+
+    def confirm(quote: Quote) -> bool:
+        if is_json(ctx):
+            return True  # scripted: the quote comes back in the JSON output
+        if not yes and not sys.stdin.isatty():
+            raise ConfirmationError(
+                f"posting asks to confirm its quote ({format_eth(quote.total_wei)}), and there "
+                "is no terminal to ask on: nothing was posted",
+                hint="pass --yes (and --max-cost ETH to cap it), or --json",
+            )
+        with display.paused():
+            for line in quote.lines():
+                console.print(line)
+            return yes or click.confirm("Post this job?", default=False, err=True)
+
+    return confirm, limit
+
+
 def _build_options(values: dict[str, Any]) -> tuple[str, JobOptions]:
     from blindframe.client.artist import JobOptions
 
@@ -328,7 +405,10 @@ def _build_options(values: dict[str, Any]) -> tuple[str, JobOptions]:
         resolution=values.pop("resolution"),
         up="z" if values.pop("up") == "z" else "y",
         fft_plan=values.pop("fft_plan"),
+        min_completed=values.pop("min_completed"),
+        max_faults=values.pop("max_faults"),
     )
+    options.check()  # a bad option is said before any account, chain or IPFS is touched
     scene = str(values.pop("scene"))
     return scene, options
 
@@ -416,6 +496,18 @@ class _Display:
             self._progress.stop()
             self._progress = None
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """The bars stopped while something else talks to the terminal (a prompt)."""
+        if self._progress is None:
+            yield
+            return
+        self._progress.stop()
+        try:
+            yield
+        finally:
+            self._progress.start()
+
     def _task(self, key: str, label: str, total: int | None) -> TaskID:
         assert self._progress is not None
         task = self._tasks.get(key)
@@ -438,9 +530,10 @@ class _Display:
     def update(self, snap: JobSnapshot) -> None:
         """Show a job snapshot."""
         if self._progress is None:
+            # A line when the job's state changed (the time left alone changes every poll).
             line = _status_line(snap)
             if self.lines and line != self._last:
-                click.echo(line)
+                click.echo(_with_pace(line, snap))
             self._last = line
             return
         total = snap.tile_count * snap.replication
@@ -448,7 +541,17 @@ class _Display:
             task = self._task(f"state:{state}", f"tiles {state}", total)
             self._progress.update(task, completed=count, total=total, amount=f"{count}/{total}")
         status = self._task("state:line", f"job {snap.ref.job_id}", None)
-        self._progress.update(status, note=_status_note(snap))
+        self._progress.update(status, note=_with_pace(_status_note(snap), snap))
+
+
+def _with_pace(text: str, snap: JobSnapshot) -> str:
+    """``text`` and, while the job renders, its pace and time left (client/pace.py)."""
+    from blindframe.client.pace import format_pace
+    from blindframe.client.snapshot import JobPhase
+
+    if snap.phase != JobPhase.RENDERING:
+        return text
+    return f"{text}; {format_pace(snap.pace)}"
 
 
 def _status_note(snap: JobSnapshot) -> str:
@@ -537,22 +640,60 @@ def keygen_command(
     emit(ctx, out, human)
 
 
-@client.command("post")
+@client.command("quote")
 @_job_options
 @_signer
 @_network
 @click.pass_context
-def post_command(ctx: click.Context, /, **values: Any) -> None:
-    """Encrypt a scene into tiles (canaries mixed in), upload it, and post the job with escrow.
+def quote_command(ctx: click.Context, /, **values: Any) -> None:
+    """What `post` with these options would cost and take; nothing is uploaded or sent.
 
-    Everything is checked before the job is posted: options, the scene, the chain, the account's
-    balance against escrow and gas, the IPFS node. Nothing is posted when a check fails.
+    \b
+    escrow  tiles x replication x reward, canary tiles included
+    gas     postJob (estimated by the node) and the settle calls of a normal render (one per
+            lease at worst), at the chain's current fee with the sender's margin
+    upload  the encrypted inputs, the evaluation keys (unless the IPFS node pins them) and
+            the manifest
+    time    rendering at the pace the staked nodes advertise for the kernel, then (above
+            replication 1) the challenge window before the last settlement; "unknown" when
+            too few advertise
+
+    It makes the same checks as post (the account's balance included) and encrypts the scene
+    to measure it, making the FHE keys when missing.
     """
     overrides = _overrides(values)
     scene, options = _build_options(values)
     artist = _artist(ctx, sign=True, **overrides)
     with _Display(_show_bars(ctx)) as bars:
-        posted = artist.post(scene, options, progress=bars)
+        quote = artist.quote(scene, options, progress=bars)
+
+    def human(_: dict[str, Any]) -> None:
+        for line in quote.lines():
+            click.echo(line)
+
+    emit(ctx, quote.to_json(), human)
+
+
+@client.command("post")
+@_job_options
+@_post_gate
+@_signer
+@_network
+@click.pass_context
+def post_command(ctx: click.Context, /, yes: bool, max_cost: str | None, **values: Any) -> None:
+    """Encrypt a scene into tiles (canaries mixed in), upload it, and post the job with escrow.
+
+    Everything is checked before the job is posted: options, the scene, the chain, the account's
+    balance against escrow and gas, the IPFS node. Then the quote (`blindframe client quote`)
+    is shown and, on a terminal, confirmed (--yes skips that; --max-cost caps it). Nothing is
+    uploaded or posted when a check fails or the quote is declined.
+    """
+    overrides = _overrides(values)
+    scene, options = _build_options(values)
+    artist = _artist(ctx, sign=True, **overrides)
+    with _Display(_show_bars(ctx)) as bars:
+        confirm, limit = _gate(ctx, bars, yes, max_cost)
+        posted = artist.post(scene, options, progress=bars, confirm=confirm, max_cost_wei=limit)
 
     def human(data: dict[str, Any]) -> None:
         h, w = data["frame"]
@@ -588,7 +729,7 @@ def status_command(ctx: click.Context, /, job: str | None, **values: Any) -> Non
 
 
 def _print_snapshot(snap: JobSnapshot) -> None:
-    click.echo(_status_line(snap))
+    click.echo(_with_pace(_status_line(snap), snap))
     pay = snap.payments
     click.echo(
         f"escrow    {format_eth(int(pay['escrowLeft']))} left of "
@@ -656,7 +797,9 @@ def watch_command(
             last = snap
             if is_json(ctx):
                 document = snap.to_json()
-                key = json.dumps({k: v for k, v in document.items() if k != "now"}, sort_keys=True)
+                key = json.dumps(
+                    {k: v for k, v in document.items() if k not in CLOCK_FIELDS}, sort_keys=True
+                )
                 if key != seen:
                     click.echo(json.dumps(document, sort_keys=True))
                     seen = key
@@ -721,17 +864,45 @@ def settle_command(ctx: click.Context, /, job: str | None, **values: Any) -> Non
     emit(ctx, report.to_json(), human)
 
 
+def _frame_output_options(func: F) -> F:
+    """-o, --format, --twin and --scale: the frame file `fetch` and `render` write."""
+    for option in reversed(
+        [
+            click.option(
+                "-o",
+                "--output",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Frame file to write: .png (8-bit unless --format png16) or .exr.",
+            ),
+            click.option(
+                "--format",
+                "frame_format",
+                metavar="png8|png16|exr",
+                help="png8: 8-bit RGB PNG; png16: 16-bit PNG, v*65535/out_max exactly; exr: "
+                "OpenEXR, 32-bit float RGB, scene-linear (v/out_max sRGB-decoded). Default: "
+                "from -o's extension. Without -o: the job directory's frame16.png or frame.exr.",
+            ),
+            click.option(
+                "--twin",
+                type=click.Path(dir_okay=False, path_type=Path),
+                help="Also write the plaintext twin's frame (what the frame must equal) here.",
+            ),
+            click.option(
+                "--scale",
+                type=click.IntRange(1, 64),
+                default=1,
+                show_default=True,
+                help="Upscale each pixel to SCALE x SCALE (nearest neighbour).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @client.command("fetch")
 @_job_argument
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG to write."
-)
-@click.option(
-    "--twin",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the plaintext twin's frame (what the frame must equal) to this PNG.",
-)
-@click.option("--scale", type=click.IntRange(1, 64), default=1, show_default=True)
+@_frame_output_options
 @_network
 @click.pass_context
 def fetch_command(
@@ -741,19 +912,31 @@ def fetch_command(
     output: Path | None,
     twin: Path | None,
     scale: int,
+    frame_format: str | None,
     **values: Any,
 ) -> None:
-    """Decrypt the frame from verified results and write it as PNG (also `decrypt`).
+    """Decrypt the frame from verified results and write it (also `decrypt`).
 
-    The job directory keeps frame.png and frame.npy; every tile is checked against the
-    plaintext twin once more while decrypting.
+    -o frame.png writes an 8-bit PNG, -o frame.exr an OpenEXR (linear float), and
+    --format png16 a 16-bit PNG (see --format). The job directory keeps frame.png and
+    frame.npy (the integers); every tile is checked against the plaintext twin once more
+    while decrypting.
     """
+    frame_format_of(output, frame_format)  # a bad name fails before the chain is asked
     artist = _artist(ctx, **_overrides(values))
     with _Display(_show_bars(ctx)) as bars:
-        result = artist.decrypt(job, output=output, twin=twin or False, scale=scale, progress=bars)
+        result = artist.decrypt(
+            job,
+            output=output,
+            twin=twin or False,
+            scale=scale,
+            progress=bars,
+            frame_format=frame_format,
+        )
 
     def human(data: dict[str, Any]) -> None:
-        click.echo(f"frame     {data['png']} ({'x'.join(map(str, data['shape']))})")
+        shape = "x".join(map(str, data["shape"]))
+        click.echo(f"frame     {data['image']} ({shape}, {data['format']})")
         if data["twinPng"]:
             same = "equal" if data["matchesTwin"] else "DIFFERENT"
             click.echo(f"twin      {data['twinPng']} ({same})")
@@ -893,6 +1076,70 @@ def refund_command(
     emit(ctx, report.to_json(), human)
 
 
+@client.command("retry")
+@_job_argument
+@click.option("--reward", help="ETH per tile-replica (default: the failed job's reward).")
+@click.option("--deadline", help="Time from now until the follow-up closes (default: as posted).")
+@click.option("--dry-run", is_flag=True, help="Show the follow-up's quote; post nothing.")
+@click.option("--yes", is_flag=True, help="Post without asking to confirm the quote.")
+@_signer
+@_network
+@click.pass_context
+def retry_command(
+    ctx: click.Context,
+    /,
+    job: str | None,
+    reward: str | None,
+    deadline: str | None,
+    dry_run: bool,
+    yes: bool,
+    **values: Any,
+) -> None:
+    """Post the tiles a job ended without a verified result for again, as a follow-up job.
+
+    Tiles whose lease was reclaimed (its node died or missed a deadline), forfeited (its
+    result was withheld) or lost a contest, and tiles nobody claimed in time. The follow-up
+    reuses the job's uploaded inputs and evaluation keys (only a new manifest is uploaded) and
+    its market terms; the job's unfinished escrow is refunded first. JOB may name any attempt
+    at the frame: the latest is retried once it ended (its deadline passed or it was cancelled,
+    with no lease in flight). `blindframe client fetch` then assembles the frame from every
+    attempt. Render nodes that failed a tile of an earlier attempt keep out of the follow-up.
+    On a terminal the quote is confirmed first (--yes skips; --json never asks).
+    """
+    reward_wei = parse_eth(reward, "--reward") if reward is not None else None
+    seconds = parse_duration(deadline, "--deadline") if deadline is not None else None
+    overrides = _overrides(values)
+    _artist(ctx, **overrides).job_dir(job)  # an unknown job is said before a password is asked
+    artist = _artist(ctx, sign=True, **overrides)
+    if not (dry_run or yes or is_json(ctx)):
+        quoted = artist.retry(job, reward_wei=reward_wei, deadline=seconds, dry_run=True)
+        if not sys.stdin.isatty():
+            raise ConfirmationError(
+                f"retrying asks to confirm its quote ({format_eth(quoted.quote.total_wei)}), "
+                "and there is no terminal to ask on: nothing was posted",
+                hint="pass --yes, or --json",
+            )
+        for line in quoted.quote.lines():
+            console.print(line)
+        if not click.confirm("Post this follow-up job?", default=False, err=True):
+            raise ConfirmationError("the follow-up job was not confirmed: nothing was posted")
+    report = artist.retry(job, reward_wei=reward_wei, deadline=seconds, dry_run=dry_run)
+
+    def human(data: dict[str, Any]) -> None:
+        posted = data["job"]
+        tiles = f"{data['tileCount']} tile(s) of job {data['parent']['jobId']}"
+        if posted is None:
+            click.echo(f"would retry {tiles} (dry run: nothing posted)")
+        else:
+            click.echo(f"retried   {tiles} as job {posted['jobId']} ({posted['key']})")
+        if int(data["refunded"]):
+            click.echo(f"refunded  {format_eth(int(data['refunded']))} of the failed job")
+        for line in report.quote.lines():
+            click.echo(line)
+
+    emit(ctx, report.to_json(), human)
+
+
 @client.command("withdraw")
 @_signer
 @_network
@@ -910,17 +1157,19 @@ def withdraw_command(ctx: click.Context, /, **values: Any) -> None:
 
 @client.command("render")
 @_job_options
-@click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="PNG to write."
-)
-@click.option(
-    "--twin",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the plaintext twin's frame to this PNG.",
-)
-@click.option("--scale", type=click.IntRange(1, 64), default=1, show_default=True)
+@_post_gate
+@_frame_output_options
 @click.option("--timeout", help="Give up waiting after this long (the job keeps running).")
 @click.option("--no-dispute", is_flag=True, help="Stop on a wrong tile instead of disputing it.")
+@click.option(
+    "--retries",
+    type=int,
+    # Literal here: client.options (DEFAULT_RETRIES, MAX_RETRIES) loads web3, which `client
+    # --help` should not wait for; tests/client/test_client_retry.py ties the two together.
+    help="Follow-up jobs (0..10, default 1) of the tiles a job ends without a verified result "
+    "for (a node died, a result was withheld or lost its contest); each reuses the uploaded "
+    "inputs and keys.",
+)
 @click.option(
     "--interval", type=float, default=1.0, show_default=True, help="Seconds between polls."
 )
@@ -934,24 +1183,41 @@ def render_command(
     output: Path | None,
     twin: Path | None,
     scale: int,
+    frame_format: str | None,
     timeout: str | None,
     no_dispute: bool,
+    retries: int | None,
     interval: float,
     fetch_timeout: str,
+    yes: bool,
+    max_cost: str | None,
     **values: Any,
 ) -> None:
-    """All in one: post, watch the render nodes, verify, settle, decrypt to PNG.
+    """All in one: post, watch the render nodes, verify, settle, decrypt to PNG or EXR.
+
+    The quote is shown first and, on a terminal, confirmed (as for `post`: --yes, --max-cost).
+    While the job renders, the progress shows tile-replicas verified per minute and the time
+    left (from the job's own pace; before the first tile, from the quote).
 
     Wrong tiles are disputed on chain (bond per tile); a jury drawn from the staked render
     nodes decides. Results that cannot be fetched are challenged for availability (bond per
-    lease) and never paid unless their node opens the asked leaves on chain in time. Past the
-    deadline with tiles unfinished, the unfinished escrow is refunded and the command fails.
+    lease) and never paid unless their node opens the asked leaves on chain in time. A job
+    that ends with tiles unfinished (reclaimed, forfeited, a lost contest) has its unfinished
+    escrow refunded and those tiles posted again as a follow-up job, up to --retries times
+    (`blindframe client retry` does it by hand); the frame assembles every attempt. With no
+    retry left, the command fails.
     """
+    from blindframe.client.options import DEFAULT_RETRIES, check_retries
+
+    retries = DEFAULT_RETRIES if retries is None else retries
+    check_retries(retries)
+    frame_format_of(output, frame_format)  # before anything is posted or paid for
     overrides = _overrides(values)
     scene, options = _build_options(values)
     artist = _artist(ctx, sign=True, fetch_timeout=fetch_timeout, **overrides)
     limit = parse_duration(timeout, "--timeout") if timeout else None
     with _interruptible(), _Display(_show_bars(ctx), lines=not is_json(ctx)) as display:
+        confirm, cost_limit = _gate(ctx, display, yes, max_cost)
 
         def posted(job: Any) -> None:
             if not is_json(ctx):
@@ -960,44 +1226,62 @@ def render_command(
                     f"{job.fft_plan.describe()}); rendering…"
                 )
 
+        def retried(report: RetryReport) -> None:
+            if not is_json(ctx) and report.posted is not None:
+                console.print(
+                    f"job {report.parent.job_id} ended with {len(report.tasks)} tile(s) "
+                    f"unfinished; posted them again as job {report.posted.ref.job_id} "
+                    f"({format_eth(report.quote.total_wei)})"
+                )
+
         result = artist.render(
             scene,
             options,
             output=output,
             twin=twin or False,
             scale=scale,
+            frame_format=frame_format,
             interval=max(interval, 0.1),
             timeout=limit,
             dispute=not no_dispute,
+            retries=retries,
+            on_retry=retried,
             progress=display,
             on_posted=posted,
             on_snapshot=display.update,
+            confirm=confirm,
+            max_cost_wei=cost_limit,
         )
+    emit(ctx, result.to_json(), lambda data: _render_human(data, result.snapshot))
 
-    def human(data: dict[str, Any]) -> None:
-        job, frame = data["job"], data["frame"]
-        click.echo(f"job       {job['jobId']} ({job['key']})")
-        click.echo(f"frame     {frame['png']}")
-        if frame["twinPng"]:
-            click.echo(
-                f"twin      {frame['twinPng']} ({'equal' if frame['matchesTwin'] else 'DIFFERENT'})"
-            )
-        click.echo(f"paid      {format_eth(int(data['payments']['paidToWorkers']))}")
-        for row in data["disputes"]:
-            click.echo(f"disputed  tile {row['tile']} of lease {row['leaseId']}: {row['reason']}")
-        for contest in result.snapshot.contests:
-            click.echo(
-                f"contest   {contest.contest_id} tile {contest.tile}: {contest.outcome}; "
-                + _jury_text(contest)
-            )
-        for row in data["challenges"]:
-            click.echo(
-                f"challenge lease {row['leaseId']} tile {row['tile']} (not delivered: "
-                f"{row['reason']})"
-            )
-        click.echo(f"took      {data['seconds']:.1f} s")
 
-    emit(ctx, result.to_json(), human)
+def _render_human(data: dict[str, Any], snapshot: JobSnapshot) -> None:
+    """`client render`'s summary for people: the frame, payments, contests and retries."""
+    job, frame = data["job"], data["frame"]
+    click.echo(f"job       {job['jobId']} ({job['key']})")
+    click.echo(f"frame     {frame['image']} ({frame['format']})")
+    if frame["twinPng"]:
+        click.echo(
+            f"twin      {frame['twinPng']} ({'equal' if frame['matchesTwin'] else 'DIFFERENT'})"
+        )
+    click.echo(f"paid      {format_eth(int(data['payments']['paidToWorkers']))}")
+    for row in data["disputes"]:
+        click.echo(f"disputed  tile {row['tile']} of lease {row['leaseId']}: {row['reason']}")
+    for contest in snapshot.contests:
+        click.echo(
+            f"contest   {contest.contest_id} tile {contest.tile}: {contest.outcome}; "
+            + _jury_text(contest)
+        )
+    for row in data["challenges"]:
+        click.echo(
+            f"challenge lease {row['leaseId']} tile {row['tile']} (not delivered: {row['reason']})"
+        )
+    for row in data["followUps"]:
+        click.echo(
+            f"retried   {row['tileCount']} tile(s) of job {row['parent']['jobId']} as job "
+            f"{row['job']['jobId']}"
+        )
+    click.echo(f"took      {data['seconds']:.1f} s")
 
 
 @client.command("jobs")
@@ -1008,6 +1292,14 @@ def jobs_command(ctx: click.Context, /, local: bool, **values: Any) -> None:
     """List the jobs posted from this home (their directories), with their state on chain."""
     artist = _artist(ctx, **_overrides(values))
     rows = [job.to_json() for job in artist.jobs(with_status=not local)]
+    stale = next((row["chainError"] for row in rows if row["chainError"]), None)
+    if stale is not None:
+        # On stderr, so --json output stays one document; the rows carry it too (chainError).
+        click.echo(
+            f"Warning: chain unreachable, showing each job's last known state: {stale}",
+            err=True,
+        )
+    now = int(time.time())
 
     def human(data: list[dict[str, Any]]) -> None:
         if not data:
@@ -1015,6 +1307,10 @@ def jobs_command(ctx: click.Context, /, local: bool, **values: Any) -> None:
         for row in data:
             frame = "x".join(map(str, reversed(row["frame"] or [])))
             phase = row["phase"] or ("pending" if row["pending"] else "-")
+            if row["chainError"] and row["phase"]:
+                phase += f" (as of {format_duration(max(1, now - row['statusAt']))} ago)"
+            elif row["chainError"] and not row["pending"]:
+                phase = "unknown (chain unreachable)"
             done = " decrypted" if row["decrypted"] else ""
             click.echo(
                 f"{row['jobId'] if row['jobId'] is not None else '?':<5} {row['kernel'] or '?':<9} "

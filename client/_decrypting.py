@@ -1,4 +1,4 @@
-"""Decrypting a job's frame from its verified results, written as PNG."""
+"""Decrypting a job's frame from its verified results, written as PNG or OpenEXR."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from blindframe.client._frames import write_frame_png
+from blindframe.client._frames import FrameFormat, write_frame
+from blindframe.client._frames import frame_format as format_of
 from blindframe.client.errors import (
     ResultUnavailableError,
 )
@@ -35,48 +36,95 @@ def decrypt(
     scale: int = 1,
     verify: bool = True,
     progress: Progress = _no_progress,
+    frame_format: str | FrameFormat | None = None,
 ) -> DecryptResult:
     """Decrypt the whole frame from verified results (every task checked against the twin
-    again by ``fhe_core.jobs.decrypt_job``) and write it as PNG (the job directory's
-    ``frame.png``, and ``output`` if given). ``twin``: also write the plaintext twin's frame
-    (True: ``twin.png`` in the job directory; a path: there)."""
+    again by ``fhe_core.jobs.decrypt_job``) and write it: always the job directory's 8-bit
+    ``frame.png`` and ``frame.npy``, and ``output`` in ``frame_format`` (png8|png16|exr) or the
+    format its extension names (:mod:`blindframe.client._frames`). ``frame_format`` without
+    ``output``: the job directory's ``frame.exr`` or ``frame16.png`` too. ``twin``: also write
+    the plaintext twin's frame (True: ``twin.png`` in the job directory; a path: there, in
+    ``frame_format`` or the path's format)."""
     from blindframe.fhe_core.jobs import decrypt_job, plain_frame
     from blindframe.fhe_core.kernels import get_kernel
 
-    directory = artist.job_dir(job)
+    # Bad formats and names fail here, before anything is downloaded or decrypted.
+    wanted = _frame_file(output, frame_format)
+    if isinstance(twin, Path):
+        _frame_file(twin, frame_format)
+    from blindframe.client._retrying import attempts
+
+    # Every attempt at the frame (the first job and its follow-ups, `client retry`), whichever
+    # of them ``job`` names; the first job's directory holds the frame.
+    chain = attempts(artist.job_dir(job))
+    directory = chain[0]
     ref = directory.ref
-    if verify:
-        artist.verify(ref, progress=progress)
+    array = directory.path / "frame.npy"
+    # frame.npy is written only once every tile was verified and decrypted: a job decrypted
+    # before is served from its directory, without the chain (which may be down or gone).
+    decrypted_before = array.is_file()
+    if verify and not decrypted_before:
+        for attempt in chain:
+            artist.verify(attempt.ref, progress=progress)
     public = directory.public()
     secrets = directory.secrets()
-    manifest = directory.manifest()
-    chosen = _chosen_leases(directory, public.tasks)
-    outputs, leases = _tile_outputs(directory, manifest, chosen)
+    outputs, leases = _attempt_outputs(chain, public.tasks)
     progress(DECRYPT, 0, public.tasks)
-    with artist._fhe_lock:
-        frame = decrypt_job(artist._kernel_client(public.kernel_id), public, secrets, outputs)
+    if decrypted_before:
+        frame = np.load(array, allow_pickle=False)
+    else:
+        with artist._fhe_lock:
+            frame = decrypt_job(artist._kernel_client(public.kernel_id), public, secrets, outputs)
+        np.save(array, frame)
     progress(DECRYPT, public.tasks, public.tasks)
     top = get_kernel(public.kernel_id).out_max
-    array = directory.path / "frame.npy"
-    np.save(array, frame)
-    png = write_frame_png(directory.path / "frame.png", frame, top, scale=scale)
-    if output is not None:
-        png = write_frame_png(Path(output), frame, top, scale=scale)
+    png = write_frame(directory.path / "frame.png", frame, top, scale=scale)
+    image, image_format = png, FrameFormat.PNG8
+    if wanted is not None:
+        path, image_format = wanted
+        image = write_frame(
+            path or directory.path / _JOB_FILES[image_format],
+            frame,
+            top,
+            scale=scale,
+            fmt=image_format,
+        )
+        if image_format != FrameFormat.EXR:
+            png = image
     twin_png: Path | None = None
     matches: bool | None = None
     if twin:
         expected = plain_frame(public, secrets)
         np.save(directory.path / "twin.npy", expected)
         target = directory.path / "twin.png" if twin is True else Path(twin)
-        twin_png = write_frame_png(target, expected, top, scale=scale)
+        twin_format = frame_format if twin is not True else None
+        twin_png = write_frame(target, expected, top, scale=scale, fmt=twin_format)
         matches = bool(np.array_equal(frame, expected))
-    directory.log_action("decrypt", png=str(png))
-    return DecryptResult(ref, frame, png, array, twin_png, matches, leases)
+    directory.log_action("decrypt", png=str(png), image=str(image), format=str(image_format))
+    return DecryptResult(ref, frame, png, array, twin_png, matches, leases, image, image_format)
 
 
-def _chosen_leases(directory: JobDir, tasks: int) -> dict[int, LeaseVerdict]:
-    """The verified lease each of the job's ``tasks`` tiles is decrypted from; raises when a tile
-    has none yet."""
+# The job directory's file for each format when --format is given without an output file.
+_JOB_FILES = {
+    FrameFormat.PNG8: "frame.png",
+    FrameFormat.PNG16: "frame16.png",
+    FrameFormat.EXR: "frame.exr",
+}
+
+
+def _frame_file(
+    output: Path | None, requested: str | FrameFormat | None
+) -> tuple[Path | None, FrameFormat] | None:
+    """The extra frame file asked for (its path, None for the job directory's) and its format;
+    None when only the job directory's PNG is wanted."""
+    if output is None and requested is None:
+        return None
+    return (None if output is None else Path(output)), format_of(output, requested)
+
+
+def _chosen_leases(directory: JobDir) -> dict[int, LeaseVerdict]:
+    """The verified lease each of the job's tiles is decrypted from (tiles without one are left
+    out)."""
     verdicts = directory.verdicts()
     replication = int(directory.state().get("replication", 1))
     chosen: dict[int, LeaseVerdict] = {}
@@ -88,15 +136,33 @@ def _chosen_leases(directory: JobDir, tasks: int) -> dict[int, LeaseVerdict]:
         for tile, state in verdict.tiles.items():
             if state == VerdictStatus.OK and tile not in chosen:
                 chosen[tile] = verdict
-    missing = [t for t in range(tasks) if t not in chosen]
+    return chosen
+
+
+def _attempt_outputs(chain: list[JobDir], tasks: int) -> tuple[dict[int, bytes], tuple[int, ...]]:
+    """Each of the first job's ``tasks`` encrypted outputs, from the first attempt of ``chain``
+    that verified it (a follow-up's tile is a task of the first job), and the leases used;
+    raises when a task has none yet."""
+    outputs: dict[int, bytes] = {}
+    used: list[int] = []
+    for attempt in chain:
+        manifest = attempt.manifest()
+        tiles, leases = _tile_outputs(attempt, manifest, _chosen_leases(attempt))
+        for tile, output in tiles.items():
+            outputs.setdefault(manifest.task_of(tile), output)
+        used += leases
+    missing = [t for t in range(tasks) if t not in outputs]
     if missing:
         shown = ", ".join(map(str, missing[:12])) + ("…" if len(missing) > 12 else "")
+        first, last = chain[0].ref.job_id, chain[-1].ref.job_id
+        over = f" over {len(chain)} attempts (jobs {first} to {last})" if len(chain) > 1 else ""
         raise ResultUnavailableError(
-            f"{len(missing)} of {tasks} tiles of job {directory.ref.job_id} have no verified "
-            f"result yet (tiles {shown})",
-            hint="wait for the render nodes (`blindframe client watch`), then fetch again",
+            f"{len(missing)} of {tasks} tiles of job {first} have no verified result yet"
+            f"{over} (tiles {shown})",
+            hint="wait for the render nodes (`blindframe client watch`), then fetch again; "
+            f"once job {last} ended, `blindframe client retry {last}` posts them again",
         )
-    return chosen
+    return outputs, tuple(sorted(used))
 
 
 def _tile_outputs(

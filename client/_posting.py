@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from eth_utils.address import to_checksum_address
+from web3.exceptions import Web3Exception
 from web3.types import Wei
 
 from blindframe.client import jobdir as jd
 from blindframe.client.errors import (
     ClientError,
+    ConfirmationError,
     JobOptionsError,
 )
 from blindframe.client.fftplan import job_plan
@@ -26,6 +28,7 @@ from blindframe.client.keys import ensure_keys, upload_evaluation_keys
 from blindframe.client.options import DEFAULT_FRAME, JobOptions
 from blindframe.client.progress import ENCRYPT, UPLOAD, Progress
 from blindframe.client.progress import no_progress as _no_progress
+from blindframe.client.quote import Quote, build_quote, check_max_cost
 from blindframe.client.reports import (
     PostedJob,
 )
@@ -44,6 +47,7 @@ from blindframe.coordinator.store import (
     StoreError,
 )
 from blindframe.coordinator.tx import TxSender
+from blindframe.errors import BlindframeError
 
 if TYPE_CHECKING:
     from blindframe.client.artist import Artist, SceneLike
@@ -51,11 +55,14 @@ if TYPE_CHECKING:
     from blindframe.client.keys import KeySet
     from blindframe.fhe_core.jobs import EncryptedJob
 
-__all__ = ["post"]
+__all__ = ["post", "quote"]
 
 # A CIDv0 ("Qm" + 44 base58 characters): the length of the manifest CID postJob will carry, used
 # to estimate postJob's gas before the manifest exists.
 _PLACEHOLDER_CID = b"Qm" + b"1" * 44
+# A valid CIDv1 (raw, sha2-256: of no bytes), as long as those the IPFS node gives: the stand-in
+# for the CIDs a quote's manifest cannot know before the upload.
+_STAND_IN_CID = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,8 @@ class _Prepared:
     canaries: int
     tile_count: int
     scene: dict[str, Any]
+    # The frame's own tiles (tile_count less the canary tiles); None: every tile is.
+    real_tiles: int | None = None
 
 
 def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared:
@@ -128,7 +137,7 @@ def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared
             f"{tiles} tiles is more than one job takes here (4096)",
             hint="render a smaller frame, or split it into several jobs",
         )
-    return _Prepared(kernel_id, inputs, frame, params, canaries, tiles, summary)
+    return _Prepared(kernel_id, inputs, frame, params, canaries, tiles, summary, real.count)
 
 
 def _estimate_post(
@@ -152,6 +161,8 @@ def _estimate_post(
         deadline,
         options.priority,
         depth,
+        options.min_completed,
+        options.max_faults_on_chain,
     )
     try:
         return int(
@@ -170,18 +181,27 @@ def _estimate_post(
         raise JobOptionsError(f"the node refused to estimate postJob: {exc}") from None
 
 
-def post(
-    artist: Artist,
-    scene: SceneLike,
-    options: JobOptions | None = None,
-    *,
-    progress: Progress = _no_progress,
-) -> PostedJob:
-    """Encrypt ``scene`` (a Scene, a scene/mesh/image file, or ``"sample"``), upload it, and
-    post the job with its escrow. Every check happens before anything is sent on chain."""
+@dataclass(frozen=True)
+class _Staged:
+    """A job checked, keyed and encrypted, not uploaded: what its quote and its post share."""
+
+    prepared: _Prepared
+    options: JobOptions
+    market: Market
+    depth: int
+    escrow: int
+    deadline: int
+    post_gas: int  # postJob's estimate
+    keys: KeySet
+    plan: PlanChoice
+    encrypted: EncryptedJob
+    timings: dict[str, float]
+
+
+def _stage(artist: Artist, scene: SceneLike, options: JobOptions, progress: Progress) -> _Staged:
+    """Every check (options, scene, chain, funds, IPFS node), then keys, plan, encryption."""
     from blindframe.fhe_core.merkle import leaf_depth
 
-    options = options or JobOptions()
     timings: dict[str, float] = {}
     prepared = _prepare(artist, scene, options)
     depth = leaf_depth(prepared.kernel)
@@ -206,6 +226,93 @@ def post(
     started = time.perf_counter()
     encrypted = _encrypt(artist, prepared, progress)
     timings["encrypt"] = time.perf_counter() - started
+    return _Staged(
+        prepared, options, market, depth, escrow, deadline, gas, keys, plan, encrypted, timings
+    )
+
+
+def _quote(artist: Artist, staged: _Staged) -> Quote:
+    """The staged job's quote (see :mod:`blindframe.client.quote`)."""
+    from blindframe.fhe_core.keys import evaluation_keys_path
+
+    prepared, options, market = staged.prepared, staged.options, staged.market
+    store = artist.store()
+    keys = staged.keys
+    pinned = keys.evaluation_keys_cid is not None and store.is_pinned(keys.evaluation_keys_cid)
+    eval_size = evaluation_keys_path(keys.kernel, keys.directory.parent).stat().st_size
+    # The manifest as it will be, but for the input CIDs (stand-ins of the same length).
+    manifest = _manifest(
+        prepared,
+        staged.encrypted,
+        staged.plan,
+        staged.depth,
+        ContentRef(keys.evaluation_keys_cid or _STAND_IN_CID, eval_size),
+        [ContentRef(_STAND_IN_CID, len(b)) for b in staged.encrypted.inputs],
+    )
+    try:
+        profiles = market.worker_profiles(prepared.kernel)
+    except (BlindframeError, Web3Exception):
+        profiles = []  # a market without advertisements: the time is unknown, not invented
+    assert market.sender is not None  # a signing market
+    return build_quote(
+        kernel=prepared.kernel,
+        frame=prepared.frame,
+        tile_count=prepared.tile_count,
+        canary_tiles=prepared.tile_count - (prepared.real_tiles or prepared.tile_count),
+        replication=options.replication,
+        reward_wei=options.reward_wei,
+        lease_length=options.lease_length,
+        post_gas=staged.post_gas,
+        upload={
+            "inputs": sum(len(b) for b in staged.encrypted.inputs),
+            "evaluationKeys": 0 if pinned else eval_size,
+            "manifest": len(manifest.to_bytes()),
+        },
+        profiles=profiles,
+        challenge_window=int(market.params.get("challengeWindow", 0)),
+        max_fee=market.sender.max_fee,
+    )
+
+
+def quote(
+    artist: Artist,
+    scene: SceneLike,
+    options: JobOptions | None = None,
+    *,
+    progress: Progress = _no_progress,
+) -> Quote:
+    """What posting ``scene`` would cost and take, after every check ``post`` makes (the scene
+    is encrypted to measure its upload; the FHE keys are made when missing). Nothing is
+    uploaded or sent."""
+    return _quote(artist, _stage(artist, scene, options or JobOptions(), progress))
+
+
+def post(
+    artist: Artist,
+    scene: SceneLike,
+    options: JobOptions | None = None,
+    *,
+    progress: Progress = _no_progress,
+    confirm: Callable[[Quote], bool] | None = None,
+    max_cost_wei: int | None = None,
+) -> PostedJob:
+    """Encrypt ``scene`` (a Scene, a scene/mesh/image file, or ``"sample"``), upload it, and
+    post the job with its escrow. Every check happens before anything is sent on chain.
+
+    The quote comes before the upload: above ``max_cost_wei`` it is a CostLimitError, and
+    ``confirm(quote)`` returning False a ConfirmationError; either way nothing is uploaded or
+    sent."""
+    options = options or JobOptions()
+    staged = _stage(artist, scene, options, progress)
+    prepared, market, depth, escrow = staged.prepared, staged.market, staged.depth, staged.escrow
+    deadline, gas, keys, plan = staged.deadline, staged.post_gas, staged.keys, staged.plan
+    encrypted, timings = staged.encrypted, staged.timings
+
+    job_quote = _quote(artist, staged)
+    if max_cost_wei is not None:
+        check_max_cost(job_quote, max_cost_wei)
+    if confirm is not None and not confirm(job_quote):
+        raise ConfirmationError("not posted: the quote was declined")
 
     started = time.perf_counter()
     store = artist.store()
@@ -216,6 +323,8 @@ def post(
     state = _job_state(
         artist, prepared, options, encrypted, plan, uploaded, escrow, deadline, depth
     )
+    state["quote"] = job_quote.to_json()
+    state["postedAt"] = artist.chain_now()
     pending = jd.create_pending(
         artist.home,
         uploaded.manifest_cid,
@@ -247,6 +356,7 @@ def post(
         keys_created=keys.created,
         fft_plan=plan,
         seconds=timings,
+        quote=job_quote,
     )
 
 
@@ -272,6 +382,8 @@ def _post_job(
             deadline=deadline,
             priority=options.priority,
             leaf_depth=depth,
+            min_completed=options.min_completed,
+            max_faults=options.max_faults_on_chain,
         )
     except ContractRevertError:
         # Refused before anything was mined: nothing exists on chain, forget the attempt.
@@ -360,8 +472,6 @@ def _upload(
 ) -> _Uploaded:
     """The evaluation keys, the input bundles and the manifest added to the IPFS node (all
     unpinned again if any of it fails)."""
-    from blindframe.fhe_core.kernels import client_spec_hash
-
     added: list[str] = []
     try:
         eval_ref = upload_evaluation_keys(store, keys, progress=progress)
@@ -374,15 +484,7 @@ def _upload(
             inputs.append(ContentRef(result.cid, result.size))
             done += len(bundle)
             progress(UPLOAD, done, total)
-        manifest = Manifest.create(
-            kernel=prepared.kernel,
-            client_spec_hash=client_spec_hash(prepared.kernel),
-            leaf_depth=depth,
-            job=encrypted.public.to_json(),
-            evaluation_keys=eval_ref,
-            inputs=inputs,
-            fft_plan=plan.plan,
-        )
+        manifest = _manifest(prepared, encrypted, plan, depth, eval_ref, inputs)
         manifest_bytes = manifest.to_bytes()
         manifest_cid = store.add_bytes(manifest_bytes, name="manifest.json").cid
         added.append(manifest_cid)
@@ -391,6 +493,27 @@ def _upload(
         raise
     size = sum(len(b) for b in encrypted.inputs) + len(manifest_bytes)
     return _Uploaded(eval_ref, inputs, manifest_bytes, manifest_cid, added, size)
+
+
+def _manifest(
+    prepared: _Prepared,
+    encrypted: EncryptedJob,
+    plan: PlanChoice,
+    depth: int,
+    evaluation_keys: ContentRef,
+    inputs: list[ContentRef],
+) -> Manifest:
+    from blindframe.fhe_core.kernels import client_spec_hash
+
+    return Manifest.create(
+        kernel=prepared.kernel,
+        client_spec_hash=client_spec_hash(prepared.kernel),
+        leaf_depth=depth,
+        job=encrypted.public.to_json(),
+        evaluation_keys=evaluation_keys,
+        inputs=inputs,
+        fft_plan=plan.plan,
+    )
 
 
 def _job_state(

@@ -8,15 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from blindframe.client._frames import frame_format as frame_format_of
 from blindframe.client.errors import (
     JobExpiredError,
     JobStateError,
     RenderTimeoutError,
 )
-from blindframe.client.jobdir import JobRef
+from blindframe.client.jobdir import JobRef, VerdictStatus
 from blindframe.client.options import JobOptions
 from blindframe.client.progress import Progress
 from blindframe.client.progress import no_progress as _no_progress
+from blindframe.client.quote import Quote
 from blindframe.client.reports import (
     ChallengeRecord,
     DisputeRecord,
@@ -24,14 +26,31 @@ from blindframe.client.reports import (
     RenderResult,
     StepReport,
 )
-from blindframe.client.snapshot import ChallengeStatus, JobSnapshot, SlotStatus, TileStatus
+from blindframe.client.snapshot import (
+    ChallengeStatus,
+    JobSnapshot,
+    LeaseStatusName,
+    SlotStatus,
+    TileStatus,
+)
 from blindframe.client.units import format_duration, format_eth
+from blindframe.coordinator.errors import ContractRevertError
 
 if TYPE_CHECKING:
     from blindframe.client.artist import Artist, JobLike, SceneLike
+from blindframe.client._retrying import (
+    DEFAULT_RETRIES,
+    RetryReport,
+    attempts,
+    check_retries,
+    missing_tasks,
+)
 from blindframe.client._watching import finished
 
 __all__ = ["render", "step"]
+
+# Seconds past a lease's deadline before the client reclaims it (block-time skew).
+_GRACE = 2
 
 
 def step(
@@ -51,10 +70,14 @@ def step(
     return StepReport(report, disputes, settled, resolved, challenges, drawn, forfeited)
 
 
-def _check_progress(artist: Artist, ref: JobRef, snap: JobSnapshot, dispute: bool) -> None:
+def _check_progress(
+    artist: Artist, ref: JobRef, snap: JobSnapshot, dispute: bool, *, retrying: bool = False
+) -> bool:
     """Raise when a render cannot finish: failed tiles without ``dispute``, tiles nothing
     can fix any more, or a job past its deadline (or cancelled) with nothing in flight
-    (then the unfinished escrow is refunded first)."""
+    (then the unfinished escrow is refunded first). ``retrying`` (retries are left): tiles
+    nothing can fix cancel the job instead, and a job that ended returns True (its missing
+    tiles are posted again)."""
     failed = [t.tile for t in snap.tiles if t.state == TileStatus.FAILED]
     if failed and not dispute:
         raise JobStateError(
@@ -64,7 +87,12 @@ def _check_progress(artist: Artist, ref: JobRef, snap: JobSnapshot, dispute: boo
     stuck = _stuck_tiles(
         snap, artist.chain_now(), int(artist.market().params.get("acceptanceWindow", 0))
     )
-    if stuck:
+    if stuck and retrying:
+        # No way left to those tiles in this job: stop it (its live leases go on) and post
+        # what is missing again once it ended.
+        if not snap.cancelled:
+            artist.cancel(ref)
+    elif stuck:
         raise JobStateError(
             f"tiles {stuck} of job {ref.job_id} failed verification and have no way left "
             "to a correct result (their dispute was decided, or its window closed)",
@@ -72,6 +100,8 @@ def _check_progress(artist: Artist, ref: JobRef, snap: JobSnapshot, dispute: boo
             "the escrow of unfinished tiles; post the frame again",
         )
     if finished(snap):
+        if retrying and missing_tasks(attempts(artist.job_dir(ref))):
+            return True
         refund = None
         with contextlib.suppress(JobStateError):
             refund = artist.refund(ref)
@@ -83,6 +113,7 @@ def _check_progress(artist: Artist, ref: JobRef, snap: JobSnapshot, dispute: boo
             + (f"; {format_eth(refund.refunded_wei)} refunded" if refund else ""),
             hint="post again with a later --deadline or a higher --reward",
         )
+    return False
 
 
 def render(
@@ -96,44 +127,65 @@ def render(
     interval: float = 1.0,
     timeout: float | None = None,
     dispute: bool = True,
+    retries: int = DEFAULT_RETRIES,
     progress: Progress = _no_progress,
     on_posted: Callable[[PostedJob], None] | None = None,
     on_snapshot: Callable[[JobSnapshot], None] | None = None,
+    confirm: Callable[[Quote], bool] | None = None,
+    max_cost_wei: int | None = None,
+    on_retry: Callable[[RetryReport], None] | None = None,
+    frame_format: str | None = None,
 ) -> RenderResult:
     """post -> watch -> verify -> settle -> decrypt, in one call. Wrong tiles are disputed
-    (unless ``dispute`` is False: then a wrong tile ends the render with an error). Past the
-    deadline with tiles unfinished, the unfinished escrow is refunded and JobExpiredError
-    raised; past ``timeout`` seconds, RenderTimeoutError (the job keeps running)."""
+    (unless ``dispute`` is False: then a wrong tile ends the render with an error). A job that
+    ends with tiles lacking a verified result (reclaimed, forfeited, a lost contest, refunded)
+    has its unfinished escrow refunded and, up to ``retries`` times, those tiles posted again
+    as a follow-up job (:func:`._retrying.retry`); the frame assembles every attempt. With no
+    retry left, JobExpiredError; past ``timeout`` seconds, RenderTimeoutError (the job keeps
+    running). ``confirm`` and ``max_cost_wei`` gate the post on its quote (see ``post``)."""
+    check_retries(retries)
     started = time.monotonic()
-    posted = artist.post(scene, options, progress=progress)
+    _check_frame_files(output, twin, frame_format)
+    posted = artist.post(
+        scene, options, progress=progress, confirm=confirm, max_cost_wei=max_cost_wei
+    )
     if on_posted is not None:
         on_posted(posted)
     ref = posted.ref
     disputes: list[DisputeRecord] = []
     challenges: list[ChallengeRecord] = []
+    follow_ups: list[RetryReport] = []
+    settling: list[JobRef] = []  # earlier attempts with verified leases still to pay
     while True:
+        _settle_earlier(artist, settling, dispute, progress)
         report = artist.step(ref, dispute=dispute, progress=progress)
         disputes += report.disputes
         challenges += report.challenges
         snap = artist.snapshot(ref)
         if on_snapshot is not None:
             on_snapshot(snap)
+        retrying = len(follow_ups) < retries
         if snap.complete:
-            # An open availability challenge is resolved first: its lease is never paid.
-            if not any(c.status == ChallengeStatus.OPEN for c in snap.challenges):
+            # An open availability challenge is resolved first: its lease is never paid. Earlier
+            # attempts' verified leases are paid before the render ends.
+            if not settling and not any(c.status == ChallengeStatus.OPEN for c in snap.challenges):
                 break
-        else:
-            _check_progress(artist, ref, snap, dispute)
-        if timeout is not None and time.monotonic() - started > timeout:
-            raise RenderTimeoutError(
-                f"job {ref.job_id} is not finished after {format_duration(int(timeout))} "
-                f"({snap.tile_counts.get(TileStatus.SETTLED, 0)} of {snap.tile_count} tiles "
-                "settled)",
-                hint=f"it keeps running: `blindframe client watch {ref.job_id}`, then "
-                f"`blindframe client settle` and `fetch`",
-            )
+        elif retrying and _end_early(artist, ref, snap):
+            pass  # a lease reclaimed or the job cancelled: the next round sees its effect
+        elif _check_progress(artist, ref, snap, dispute, retrying=retrying):
+            follow_up = artist.retry(ref)
+            follow_ups.append(follow_up)
+            if on_retry is not None:
+                on_retry(follow_up)
+            assert follow_up.posted is not None  # not a dry run
+            settling.append(ref)
+            ref = follow_up.posted.ref
+            continue
+        _check_timeout(ref, snap, started, timeout)
         time.sleep(interval)
-    decrypted = artist.decrypt(ref, output=output, twin=twin, scale=scale, verify=False)
+    decrypted = artist.decrypt(
+        ref, output=output, twin=twin, scale=scale, verify=False, frame_format=frame_format
+    )
     return RenderResult(
         posted,
         decrypted,
@@ -141,7 +193,99 @@ def render(
         time.monotonic() - started,
         tuple(disputes),
         tuple(challenges),
+        tuple(f.to_json() for f in follow_ups),
     )
+
+
+def _check_frame_files(output: Path | None, twin: Path | bool, frame_format: str | None) -> None:
+    """A frame file that cannot be written fails before anything is paid for."""
+    frame_format_of(output, frame_format)
+    if isinstance(twin, Path):
+        frame_format_of(twin, frame_format)
+
+
+def _settle_earlier(
+    artist: Artist, settling: list[JobRef], dispute: bool, progress: Progress
+) -> None:
+    """One round of duties for earlier attempts that still have verified leases to pay."""
+    for earlier in list(settling):
+        artist.step(earlier, dispute=dispute, progress=progress)
+        if not _to_settle(artist.snapshot(earlier)):
+            settling.remove(earlier)
+
+
+def _check_timeout(ref: JobRef, snap: JobSnapshot, started: float, timeout: float | None) -> None:
+    """RenderTimeoutError past ``timeout`` seconds (the job keeps running)."""
+    if timeout is not None and time.monotonic() - started > timeout:
+        raise RenderTimeoutError(
+            f"job {ref.job_id} is not finished after {format_duration(int(timeout))} "
+            f"({snap.tile_counts.get(TileStatus.SETTLED, 0)} of {snap.tile_count} tiles "
+            "settled)",
+            hint=f"it keeps running: `blindframe client watch {ref.job_id}`, then "
+            f"`blindframe client settle` and `fetch`",
+        )
+
+
+def _to_settle(snap: JobSnapshot) -> bool:
+    """Whether the job has a revealed replica lease whose every tile verified: the client pays
+    it once its challenge window passed (a lease with a wrong tile waits for its dispute)."""
+    return any(
+        not lease.juror
+        and lease.status == LeaseStatusName.REVEALED
+        and lease.verdict == VerdictStatus.OK
+        for lease in snap.leases
+    )
+
+
+def _end_early(artist: Artist, ref: JobRef, snap: JobSnapshot) -> bool:
+    """With retries left, end a job whose missing tiles can no longer be delivered in it now
+    rather than at its deadline: reclaim its leases whose node missed a deadline (the slash
+    goes to the client, the bounty too), and once no lease is in flight and no new claim fits
+    before the deadline (``now + leaseLength > deadline``), cancel it (the escrow no lease
+    holds comes back at once). Returns whether it changed anything."""
+    now = artist.chain_now()
+    reveal_window = int(artist.market().params.get("revealWindow", 0))
+    expired = [
+        lease.lease_id
+        for lease in snap.leases
+        if not lease.juror
+        and (
+            (lease.status == LeaseStatusName.CLAIMED and now > lease.commit_deadline + _GRACE)
+            or (
+                lease.status == LeaseStatusName.COMMITTED
+                and now > lease.commit_deadline + reveal_window + _GRACE
+            )
+        )
+    ]
+    reclaimed = 0
+    for lease_id in expired:
+        # A render node may have reclaimed it a moment ago: nothing is lost then.
+        with contextlib.suppress(ContractRevertError):
+            artist._signing_market().reclaim(lease_id)
+            reclaimed += 1
+    if reclaimed or snap.closed:
+        return reclaimed > 0
+    in_flight = any(
+        lease.status in (LeaseStatusName.CLAIMED, LeaseStatusName.COMMITTED)
+        for lease in snap.leases
+        if not lease.juror
+    )
+    open_disputes = any(c.open for c in snap.contests) or any(
+        c.status == ChallengeStatus.OPEN for c in snap.challenges
+    )
+    delivered = (SlotStatus.VERIFIED, SlotStatus.SETTLED)
+    missing = any(all(s.state not in delivered for s in t.slots) for t in snap.tiles)
+    if not missing or in_flight or open_disputes or now + snap.lease_length <= snap.deadline:
+        return False
+    if now > snap.deadline:
+        # Past it by the clock, not yet by a block (an idle chain mines none): the refund, due
+        # now anyway, mines one, and the job is seen to end.
+        with contextlib.suppress(JobStateError):
+            artist.refund(ref)
+            return True
+        return False
+    artist.cancel(ref)
+    return True
 
 
 def _stuck_tiles(snap: JobSnapshot, now: int, acceptance_window: int) -> list[int]:

@@ -194,7 +194,7 @@ def _verify_lease(
         return verdict, len(data)
     incoming.replace(target)
     verdict.file = target.name
-    _judge_tiles(artist, verdict, public, secrets, lease, result)
+    _judge_tiles(artist, verdict, public, secrets, manifest, lease, result)
     return verdict, len(data)
 
 
@@ -214,13 +214,16 @@ def _judge_tiles(
     verdict: LeaseVerdict,
     public: PublicJob,
     secrets: JobSecrets,
+    manifest: Manifest,
     lease: LeaseView,
     result: LeaseResult,
 ) -> None:
     """Each of the lease's tiles decrypted and compared with the twin: ``verdict`` gets its
     tiles' states and its status (``tampered`` when a tile does not decrypt at all)."""
     for tile in lease.tiles:
-        wrong, unreadable = _check_task(artist, public, secrets, tile, result.output(tile))
+        # A follow-up job's tile is a task of the first job (the manifest's ``followUp``).
+        task = manifest.task_of(tile)
+        wrong, unreadable = _check_task(artist, public, secrets, task, result.output(tile))
         if unreadable is not None:
             # The coefficients gave the revealed root, yet the bundle around them does not
             # decrypt: bytes the root does not cover were altered. A dispute compares only

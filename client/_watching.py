@@ -102,6 +102,10 @@ def _layout(
         for task in secrets.tasks:
             row, col = divmod(task.source_tile, grid.tiles_x)
             layout[task.task_index] = TileLayout(row, col, task.canary)
+    manifest = job.manifest()
+    if manifest.follow_up is not None:
+        # A follow-up job's tiles are tasks of the first job: shown where those tasks are.
+        layout = {t: layout[manifest.task_of(t)] for t in range(manifest.tile_count)}
     out = (layout, (int(frame[0]), int(frame[1])), (grid.tiles_y, grid.tiles_x))
     artist._layouts[key] = out
     return out
@@ -129,11 +133,13 @@ def snapshot(artist: Artist, job: JobLike = None) -> JobSnapshot:
     challenges = {cid: _challenge(artist, cid) for cid in sorted(challenge_ids)}
     latest = artist._rpc(lambda: market.w3.eth.get_block("latest"), "read the latest block")
     layout, frame, grid = _layout(artist, directory)
+    state = directory.state()
+    quoted = state.get("quote") or {}  # what post quoted (jobs posted before quotes: none)
     client = view.client
     return build_snapshot(
         ref=ref,
         job=view,
-        manifest_cid=str(directory.state().get("manifestCid", "")),
+        manifest_cid=str(state.get("manifestCid", "")),
         frame=frame,
         grid=grid,
         layout=layout,
@@ -149,6 +155,8 @@ def snapshot(artist: Artist, job: JobLike = None) -> JobSnapshot:
         jurors={cid: seats for cid, (seats, _) in juries.items()},
         rulings={cid: ruling for cid, (_, ruling) in juries.items()},
         challenges=challenges,
+        quoted_seconds=quoted.get("renderSeconds"),
+        posted_at=state.get("postedAt"),
     )
 
 

@@ -25,7 +25,6 @@ and decryption is serialized.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import threading
 import time
@@ -38,13 +37,16 @@ from eth_utils.address import to_checksum_address
 from blindframe.client import (
     _contesting,
     _decrypting,
+    _listing,
     _posting,
     _rendering,
+    _retrying,
     _settling,
     _verifying,
     _watching,
 )
 from blindframe.client import jobdir as jd
+from blindframe.client._retrying import DEFAULT_RETRIES, MAX_RETRIES, RetryReport
 from blindframe.client.errors import (
     ClientError,
     InsufficientFundsError,
@@ -62,6 +64,7 @@ from blindframe.client.options import (
 )
 from blindframe.client.progress import Progress
 from blindframe.client.progress import no_progress as _no_progress
+from blindframe.client.quote import Quote
 from blindframe.client.reports import (
     CancelReport,
     ChallengeRecord,
@@ -83,11 +86,10 @@ from blindframe.coordinator.accounts import find_keystore, read_password_file, u
 from blindframe.coordinator.chain import connect, with_retries
 from blindframe.coordinator.config import Settings
 from blindframe.coordinator.deployment import Deployment
-from blindframe.coordinator.events import ChainEvent, EventIndexer, event_cid
-from blindframe.coordinator.market import LeaseView, Market
+from blindframe.coordinator.events import ChainEvent, EventIndexer
+from blindframe.coordinator.market import MARKET, LeaseView, Market
 from blindframe.coordinator.store import IpfsStore
 from blindframe.coordinator.tx import TxSender
-from blindframe.errors import BlindframeError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -99,7 +101,9 @@ __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_FRAME",
     "DEFAULT_LEASE_LENGTH",
+    "DEFAULT_RETRIES",
     "DEFAULT_REWARD_WEI",
+    "MAX_RETRIES",
     "SAMPLE",
     "Artist",
     "CancelReport",
@@ -109,8 +113,10 @@ __all__ = [
     "JobOptions",
     "JobSummary",
     "PostedJob",
+    "Quote",
     "RefundReport",
     "RenderResult",
+    "RetryReport",
     "SettleReport",
     "StepReport",
     "VerifyReport",
@@ -307,8 +313,10 @@ class Artist:
     # -- jobs on disk ----------------------------------------------------------------------------
 
     def _deployment_ref(self) -> tuple[int, str]:
-        _, deployment = self._chain()
-        return deployment.chain_id, self.market().address
+        # From the deployment file alone: naming a job's directory must work with the chain
+        # down (`client fetch` of a decrypted job, `client jobs`).
+        deployment = self._deployment or Deployment.load(self.settings.deployment_path)
+        return deployment.chain_id, to_checksum_address(deployment.address(MARKET))
 
     def job_dir(self, job: JobLike = None) -> JobDir:
         """The directory of ``job``: a JobRef, a job id on this home's deployment, a job key, or
@@ -342,59 +350,9 @@ class Artist:
 
     def jobs(self, *, with_status: bool = True) -> list[JobSummary]:
         """This home's jobs, oldest first; pending ones are adopted once their JobPosted event is
-        found. ``with_status`` reads each job's state on this deployment's chain."""
-        dirs = jd.list_jobs(self.home)
-        if any(d.pending for d in dirs):
-            with contextlib.suppress(BlindframeError):
-                self._adopt_pending()
-                dirs = jd.list_jobs(self.home)
-        out = []
-        here: tuple[int, str] | None = None
-        if with_status:
-            with contextlib.suppress(BlindframeError):
-                here = self._deployment_ref()
-        for job in dirs:
-            try:
-                state = job.state()
-            except JobNotFoundError:
-                state = {}
-            phase, counts = None, {}
-            if here is not None and not job.pending:
-                ref = job.ref
-                if (ref.chain_id, ref.market) == here:
-                    with contextlib.suppress(BlindframeError):
-                        snap = self.snapshot(ref)
-                        phase, counts = snap.phase, snap.tile_counts
-            out.append(
-                JobSummary(
-                    key=job.path.name,
-                    directory=job.path,
-                    pending=job.pending,
-                    state=state,
-                    phase=phase,
-                    tile_states=counts,
-                    decrypted=(job.path / "frame.png").is_file(),
-                )
-            )
-        return out
-
-    def _adopt_pending(self) -> None:
-        chain_id, market = self._deployment_ref()
-        posted = [e for e in self.events() if e.name == "JobPosted"]
-        for job in jd.list_jobs(self.home):
-            if not job.pending:
-                continue
-            state = job.state()
-            if (state.get("chainId"), state.get("market")) != (chain_id, market):
-                continue
-            cid = state.get("manifestCid")
-            for event in posted:
-                if (
-                    str(event.args.get("client", "")).lower() == str(state.get("client")).lower()
-                    and event_cid(event.args.get("manifestCid")) == cid
-                ):
-                    jd.promote(job, JobRef(chain_id, market, int(event.args["jobId"])))
-                    break
+        found. ``with_status`` reads each job's state on this deployment's chain; with the chain
+        unreachable, each row carries the state last read (``status_at``) and ``chain_error``."""
+        return _listing.jobs(self, with_status=with_status)
 
     def _check_here(self, ref: JobRef) -> None:
         chain_id, market = self._deployment_ref()
@@ -422,16 +380,33 @@ class Artist:
 
     # -- the job's path: post, watch, verify, contest, settle, decrypt ---------------------------
 
+    def quote(
+        self,
+        scene: SceneLike,
+        options: JobOptions | None = None,
+        *,
+        progress: Progress = _no_progress,
+    ) -> Quote:
+        """What posting ``scene`` would cost (escrow, gas, upload) and take, after every check
+        ``post`` makes; nothing is uploaded or sent (see :mod:`blindframe.client.quote`)."""
+        return _posting.quote(self, scene, options, progress=progress)
+
     def post(
         self,
         scene: SceneLike,
         options: JobOptions | None = None,
         *,
         progress: Progress = _no_progress,
+        confirm: Callable[[Quote], bool] | None = None,
+        max_cost_wei: int | None = None,
     ) -> PostedJob:
         """Encrypt ``scene`` (a Scene, a scene/mesh/image file, or ``"sample"``), upload it, and
-        post the job with its escrow. Every check happens before anything is sent on chain."""
-        return _posting.post(self, scene, options, progress=progress)
+        post the job with its escrow. Every check happens before anything is sent on chain;
+        the quote comes before the upload (above ``max_cost_wei``: CostLimitError; declined by
+        ``confirm(quote)``: ConfirmationError)."""
+        return _posting.post(
+            self, scene, options, progress=progress, confirm=confirm, max_cost_wei=max_cost_wei
+        )
 
     def snapshot(self, job: JobLike = None) -> JobSnapshot:
         """The job's state now: every tile's state and holder, leases, contests, escrow and
@@ -507,6 +482,19 @@ class Artist:
         """After the deadline (or a cancel), take back the escrow no live lease holds."""
         return _settling.refund(self, job, withdraw=withdraw)
 
+    def retry(
+        self,
+        job: JobLike = None,
+        *,
+        reward_wei: int | None = None,
+        deadline: int | None = None,
+        dry_run: bool = False,
+    ) -> RetryReport:
+        """Post the tiles ``job``'s frame still lacks as a follow-up job, reusing its uploaded
+        inputs and keys, once its latest attempt ended (``dry_run``: only the quote; see
+        :mod:`._retrying`)."""
+        return _retrying.retry(self, job, reward_wei=reward_wei, deadline=deadline, dry_run=dry_run)
+
     def decrypt(
         self,
         job: JobLike = None,
@@ -516,11 +504,20 @@ class Artist:
         scale: int = 1,
         verify: bool = True,
         progress: Progress = _no_progress,
+        frame_format: str | None = None,
     ) -> DecryptResult:
-        """Decrypt the whole frame from verified results and write it as PNG (``twin``: the
-        plaintext twin's frame too)."""
+        """Decrypt the whole frame from verified results and write it as PNG, or ``output`` in
+        ``frame_format`` (png8|png16|exr) or its extension's format (``twin``: the plaintext
+        twin's frame too)."""
         return _decrypting.decrypt(
-            self, job, output=output, twin=twin, scale=scale, verify=verify, progress=progress
+            self,
+            job,
+            output=output,
+            twin=twin,
+            scale=scale,
+            verify=verify,
+            progress=progress,
+            frame_format=frame_format,
         )
 
     # -- the whole loop --------------------------------------------------------------------------
@@ -542,9 +539,14 @@ class Artist:
         interval: float = 1.0,
         timeout: float | None = None,
         dispute: bool = True,
+        retries: int = DEFAULT_RETRIES,
         progress: Progress = _no_progress,
         on_posted: Callable[[PostedJob], None] | None = None,
         on_snapshot: Callable[[JobSnapshot], None] | None = None,
+        on_retry: Callable[[RetryReport], None] | None = None,
+        confirm: Callable[[Quote], bool] | None = None,
+        max_cost_wei: int | None = None,
+        frame_format: str | None = None,
     ) -> RenderResult:
         """post -> watch -> verify -> settle -> decrypt, in one call (see :mod:`._rendering`)."""
         return _rendering.render(
@@ -554,10 +556,15 @@ class Artist:
             output=output,
             twin=twin,
             scale=scale,
+            frame_format=frame_format,
             interval=interval,
             timeout=timeout,
             dispute=dispute,
+            retries=retries,
             progress=progress,
             on_posted=on_posted,
             on_snapshot=on_snapshot,
+            on_retry=on_retry,
+            confirm=confirm,
+            max_cost_wei=max_cost_wei,
         )

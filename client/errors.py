@@ -6,6 +6,9 @@ from blindframe.errors import BlindframeError
 
 __all__ = [
     "ClientError",
+    "ConfirmationError",
+    "CostLimitError",
+    "FrameFormatError",
     "InsufficientFundsError",
     "JobExpiredError",
     "JobNotFoundError",
@@ -20,12 +23,24 @@ class ClientError(BlindframeError):
     """Root of every error raised by ``blindframe.client``."""
 
 
+class FrameFormatError(ClientError, ValueError):
+    """A frame format (``--format``, an output file's extension) that cannot be written."""
+
+
 class JobOptionsError(ClientError, ValueError):
     """A job option (kernel, frame size, reward, durations, canaries...) that cannot be used."""
 
 
 class InsufficientFundsError(ClientError, ValueError):
     """The account cannot pay the escrow (and the gas, or a bond) it is asked to."""
+
+
+class CostLimitError(ClientError, ValueError):
+    """The job's quote is above the limit the artist set (``--max-cost``); nothing was posted."""
+
+
+class ConfirmationError(ClientError, RuntimeError):
+    """The post was not confirmed (declined, or no terminal to ask on); nothing was posted."""
 
 
 class JobNotFoundError(ClientError, FileNotFoundError):

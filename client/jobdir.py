@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -305,6 +306,21 @@ class JobDir:
     def save_verdicts(self, verdicts: Verdicts) -> None:
         """Replace verdicts.json."""
         write_json(self.path / "verdicts.json", verdicts.to_json())
+
+    def save_last_status(self, phase: str, tile_states: Mapping[Any, int], at: int) -> None:
+        """Remember the job's phase and tile counts as last read from the chain (status.json)."""
+        write_json(
+            self.path / "status.json", {"phase": phase, "tileStates": dict(tile_states), "at": at}
+        )
+
+    def last_status(self) -> tuple[Any, dict[Any, int], int | None]:
+        """The phase, tile counts and read time last saved; ``(None, {}, None)`` if none."""
+        path = self.path / "status.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data["phase"], dict(data["tileStates"]), int(data["at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None, {}, None
 
     def log_action(self, action: str, **details: Any) -> None:
         """Append a transaction the client sent for this job to verdicts.json."""

@@ -9,14 +9,18 @@ from typing import Any
 from blindframe.client.errors import JobOptionsError
 from blindframe.client.scene import DEFAULT_RESOLUTION, UpAxis
 from blindframe.client.units import format_duration
+from blindframe.coordinator.market import NO_FAULT_LIMIT
 
 __all__ = [
     "DEFAULT_DEADLINE",
     "DEFAULT_FRAME",
     "DEFAULT_LEASE_LENGTH",
+    "DEFAULT_RETRIES",
     "DEFAULT_REWARD_WEI",
     "MAX_CANARIES",
+    "MAX_RETRIES",
     "JobOptions",
+    "check_retries",
 ]
 
 DEFAULT_FRAME = (64, 64)
@@ -24,6 +28,20 @@ DEFAULT_REWARD_WEI = 10**14
 DEFAULT_LEASE_LENGTH = 600
 DEFAULT_DEADLINE = 3600
 MAX_CANARIES = 1024
+# Follow-up jobs of failed tiles `client render` may post (`--retries`). One by default: a node
+# dying mid-lease is the common failure and one follow-up covers it; more cost more escrow and
+# time, so they are asked for.
+DEFAULT_RETRIES = 1
+MAX_RETRIES = 10
+
+
+def check_retries(retries: int) -> None:
+    """Refuse a ``--retries`` outside 0..MAX_RETRIES."""
+    if not 0 <= retries <= MAX_RETRIES:
+        raise JobOptionsError(
+            f"--retries must be 0..{MAX_RETRIES} (not {retries})",
+            hint="each retry posts one follow-up job of the tiles still missing",
+        )
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,10 @@ class JobOptions:
     ``{"filter": name}``), default the sample's. ``deadline``: seconds from now until the job's
     deadline (claims must fit before it; refunds after it). ``fft_plan``: the FFT plan replicas
     pin (``<isa>:<N>=<16 hex>[+...]``); None chooses it on this machine (experts only).
+    ``min_completed`` and ``max_faults``: the reputation gate the chain enforces on claims (and
+    on the jurors of the job's contests): nodes with at least that many tiles paid, ever, and at
+    most that many faults (slashes); 0 and None (any number) leave the job open to every staked
+    node.
     """
 
     kernel: str | None = None
@@ -54,6 +76,13 @@ class JobOptions:
     resolution: int = DEFAULT_RESOLUTION
     up: UpAxis = "y"
     fft_plan: str | None = None
+    min_completed: int = 0
+    max_faults: int | None = None
+
+    @property
+    def max_faults_on_chain(self) -> int:
+        """``max_faults`` as postJob takes it (NO_FAULT_LIMIT: any number)."""
+        return NO_FAULT_LIMIT if self.max_faults is None else self.max_faults
 
     def check(self) -> None:
         """Refuse values no job can have (the chain's own limits are checked by ``post``)."""
@@ -83,6 +112,15 @@ class JobOptions:
             raise JobOptionsError(f"priority must be 0..255 (not {self.priority})")
         if self.canaries is not None and not 0 <= self.canaries <= MAX_CANARIES:
             raise JobOptionsError(f"canaries must be 0..{MAX_CANARIES} (not {self.canaries})")
+        if not 0 <= self.min_completed < 1 << 32:
+            raise JobOptionsError(
+                f"--min-completed must be 0..{(1 << 32) - 1} paid tiles (not {self.min_completed})"
+            )
+        if self.max_faults is not None and not 0 <= self.max_faults < NO_FAULT_LIMIT:
+            raise JobOptionsError(
+                f"--max-faults must be 0..{NO_FAULT_LIMIT - 1} (not {self.max_faults})",
+                hint="leave --max-faults out to admit nodes with any number of faults",
+            )
         if self.fft_plan is not None:
             from blindframe.fhe_core.errors import FheCoreError
             from blindframe.fhe_core.plans import parse_plan
@@ -107,4 +145,6 @@ class JobOptions:
             "resolution": self.resolution,
             "up": self.up,
             "fftPlan": self.fft_plan,
+            "minCompleted": self.min_completed,
+            "maxFaults": self.max_faults,
         }

@@ -10,6 +10,7 @@ import numpy as np
 
 from blindframe.client.fftplan import PlanChoice
 from blindframe.client.jobdir import JobRef, LeaseVerdict, Verdicts, VerdictStatus
+from blindframe.client.quote import Quote
 from blindframe.client.snapshot import JobPhase, JobSnapshot, TileStatus
 
 __all__ = [
@@ -46,6 +47,7 @@ class PostedJob:
     keys_created: bool
     fft_plan: PlanChoice
     seconds: dict[str, float]
+    quote: Quote | None = None  # what it was quoted before posting
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -67,6 +69,7 @@ class PostedJob:
             "fftPlan": self.fft_plan.plan,
             "fftPlanChoice": self.fft_plan.to_json(),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "quote": self.quote.to_json() if self.quote is not None else None,
         }
 
 
@@ -207,7 +210,13 @@ class CancelReport:
 
 @dataclass(frozen=True)
 class DecryptResult:
-    """The decrypted frame (integers 0..out_max), where its PNG is, and the twin's when asked."""
+    """The decrypted frame (integers 0..out_max), where its files are, and the twin's when asked.
+
+    ``png``: the 8- or 16-bit PNG asked for, else the job directory's ``frame.png``; ``image``:
+    the file asked for in ``image_format`` (png8, png16 or exr; the job directory's
+    ``frame.png`` when none was asked for). Twin files (``twin_png``) take the same format when
+    one was named.
+    """
 
     ref: JobRef
     frame: np.ndarray[Any, np.dtype[np.int64]]
@@ -216,11 +225,15 @@ class DecryptResult:
     twin_png: Path | None
     matches_twin: bool | None
     leases: tuple[int, ...]
+    image: Path | None = None
+    image_format: str = "png8"
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "job": self.ref.key,
+            "image": str(self.image or self.png),
+            "format": self.image_format,
             "png": str(self.png),
             "array": str(self.array),
             "twinPng": str(self.twin_png) if self.twin_png else None,
@@ -253,11 +266,14 @@ class RenderResult:
     seconds: float
     disputes: tuple[DisputeRecord, ...] = ()
     challenges: tuple[ChallengeRecord, ...] = ()
+    # The follow-up jobs of failed tiles (``RetryReport.to_json()``), in order.
+    follow_ups: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "job": self.posted.to_json(),
+            "followUps": list(self.follow_ups),
             "frame": self.decrypted.to_json(),
             "payments": self.snapshot.payments,
             "disputes": [d.to_json() for d in self.disputes],
@@ -278,6 +294,10 @@ class JobSummary:
     phase: JobPhase | None = None
     tile_states: dict[TileStatus, int] = field(default_factory=dict)
     decrypted: bool = False
+    # When ``phase`` was read from the chain (Unix time); older than now when the chain was
+    # unreachable and the state shown is the one last seen.
+    status_at: int | None = None
+    chain_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -298,4 +318,6 @@ class JobSummary:
             "phase": self.phase,
             "tileStates": self.tile_states,
             "decrypted": self.decrypted,
+            "statusAt": self.status_at,
+            "chainError": self.chain_error,
         }

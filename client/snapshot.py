@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from blindframe.client.jobdir import JobRef, Verdicts, VerdictStatus
+from blindframe.client.pace import Pace, PaceSource, job_pace
 from blindframe.coordinator.events import ChainEvent, event_cid
 from blindframe.coordinator.market import (
     AvailabilityChallengeView,
@@ -35,6 +36,7 @@ from blindframe.coordinator.market import (
 )
 
 __all__ = [
+    "CLOCK_FIELDS",
     "SLOT_STATES",
     "TILE_STATES",
     "ChallengeState",
@@ -394,6 +396,9 @@ class JobSnapshot:
     events: tuple[ChainEvent, ...]
     slot_counts: dict[SlotStatus, int]
     tile_counts: dict[TileStatus, int]
+    first_claim_at: int | None = None  # when its first replica lease was claimed (chain time)
+    quoted_seconds: int | None = None  # the render time its quote expected (None: unknown)
+    posted_at: int | None = None  # when it was posted (chain time), from the job directory
 
     @property
     def expired(self) -> bool:
@@ -438,6 +443,22 @@ class JobSnapshot:
             return JobPhase.EXPIRED
         return JobPhase.RENDERING
 
+    @property
+    def image(self) -> tuple[tuple[int, int], int]:
+        """The artist's image, canaries left out: its ``(height, width)`` and how many of the
+        job's tiles render it. ``frame`` is what the tasks cover: a volume job renders a margin
+        of canary tiles around the image (a 16x16 image is a 32x32 frame of 16 tiles, 4 real)."""
+        real = [t.layout for t in self.tiles if t.layout is not None and not t.layout.canary]
+        if not real:
+            return self.frame, self.tile_count
+        rows = max(cell.row for cell in real) - min(cell.row for cell in real) + 1
+        cols = max(cell.col for cell in real) - min(cell.col for cell in real) + 1
+        grid_rows, grid_cols = max(self.grid[0], 1), max(self.grid[1], 1)
+        # The real tiles span a rectangle of the grid; each grid cell is frame / grid pixels.
+        height = self.frame[0] * rows // grid_rows
+        width = self.frame[1] * cols // grid_cols
+        return (height, width), len(real)
+
     def progress(self) -> dict[SlotStatus, int]:
         """Replica slots at or past each state (monotone counts for progress bars)."""
         out = {}
@@ -446,8 +467,28 @@ class JobSnapshot:
             out[state] = sum(n for s, n in self.slot_counts.items() if _ORDER.get(s, -1) >= rank)
         return out
 
+    @property
+    def pace(self) -> Pace:
+        """Tile-replicas verified per minute since the first claim, and the time left until
+        every one is (before the first, the quote's estimate; :mod:`blindframe.client.pace`).
+        Only a rendering job has a pace: a complete one has 0 s left, an ended one none."""
+        if self.phase != JobPhase.RENDERING:
+            if self.complete:
+                return Pace(None, 0, PaceSource.JOB)
+            return Pace(None, None, PaceSource.UNKNOWN)
+        return job_pace(
+            done=self.progress()[SlotStatus.VERIFIED],
+            total=self.tile_count * self.replication,
+            first_claim_at=self.first_claim_at,
+            now=self.now,
+            quoted_seconds=self.quoted_seconds,
+            posted_at=self.posted_at,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The JSON document the dashboard serves and ``--json`` prints (wei as strings)."""
+        pace = self.pace
+        image_hw, image_tiles = self.image
         return {
             "job": {
                 **self.ref.to_json(),
@@ -464,6 +505,9 @@ class JobSnapshot:
                 "priority": self.priority,
                 "frame": list(self.frame),
                 "grid": {"rows": self.grid[0], "cols": self.grid[1]},
+                # The artist's image within the frame, and the tiles that render it.
+                "imageFrame": list(image_hw),
+                "imageTiles": image_tiles,
             },
             "now": self.now,
             "block": self.block,
@@ -474,6 +518,11 @@ class JobSnapshot:
             "slots": {"total": self.tile_count * self.replication, **self.slot_counts},
             "progress": self.progress(),
             "tileStates": self.tile_counts,
+            "tilesPerMinute": (
+                round(pace.tiles_per_minute, 3) if pace.tiles_per_minute is not None else None
+            ),
+            "etaSeconds": pace.eta_seconds,
+            "etaSource": pace.source,
             "tiles": [t.to_json() for t in self.tiles],
             "leases": [lease.to_json() for lease in self.leases],
             "contests": [c.to_json() for c in self.contests],
@@ -481,6 +530,11 @@ class JobSnapshot:
             "payments": self.payments,
             "events": [e.to_dict() for e in self.events],
         }
+
+
+# Fields of ``JobSnapshot.to_json()`` that change with the clock alone: left out when deciding
+# whether a job changed (`client watch --json`, the dashboard's event stream).
+CLOCK_FIELDS = frozenset({"now", "block", "tilesPerMinute", "etaSeconds", "etaSource"})
 
 
 def _arg_int(event: ChainEvent, name: str) -> int | None:
@@ -552,10 +606,13 @@ def build_snapshot(
     jurors: Mapping[int, Sequence[int]] | None = None,
     rulings: Mapping[int, tuple[int, int]] | None = None,
     challenges: Mapping[int, AvailabilityChallengeView] | None = None,
+    quoted_seconds: int | None = None,
+    posted_at: int | None = None,
 ) -> JobSnapshot:
     """Assemble the snapshot of job ``ref`` from what the client read (see the module doc).
     ``jurors``: each contest's juror leases by seat; ``rulings``: each contest's live verdict
-    (lease, fixed at); ``challenges``: the job's availability challenges."""
+    (lease, fixed at); ``challenges``: the job's availability challenges; ``quoted_seconds``
+    and ``posted_at``: the render time the job's quote expected and when it was posted."""
     jurors = jurors or {}
     rulings = rulings or {}
     revealed, paid = _revealed_and_paid(events)
@@ -603,7 +660,17 @@ def build_snapshot(
         events=tuple(events[-RECENT_EVENTS:]),
         slot_counts=slot_counts,
         tile_counts=tile_counts,
+        first_claim_at=_first_claim(job, lease_states),
+        quoted_seconds=quoted_seconds,
+        posted_at=posted_at,
     )
+
+
+def _first_claim(job: JobView, leases: Sequence[LeaseState]) -> int | None:
+    """When the job's first replica lease was claimed: a lease's commit deadline is its claim
+    time plus the job's lease length."""
+    claimed = [lease.commit_deadline - job.leaseLength for lease in leases if not lease.juror]
+    return min(claimed) if claimed else None
 
 
 def _revealed_and_paid(

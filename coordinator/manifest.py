@@ -6,6 +6,12 @@ lights, filters), the FFT plan every replica computes with (``fftPlan``, see
 the evaluation keys and encrypted inputs. Nothing secret goes in it. Workers validate it before
 use and cross-check it with the job on chain (kernel, tile count, leaf depth), since a manifest is
 whatever the client uploaded.
+
+A follow-up job (failed tiles posted again, see ``client retry``) has a manifest with
+``followUp``: the jobs it retries (oldest first) and, per tile, the task of the first job it
+computes. Its ``job``, ``inputs`` and ``evaluationKeys`` are the first job's, so nothing is
+encrypted or uploaded again; render nodes use the lineage to skip jobs whose ancestors they
+failed tiles of.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from blindframe.fhe_core.errors import FheCoreError
 from blindframe.fhe_core.jobs import PublicJob
 from blindframe.fhe_core.plans import FftPlan, PlanUnreachableError, isa_level, parse_plan
 
-__all__ = ["FORMAT", "MAX_MANIFEST_BYTES", "ContentRef", "Manifest"]
+__all__ = ["FORMAT", "MAX_FOLLOW_UPS", "MAX_MANIFEST_BYTES", "ContentRef", "FollowUp", "Manifest"]
 
 FORMAT = "blindframe-manifest/1"
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_INPUT_BYTES = 1 << 31
 MAX_KEY_BYTES = 1 << 32
+# The longest lineage a follow-up job may name (client retries stop at 10).
+MAX_FOLLOW_UPS = 32
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,50 @@ class ContentRef:
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """What a follow-up job retries: ``ancestors``, the job ids it follows (the first job
+    first, its parent last), and ``tasks``, the first job's task each of its tiles computes."""
+
+    ancestors: tuple[int, ...]
+    tasks: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"ancestors": list(self.ancestors), "tasks": list(self.tasks)}
+
+    @classmethod
+    def parse(cls, data: Any, first_job_tasks: int) -> FollowUp:
+        """Validate ``{"ancestors": [...], "tasks": [...]}`` against the first job's task count."""
+        if not isinstance(data, dict) or set(data) != {"ancestors", "tasks"}:
+            raise ManifestError("followUp must be an object with exactly 'ancestors' and 'tasks'")
+        ancestors, tasks = data["ancestors"], data["tasks"]
+        if (
+            not isinstance(ancestors, list)
+            or not 0 < len(ancestors) <= MAX_FOLLOW_UPS
+            or not all(_is_index(a) for a in ancestors)
+            or len(set(ancestors)) != len(ancestors)
+        ):
+            raise ManifestError(
+                f"followUp.ancestors must be 1..{MAX_FOLLOW_UPS} distinct job ids "
+                f"(not {ancestors!r})"
+            )
+        if (
+            not isinstance(tasks, list)
+            or not tasks
+            or not all(_is_index(t) and t < first_job_tasks for t in tasks)
+            or len(set(tasks)) != len(tasks)
+        ):
+            raise ManifestError(
+                f"followUp.tasks must be distinct tasks of the first job (0..{first_job_tasks - 1})"
+            )
+        return cls(tuple(ancestors), tuple(tasks))
+
+
+def _is_index(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A validated manifest. ``job`` is fhe_core's public job description (``PublicJob`` JSON)."""
 
@@ -69,6 +121,7 @@ class Manifest:
     inputs: tuple[ContentRef, ...]
     created_at: str
     fft_plan: str
+    follow_up: FollowUp | None = None
 
     @property
     def plan(self) -> FftPlan:
@@ -91,20 +144,28 @@ class Manifest:
 
     @property
     def tile_count(self) -> int:
-        """Tiles (tasks) of the job: the contract's tileCount."""
+        """Tiles of the job: the contract's tileCount (a follow-up's: the tasks it retries)."""
+        if self.follow_up is not None:
+            return len(self.follow_up.tasks)
         return int(self.job["tasks"])
+
+    def task_of(self, tile: int) -> int:
+        """The task (of ``job``, the first job's description) that tile ``tile`` computes: the
+        tile itself, or for a follow-up job the task it retries."""
+        if not 0 <= tile < self.tile_count:
+            raise ManifestError(f"tile {tile} is outside a job of {self.tile_count} tiles")
+        return tile if self.follow_up is None else self.follow_up.tasks[tile]
 
     def input_for(self, tile: int) -> ContentRef:
         """The input bundle tile ``tile`` computes on (the shared one for ``volume`` jobs)."""
-        if not 0 <= tile < self.tile_count:
-            raise ManifestError(f"tile {tile} is outside a job of {self.tile_count} tiles")
-        return (
-            self.inputs[0] if len(self.inputs) == 1 and self.tile_count != 1 else self.inputs[tile]
-        )
+        task = self.task_of(tile)
+        return self.inputs[0] if len(self.inputs) == 1 else self.inputs[task]
 
     def to_json(self) -> dict[str, Any]:
-        """The document uploaded to IPFS."""
+        """The document uploaded to IPFS (``followUp`` only in a follow-up job's)."""
+        extra = {} if self.follow_up is None else {"followUp": self.follow_up.to_json()}
         return {
+            **extra,
             "format": FORMAT,
             "kernel": self.kernel,
             "clientSpecHash": self.client_spec_hash,
@@ -131,9 +192,11 @@ class Manifest:
         evaluation_keys: ContentRef,
         inputs: list[ContentRef],
         fft_plan: str,
+        follow_up: FollowUp | None = None,
     ) -> Manifest:
         """A new manifest (validated like a downloaded one). ``fft_plan``: the plan replicas pin
-        (``fhe_core.plans.choose_plan(kernel)``)."""
+        (``fhe_core.plans.choose_plan(kernel)``); ``follow_up``: for a job that retries tasks of
+        earlier ones."""
         document = cls(
             kernel=kernel,
             client_spec_hash=client_spec_hash,
@@ -143,6 +206,7 @@ class Manifest:
             inputs=tuple(inputs),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             fft_plan=fft_plan,
+            follow_up=follow_up,
         ).to_json()
         return cls.parse(json.dumps(document).encode())
 
@@ -168,8 +232,9 @@ class Manifest:
             "createdAt",
             "fftPlan",
         }
-        if set(data) != expected:
-            extra, missing = set(data) - expected, expected - set(data)
+        present = set(data) - {"followUp"}
+        if present != expected:
+            extra, missing = present - expected, expected - present
             raise ManifestError(
                 f"manifest fields differ from {FORMAT} "
                 f"(unknown: {sorted(extra) or '-'}, missing: {sorted(missing) or '-'})"
@@ -213,6 +278,9 @@ class Manifest:
             ),
             created_at=str(data["createdAt"]),
             fft_plan=str(plan),
+            follow_up=(
+                FollowUp.parse(data["followUp"], public.tasks) if "followUp" in data else None
+            ),
         )
 
     def check_against_chain(self, *, kernel: str, tile_count: int, leaf_depth: int) -> None:

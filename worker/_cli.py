@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from blindframe.coordinator.cli_support import emit, settings
+from blindframe.coordinator.cli_support import (
+    RPC_HELP,
+    emit,
+    home_option,
+    ipfs_api_option,
+    settings,
+)
 from blindframe.worker.errors import NodeOptionError, NotStakedError, WorkerError
-from blindframe.worker.logs import eth, when
+from blindframe.worker.logs import duration, eth, when
 
 if TYPE_CHECKING:
     from blindframe.coordinator.config import Settings
@@ -24,7 +31,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _account_options(func: _F) -> _F:
-    """--account, --password-file, --keystore-dir, --rpc, --deployment, --json."""
+    """--account, --password-file, --keystore-dir, --rpc, --deployment, --home, --json."""
     options = [
         click.option(
             "--account",
@@ -41,12 +48,13 @@ def _account_options(func: _F) -> _F:
             type=click.Path(file_okay=False),
             help="Folder of keystores (default <home>/keystores; BLINDFRAME_KEYSTORE_DIR).",
         ),
-        click.option("--rpc", "rpc_url", help="Ethereum JSON-RPC URL (BLINDFRAME_RPC_URL)."),
+        click.option("--rpc", "rpc_url", help=RPC_HELP),
         click.option(
             "--deployment",
             type=click.Path(dir_okay=False),
             help="Deployment file (default <home>/deployment.json; BLINDFRAME_DEPLOYMENT).",
         ),
+        home_option,
         click.option("--json", "as_json", is_flag=True, help="Machine-readable output on stdout."),
     ]
     for option in reversed(options):
@@ -71,6 +79,16 @@ def _cfg(ctx: click.Context, /, **kwargs: Any) -> Any:
     )
 
 
+def _address_option(func: _F) -> _F:
+    """--address: a read-only command for any node's address, with no keystore."""
+    option = click.option(
+        "--address",
+        metavar="0x...",
+        help="Read this address's account instead of --account's (no keystore needed).",
+    )
+    return option(func)
+
+
 @click.group()
 def worker() -> None:
     """Run a render node: stake, claim tiles of encrypted render jobs, compute, get paid.
@@ -91,24 +109,40 @@ def worker() -> None:
 
 @worker.command("account")
 @_account_options
+@click.option(
+    "--job",
+    "job_id",
+    type=int,
+    metavar="ID",
+    help="Also say whether this node's reputation admits it to job ID (its --min-completed "
+    "and --max-faults gate, enforced on chain).",
+)
+@_address_option
 @click.pass_context
-def account_cmd(ctx: click.Context, /, **kwargs: Any) -> None:
+def account_cmd(
+    ctx: click.Context, /, job_id: int | None, address: str | None, **kwargs: Any
+) -> None:
     """Show the node's account: address, ETH balance, stake, locked collateral, capacity,
-    tiles in work, unbonding stake, reputation, pending balance, and its keystore file.
+    tiles in work, unbonding stake, reputation (tiles paid, faults), pending balance, and its
+    keystore file; with --job, whether the job's reputation gate admits it.
 
-    Needs no password.
+    Needs no password; with --address, no keystore either (any node's account, read-only).
     """
-    from blindframe.worker.context import account_keystore, open_market
-    from blindframe.worker.info import account_report
+    from blindframe.worker.context import open_market, read_only_account
+    from blindframe.worker.info import account_report, job_admission
 
     cfg = _cfg(ctx, **kwargs)
-    address, keystore = account_keystore(cfg)
-    report = account_report(open_market(cfg), address, keystore)
+    address, keystore = read_only_account(cfg, address)
+    market = open_market(cfg)
+    report = account_report(market, address, keystore)
+    if job_id is not None:
+        report["job"] = job_admission(market, address, job_id)
     emit(ctx, report, _print_account)
 
 
 def _print_account(r: dict[str, Any]) -> None:
-    click.echo(f"account     {r['address']} (keystore {r['keystore']})")
+    keystore = f"keystore {r['keystore']}" if r["keystore"] else "by address, read-only"
+    click.echo(f"account     {r['address']} ({keystore})")
     click.echo(f"market      {r['market']} on chain {r['chainId']}")
     click.echo(f"balance     {eth(r['balance'])}")
     if r["stake"] or r["capacity"]:
@@ -127,6 +161,8 @@ def _print_account(r: dict[str, Any]) -> None:
     else:
         click.echo("unbonding   none")
     click.echo(f"reputation  {r['completed']} tiles paid, {r['faults']} fault(s)")
+    if "job" in r:
+        click.echo(f"job {r['job']['jobId']:<7} {r['job']['sentence']}")
     pending = f"{eth(r['pending'])}"
     if r["pending"]:
         pending += " to withdraw (`blindframe worker withdraw`)"
@@ -155,7 +191,7 @@ def stake_cmd(
     """
     from blindframe.coordinator.tx import TxSender
     from blindframe.worker.context import open_market, unlock_account
-    from blindframe.worker.info import account_report, parse_eth
+    from blindframe.worker.info import account_report, collateral_shortfall, parse_eth
 
     if amount is None and capacity is None:
         raise NodeOptionError(
@@ -191,6 +227,8 @@ def stake_cmd(
     market.stake(capacity, wei)
     report = account_report(market, me, cfg.keystores)
     report["staked_now"] = wei
+    # The market takes a capacity its stake cannot back (a claim checks both): say so.
+    report["warning"] = collateral_shortfall(market, me)
 
     def human(r: dict[str, Any]) -> None:
         added = f"added {eth(wei)}: " if wei else ""
@@ -198,6 +236,8 @@ def stake_cmd(
             f"{added}stake {eth(r['stake'])} ({eth(r['free'])} free), capacity {r['capacity']} "
             "tiles"
         )
+        if r["warning"]:
+            click.echo(f"warning: {r['warning']}", err=True)
 
     emit(ctx, report, human)
 
@@ -338,23 +378,26 @@ def withdraw_cmd(ctx: click.Context, /, **kwargs: Any) -> None:
 )
 @click.option("--all", "show_all", is_flag=True, help="Also list settled and lost leases.")
 @_account_options
+@_address_option
 @click.pass_context
-def status_cmd(ctx: click.Context, /, data_dir: str | None, show_all: bool, **kwargs: Any) -> None:
+def status_cmd(
+    ctx: click.Context, /, data_dir: str | None, show_all: bool, address: str | None, **kwargs: Any
+) -> None:
     """The node's leases in flight (from its state database, with the chain's view of each):
     tiles, state, deadlines, earnings; jobs it refused and why; contests it is part of."""
     from pathlib import Path
 
     from blindframe.worker.context import (
-        account_keystore,
         default_data_dir,
         node_paths,
         open_market,
+        read_only_account,
     )
     from blindframe.worker.info import status_report
     from blindframe.worker.options import resolve_options
 
     cfg = _cfg(ctx, **kwargs)
-    address, _keystore = account_keystore(cfg)
+    address, _keystore = read_only_account(cfg, address)
     options = resolve_options({"data_dir": data_dir}, cfg.sections.get("worker"))
     market = open_market(cfg)
     base = options.data_dir or default_data_dir(cfg.home, address)
@@ -390,6 +433,13 @@ def _print_status(r: dict[str, Any]) -> None:
             line += f"  {lease['openContests']} open contest(s)"
         if lease["error"]:
             line += f"  [{lease['error']}]"
+        if lease.get("recordedState"):
+            # The state database moves on only while the node runs: say how old its record is.
+            age = max(0, int(time.time()) - lease["recordedAt"])
+            line += (
+                f"  [node's record: {lease['recordedState']}, {duration(age)} old; `worker run` "
+                "catches up]"
+            )
         click.echo(line)
     jobs = ", ".join(f"{n} {status}" for status, n in sorted(r["jobs"].items())) or "none"
     click.echo(f"jobs seen: {jobs}")
@@ -415,9 +465,10 @@ def _env(name: str) -> str:
 
 @worker.command("run")
 @_account_options
-@click.option(
-    "--ipfs-api",
-    help="The node's own IPFS RPC API (BLINDFRAME_IPFS_API), e.g. http://127.0.0.1:5001.",
+@ipfs_api_option(
+    "The node's own IPFS (Kubo RPC) API URL (BLINDFRAME_IPFS_API; default: the home's local "
+    "stack node named like --account, e.g. `stack up --ipfs-node node-1`, else its client node, "
+    "else http://127.0.0.1:5001)."
 )
 @click.option(
     "--kernels",
@@ -514,7 +565,7 @@ def run_cmd(ctx: click.Context, /, verbose: bool, **kwargs: Any) -> None:
         "memory_limit_mb", "reclaim", "once", "max_idle", "json_log", "fault",
     )  # fmt: skip
     given = {key: kwargs.pop(key) for key in node_keys}
-    cfg = _cfg(ctx, **kwargs)
+    cfg = _own_ipfs_node(_cfg(ctx, **kwargs))
     options = resolve_options(given, cfg.sections.get("worker"))
     log = NodeLog(json_mode=options.json_log, debug=verbose)
     with log.library_logs():
@@ -527,6 +578,17 @@ def run_cmd(ctx: click.Context, /, verbose: bool, **kwargs: Any) -> None:
     ctx.exit(code)
 
 
+def _own_ipfs_node(cfg: Settings) -> Settings:
+    """With no IPFS API given, the home's local stack node named like the account (`stack up
+    --ipfs-node node-1` for `--account node-1`): a render node's own peer, not the artist's."""
+    from blindframe.coordinator.config import stack_ipfs_nodes
+
+    if "ipfs_api" not in cfg.defaulted or not cfg.account:
+        return cfg
+    own = stack_ipfs_nodes(cfg.home).get(cfg.account)
+    return cfg if own is None else cfg.replace(ipfs_api=own)
+
+
 def _run_node(cfg: Settings, options: NodeOptions, log: NodeLog) -> int:
     """Open the account, chain, IPFS node and data directory; run the node; its exit status."""
     from pathlib import Path
@@ -534,11 +596,16 @@ def _run_node(cfg: Settings, options: NodeOptions, log: NodeLog) -> int:
     from blindframe.coordinator.store import IpfsStore
     from blindframe.worker import faults
     from blindframe.worker.context import default_data_dir, node_paths, open_market, unlock_account
+    from blindframe.worker.info import capacity_shortfall
     from blindframe.worker.node import Node
 
     account = unlock_account(cfg)
     market = open_market(cfg, account)
     faults.check_fault_allowed(options.fault, market.deployment.chain_id)
+    if options.capacity is not None:
+        shortfall = capacity_shortfall(market, account.address, options.capacity)
+        if shortfall is not None:
+            log.warning("capacity_above_stake", shortfall, wanted=options.capacity)
     store = IpfsStore(cfg.ipfs_api, retry_for=5.0)
     store.node_id()  # an unreachable IPFS node is a one-line error now, not a warning later
     base = options.data_dir or default_data_dir(cfg.home, account.address)

@@ -132,7 +132,8 @@ class LeaseComputer:
                 {
                     "kernel": task.kernel,
                     "job": manifest.job,
-                    "tiles": run,
+                    # A follow-up job's tile computes a task of the job it retries.
+                    "tiles": [manifest.task_of(t) for t in run],
                     "inputs": [str(p) for p in inputs[: len(run)]],
                     "eval_keys": str(keys),
                     "out_dir": str(out_dir),

@@ -26,6 +26,7 @@ from blindframe.coordinator.deployment import Deployment
 from blindframe.coordinator.errors import KeystoreError
 from blindframe.coordinator.market import Market
 from blindframe.coordinator.tx import TxSender
+from blindframe.worker.errors import NodeOptionError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -38,6 +39,7 @@ __all__ = [
     "default_data_dir",
     "node_paths",
     "open_market",
+    "read_only_account",
     "unlock_account",
 ]
 
@@ -92,6 +94,19 @@ def account_keystore(cfg: Settings) -> tuple[str, Path]:
     if not is_hex_address(address):
         raise KeystoreError(f"{path} holds no valid address")
     return to_checksum_address(address), path
+
+
+def read_only_account(cfg: Settings, address: str | None) -> tuple[str, Path | None]:
+    """(checksum address, keystore file or None) for a read-only command: ``address`` (from
+    --address) as given, without any keystore, else --account's keystore."""
+    if address is None:
+        return account_keystore(cfg)
+    if not is_hex_address(address):
+        raise NodeOptionError(
+            f"--address must be a 20-byte hex address such as 0x5FbD...0aa3 (not {address!r})",
+            hint="`blindframe account list` shows your accounts' addresses",
+        )
+    return to_checksum_address(address), None
 
 
 def unlock_account(cfg: Settings) -> LocalAccount:

@@ -393,12 +393,17 @@ class LeaseRunner(NodePart):
             else:
                 raise
         self.state.update_own(lease.lease_id, state=OwnState.REVEALED, next_check=0)
-        verify = int(self.market.params["challengeWindow"])
+        job_row = self.state.job(lease.job_id)
+        if job_row is not None and job_row.replication == 1:
+            # The market verifies a replication-1 lease at its reveal: no replica to compare.
+            after = "verified now (no other replica to compare); the client settles it"
+        else:
+            verify = int(self.market.params["challengeWindow"])
+            after = f"replicas may challenge it for {verify} s after the last of them reveals"
         self.log.info(
             "revealed",
             f"revealed lease {lease.lease_id} (job {lease.job_id}, "
-            f"{span(lease.first_tile, lease.count)}): result {lease.result_cid}; replicas may "
-            f"challenge it for {verify} s after the last of them reveals",
+            f"{span(lease.first_tile, lease.count)}): result {lease.result_cid}; {after}",
             lease=lease.lease_id,
             cid=lease.result_cid,
         )

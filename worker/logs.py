@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from blindframe.units import format_eth as eth
 
-__all__ = ["NodeLog", "eth", "span", "when"]
+__all__ = ["NodeLog", "duration", "eth", "span", "when"]
 
 
 class NodeLog:
@@ -107,11 +107,12 @@ def when(timestamp: int | float, now: int | float) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(timestamp))
     delta = round(timestamp - now)
     if delta >= 0:
-        return f"{stamp} (in {_duration(delta)})"
-    return f"{stamp} ({_duration(-delta)} ago)"
+        return f"{stamp} (in {duration(delta)})"
+    return f"{stamp} ({duration(-delta)} ago)"
 
 
-def _duration(seconds: int) -> str:
+def duration(seconds: int) -> str:
+    """A span of seconds for a person: ``42 s``, ``12 min``, ``3.5 h``, ``2.0 days``."""
     if seconds < 120:
         return f"{seconds} s"
     if seconds < 7200:

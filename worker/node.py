@@ -165,7 +165,11 @@ class Node:
             "started",
             f"render node {self.me} on chain {self.chain_id}, market {market.address}: "
             f"stake {eth(view.stake)} ({eth(free)} free), capacity {view.capacity} tiles"
-            + (f" (this run takes at most {options.capacity})" if options.capacity else "")
+            + (
+                f" (this run holds at most {options.capacity})"
+                if options.capacity is not None and options.capacity < view.capacity
+                else ""
+            )
             + f", kernels {', '.join(options.kernels)}; IPFS node {identity_ipfs.peer_id[:16]}… "
             f"at {self.store.api_url}; data in {self.paths.data_dir}",
             worker=self.me,
@@ -263,6 +267,7 @@ class Node:
             self.indexer.poll()
             self.indexer.handle(self._on_event, consumer="node")
             self.recovery.recover()
+            self.claimer.advertise_speeds()
             while True:
                 if self.core.abandoning:
                     return self.recovery.abandon()

@@ -20,7 +20,7 @@ from blindframe.fhe_core.merkle import leaf_depth
 from blindframe.fhe_core.plans import PlanUnreachableError
 from blindframe.worker.core import NodePart
 from blindframe.worker.logs import eth, when
-from blindframe.worker.state import JobStatus
+from blindframe.worker.state import JobStatus, OwnState
 
 if TYPE_CHECKING:
     from blindframe.worker.core import NodeCore
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["JobValidator"]
 
 _VALIDATE_RETRY = 15.0
+# Own leases that ended without a result the client could use.
+_FAILED_STATES = (OwnState.FAILED, OwnState.LOST, OwnState.ABANDONED)
 
 
 class JobValidator(NodePart):
@@ -101,7 +103,8 @@ class JobValidator(NodePart):
             )
         public = PublicJob.from_json(manifest.job)
         for tile in range(job.tile_count):
-            task_clear_args(public, tile)  # every tile's public parameters within bounds
+            # Every tile's public parameters within bounds.
+            task_clear_args(public, manifest.task_of(tile))
         # Never claim tiles this machine cannot compute bit-identically to the other replicas:
         # its code path first (at once), then a process pinned to the plan (kept for the lease).
         manifest.check_plan_reachable()
@@ -141,6 +144,10 @@ class JobValidator(NodePart):
             reason = exc.message if isinstance(exc, BlindframeError) else str(exc)
             self.refuse(job.job_id, f"its manifest is bad: {reason}")
             return
+        failed = self._failed_ancestor(manifest)
+        if failed is not None:
+            self.refuse(job.job_id, failed)
+            return
         self._manifests[job.job_id] = manifest
         self.state.set_job(job.job_id, JobStatus.VALID, manifest=manifest.to_json())
         log.info(
@@ -155,6 +162,36 @@ class JobValidator(NodePart):
             replication=job.replication,
             fft_plan=manifest.fft_plan,
         )
+
+    def _failed_ancestor(self, manifest: Manifest) -> str | None:
+        """Why this node keeps out of a follow-up job (None: it may claim): the job retries
+        tiles of an earlier job in which this node failed, lost or abandoned a lease. The
+        contract cannot see a job's lineage (the manifest's ``followUp``), so this is the node's
+        own policy: a node that failed a job is not trusted with the same tiles again."""
+        if manifest.follow_up is None:
+            return None
+        ancestors = set(manifest.follow_up.ancestors)
+        for lease in self.state.own_leases(_FAILED_STATES):
+            if lease.job_id in ancestors:
+                return (
+                    f"it retries tiles of job {lease.job_id}, where this node's lease "
+                    f"{lease.lease_id} ended {lease.state}"
+                )
+        mine = {lease.lease_id for lease in self.state.own_leases()}
+        for contest in self.state.contests(open_only=False):
+            if contest.job_id not in ancestors:
+                continue
+            far = {
+                "A_FAR": {contest.lease_a},
+                "B_FAR": {contest.lease_b},
+                "BOTH_FAR": {contest.lease_a, contest.lease_b},
+            }.get(contest.outcome or "", set())
+            if mine & far:
+                return (
+                    f"it retries tiles of job {contest.job_id}, where this node lost contest "
+                    f"{contest.contest_id} over tile {contest.tile}"
+                )
+        return None
 
     def _validate_later(self, job: JobRow, reason: str) -> None:
         """Look at the job again in _VALIDATE_RETRY seconds (what failed was not its fault)."""

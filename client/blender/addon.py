@@ -11,7 +11,8 @@ zip's ``__init__.py``) once ``blindframe`` imports from the Python environment i
   upload, ``postJob``).
 - **Fetch & Decrypt** (``blindframe.fetch``): in the background, repeats the client's duties
   (verify what render nodes revealed, dispute wrong tiles, settle what is verified) until every
-  tile is settled, then decrypts the frame and, on the main thread, loads it as an Image
+  tile is settled, then decrypts the frame into the job directory's ``frame.exr`` (scene-linear
+  float, :mod:`blindframe.client._frames`) and, on the main thread, loads it as a float Image
   datablock and shows it in every open Image Editor.
 - **Cancel** (``blindframe.cancel``) stops waiting (a job on chain goes on; fetch again later);
   **Dashboard** (``blindframe.dashboard``) opens the live dashboard in the browser.
@@ -40,9 +41,17 @@ import bpy
 from blindframe.client.artist import Artist, JobOptions
 from blindframe.client.blender.tasks import Cancelled, Runner, Status, Task, TaskContext
 from blindframe.client.errors import ClientError, JobExpiredError, JobOptionsError, JobStateError
+from blindframe.client.pace import format_pace
 from blindframe.client.progress import Progress
+from blindframe.client.quote import Quote
 from blindframe.client.scene import DEFAULT_RESOLUTION, Scene
-from blindframe.client.snapshot import ChallengeStatus, JobSnapshot, LeaseStatusName, TileStatus
+from blindframe.client.snapshot import (
+    ChallengeStatus,
+    JobPhase,
+    JobSnapshot,
+    LeaseStatusName,
+    TileStatus,
+)
 from blindframe.client.units import format_eth, parse_duration, parse_eth
 from blindframe.coordinator.config import Settings, load_settings
 from blindframe.errors import BlindframeError
@@ -414,6 +423,8 @@ def snapshot_line(snap: JobSnapshot) -> tuple[str, float]:
     line = f"Job {snap.ref.job_id}: " + ", ".join(parts)
     if failed:
         line += f" ({failed} failed)"
+    if snap.phase == JobPhase.RENDERING:
+        line += f"; {format_pace(snap.pace)}"
     fraction = sum(progress.values()) / (len(progress) * total)
     return line, fraction
 
@@ -472,16 +483,16 @@ def _start(task: Task) -> None:
     _redraw()
 
 
-def show_image(png: Path, key: str, job_id: int) -> Any:
-    """Load (or reload) the decrypted frame as an Image datablock; show it in open Image
-    Editors. Returns the image."""
+def show_image(frame: Path, key: str, job_id: int) -> Any:
+    """Load (or reload) the decrypted frame file (EXR: a float image) as an Image datablock;
+    show it in open Image Editors. Returns the image."""
     image = next((im for im in bpy.data.images if im.get(_IMAGE_TAG) == key), None)
     if image is None:
-        image = bpy.data.images.load(str(png), check_existing=False)
+        image = bpy.data.images.load(str(frame), check_existing=False)
         image.name = f"blindframe job {job_id}"
         image[_IMAGE_TAG] = key
     else:
-        image.filepath = str(png)
+        image.filepath = str(frame)
         image.reload()
     wm = bpy.context.window_manager
     for window in wm.windows if wm is not None else ():
@@ -524,7 +535,15 @@ class BLINDFRAME_OT_submit(bpy.types.Operator):  # type: ignore[misc]  # noqa: N
 
         def work(task: TaskContext) -> Any:
             task.status(f"Submitting {kernel}…", 0.0)
-            return artist.post(blend, options, progress=_progress_reporter(task))
+
+            def show_quote(quote: Quote) -> bool:
+                # Encrypt & Submit is the artist's go-ahead: the quote is shown, not asked.
+                task.status(quote.summary(), None)
+                return True
+
+            return artist.post(
+                blend, options, progress=_progress_reporter(task), confirm=show_quote
+            )
 
         def done(posted: Any) -> None:
             target = _scene_named(name)
@@ -534,7 +553,8 @@ class BLINDFRAME_OT_submit(bpy.types.Operator):  # type: ignore[misc]  # noqa: N
             _set_status(
                 name,
                 f"Posted job {posted.ref.job_id}: {posted.kernel} {w}x{h}, {posted.tile_count} "
-                f"tiles x {posted.replication}, escrow {format_eth(posted.escrow_wei)}",
+                f"tiles x {posted.replication}, escrow {format_eth(posted.escrow_wei)}"
+                + (f". {posted.quote.summary()}" if posted.quote is not None else ""),
                 1.0,
             )
 
@@ -612,10 +632,12 @@ class BLINDFRAME_OT_fetch(bpy.types.Operator):  # type: ignore[misc]  # noqa: N8
                     )
                 task.sleep(interval)
             task.status(f"Job {ref.job_id}: decrypting", 1.0)
-            return artist.decrypt(ref, verify=False, progress=progress)
+            # EXR: Blender reads it as a float image in scene-linear light, which it then
+            # shows (and composites) like its own renders; the 8-bit PNG is written too.
+            return artist.decrypt(ref, verify=False, progress=progress, frame_format="exr")
 
         def done(result: Any) -> None:
-            image = show_image(Path(result.png), ref.key, ref.job_id)
+            image = show_image(Path(result.image), ref.key, ref.job_id)
             target = _scene_named(name)
             if target is not None:
                 scene_settings(target).image = image.name

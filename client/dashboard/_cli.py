@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from blindframe.coordinator.cli_support import console, emit, is_json, settings
+from blindframe.coordinator.cli_support import (
+    IPFS_API_HELP,
+    RPC_HELP,
+    console,
+    emit,
+    home_option,
+    ipfs_api_option,
+    is_json,
+    settings,
+)
 
 __all__ = ["dashboard"]
 
@@ -36,14 +45,14 @@ __all__ = ["dashboard"]
     show_default=True,
     help="Seconds between refreshes of a watched job.",
 )
-@click.option("--rpc", "rpc_url", help="Ethereum JSON-RPC URL (BLINDFRAME_RPC_URL).")
-@click.option("--ipfs", "ipfs_api", help="IPFS (Kubo RPC) API URL (BLINDFRAME_IPFS_API).")
+@click.option("--rpc", "rpc_url", help=RPC_HELP)
+@ipfs_api_option(IPFS_API_HELP)
 @click.option(
     "--deployment",
     type=click.Path(dir_okay=False),
     help="Deployment file (default <home>/deployment.json).",
 )
-@click.option("--home", type=click.Path(file_okay=False), help="blindframe home (BLINDFRAME_HOME).")
+@home_option
 @click.pass_context
 def dashboard(
     ctx: click.Context,

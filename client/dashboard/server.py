@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 from blindframe.client.artist import Artist
 from blindframe.client.errors import ClientError, JobNotFoundError
 from blindframe.client.jobdir import JobRef
+from blindframe.client.snapshot import CLOCK_FIELDS
 from blindframe.errors import BlindframeError
 
 __all__ = [
@@ -361,8 +362,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, body, "image/png")
 
     def _stream(self, key: str) -> None:
-        """Server-sent events: ``snapshot`` whenever the job's state changed (chain time and
-        block aside), a comment now and then to keep the connection alive."""
+        """Server-sent events: ``snapshot`` whenever the job's state changed (what changes with
+        the clock alone aside: chain time, block, pace), a comment now and then to keep the
+        connection alive."""
         dashboard = self.server.dashboard
         first = dashboard.snapshots.job(key)  # JobNotFoundError -> 404 before the stream opens
         self._headers(HTTPStatus.OK, "text/event-stream; charset=utf-8")
@@ -378,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
                 except BlindframeError as exc:
                     document = {"job": {"key": key}, "error": exc.message, "frame": None}
             fingerprint = json.dumps(
-                {k: v for k, v in document.items() if k not in ("now", "block")},
+                {k: v for k, v in document.items() if k not in CLOCK_FIELDS},
                 sort_keys=True,
                 default=str,
             )

@@ -11,17 +11,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+import OpenEXR  # type: ignore[import-not-found]
 import pytest
 from PIL import Image
 from support.wei import gas_paid
 
 from blindframe.client.artist import JobOptions
 from blindframe.client.jobdir import JobDir
+from blindframe.client.scene._images import srgb_encode
 from blindframe.coordinator.errors import ContractRevertError
 from blindframe.coordinator.market import ContestOutcome, ContestView, LeaseStatus, Market
 from blindframe.coordinator.results import disagreement_openings
 from blindframe.coordinator.store import IpfsStore
 from blindframe.fhe_core.jobs import plain_frame
+from blindframe.fhe_core.kernels import get_kernel
 
 from .conftest import Home, RenderNode, one_line_error, relabel, run_cli
 
@@ -82,11 +85,9 @@ def test_a_job_through_its_states_to_the_decrypted_frame(
     assert _tile_states(artist.snapshot(ref)) == ["verified"] * 4
     assert artist.verify(ref).checked == ()  # a final verdict is not checked twice
 
-    # Inside the challenge window the chain does not count the lease as verified: nothing paid.
-    early = artist.settle(ref)
-    assert early.settled == ()
-    assert "challenge window" in early.waiting[0]["reason"]
-    chain.warp(int(chain.deployment.parameters["challengeWindow"]) + 1)
+    # Replication 1: no replica can prove a disagreement, so there is no challenge window: the
+    # chain counts the lease verified from the second after its reveal, and settling pays.
+    chain.warp(1)
     paid = artist.settle(ref)
     assert paid.settled == (lease,)
     assert paid.paid_wei == 4 * REWARD
@@ -145,6 +146,42 @@ def test_a_job_through_its_states_to_the_decrypted_frame(
     )
     assert code == 0, err
     assert json.loads(out)["png"] == str(home.path / "out.png")
+    # 16-bit PNG and OpenEXR from the same fetch: read back by Pillow and OpenEXR, the
+    # decrypted integers exactly (v * 65535 / out_max; v / out_max sRGB-decoded to linear).
+    top = get_kernel(directory.public().kernel_id).out_max
+    for fmt, name in (("png16", "frame16.png"), ("exr", "frame.exr")):
+        code, out, err = run_cli(
+            ["--json", "client", "fetch", "--format", fmt, "-o", str(home.path / name)], home.env
+        )
+        assert code == 0, err
+        assert (json.loads(out)["image"], json.loads(out)["format"]) == (
+            str(home.path / name),
+            fmt,
+        )
+    with Image.open(home.path / "frame16.png") as png16:
+        stored = np.asarray(png16).astype(np.int64)
+    assert np.array_equal(np.rint(stored * top / 65535), decrypted.frame)
+    with OpenEXR.File(str(home.path / "frame.exr"), separate_channels=True) as exr:
+        linear = np.stack([exr.channels()[c].pixels for c in "RGB"])
+    assert np.array_equal(np.rint(srgb_encode(linear) * top), np.stack([decrypted.frame] * 3))
+
+    # With the chain down, the decrypted job is still served from its directory, and `jobs`
+    # says the chain is unreachable in one line but lists the job with its last known state.
+    code, out, err = run_cli(["--json", "client", "jobs"], home.env)
+    assert code == 0, err
+    assert [(row["phase"], row["chainError"]) for row in json.loads(out)] == [("complete", None)]
+    offline = {**home.env, "BLINDFRAME_RPC_URL": "http://127.0.0.1:9"}
+    code, out, err = run_cli(
+        ["--json", "client", "fetch", str(ref.job_id), "-o", str(home.path / "again.png")], offline
+    )
+    assert code == 0, err
+    assert (home.path / "again.png").read_bytes() == (home.path / "out.png").read_bytes()
+    code, out, err = run_cli(["client", "jobs"], offline)
+    assert code == 0, err
+    (warning,) = err.splitlines()
+    assert warning.startswith("Warning: chain unreachable")
+    (row,) = out.splitlines()
+    assert "complete (as of " in row
 
 
 def test_wrong_results_are_disputed_and_undelivered_ones_challenged_for_availability(

@@ -183,7 +183,8 @@ def test_too_little_balance_is_refused_before_encrypting(
 def test_the_client_group_holds_every_command() -> None:
     code, out, err = run_cli(["client", "--help"], {})
     assert code == 0, err
-    commands = ["keygen", "post", "status", "watch", "verify", "settle", "fetch", "decrypt"]
+    commands = ["keygen", "quote", "post", "status", "watch", "verify", "settle", "fetch"]
+    commands += ["decrypt"]
     commands += ["dispute", "cancel", "refund", "withdraw", "render", "jobs", "import"]
     for command in commands:
         assert f"  {command} " in out, command

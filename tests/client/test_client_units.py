@@ -10,10 +10,11 @@ import pytest
 from blindframe.client.errors import JobNotFoundError, JobOptionsError
 from blindframe.client.jobdir import JobRef, LeaseVerdict, Verdicts
 from blindframe.client.options import JobOptions
-from blindframe.client.snapshot import build_snapshot
+from blindframe.client.snapshot import TileLayout, build_snapshot
 from blindframe.client.units import format_duration, format_eth, parse_duration, parse_eth
 from blindframe.coordinator.events import ChainEvent
 from blindframe.coordinator.market import (
+    NO_FAULT_LIMIT,
     AvailabilityChallengeView,
     AvailabilityStatus,
     ContestView,
@@ -89,6 +90,10 @@ def test_job_keys() -> None:
         (JobOptions(canaries=5000), "canaries must be"),
         (JobOptions(frame=(0, 8)), "1..4096 pixels"),
         (JobOptions(kernel="volume@7"), "unknown kernel"),
+        (JobOptions(max_faults=NO_FAULT_LIMIT), "--max-faults must be 0..65534"),
+        (JobOptions(max_faults=-1), "--max-faults must be"),
+        (JobOptions(min_completed=-1), "--min-completed must be"),
+        (JobOptions(min_completed=1 << 32), "--min-completed must be"),
     ],
 )
 def test_job_options_are_checked(options: JobOptions, message: str) -> None:
@@ -111,6 +116,8 @@ def _job(replication: int = 2, tiles: int = 3, escrow: int = 0) -> JobView:
         contestCount=0,
         cancelledAt=0,
         escrow=escrow,
+        minCompleted=0,
+        maxFaults=NO_FAULT_LIMIT,
         manifestHash=b"",
         kernelId=b"volume@1".ljust(32, b"\0"),
     )
@@ -373,3 +380,21 @@ def test_status_shows_the_jury_where_it_showed_the_tie_breaker() -> None:
     assert "(minority)" in _jury_text(contest)
     undrawn = _snapshot(contests={1: _contest(1, outcome=0)}, jurors={1: []})
     assert _jury_text(undrawn.contests[0]) == "jury not drawn yet"  # type: ignore[attr-defined]
+
+
+def test_the_image_leaves_the_canary_margin_out() -> None:
+    # A 16x16 volume image with one canary tile around it: a 32x32 frame of 16 tiles, 4 real.
+    layout = {
+        row * 4 + col: TileLayout(row, col, not (1 <= row <= 2 and 1 <= col <= 2))
+        for row in range(4)
+        for col in range(4)
+    }
+    snap = _snapshot(job=_job(tiles=16), frame=(32, 32), grid=(4, 4), layout=layout)
+    job = snap.to_json()["job"]  # type: ignore[attr-defined]
+    assert (job["frame"], job["tileCount"]) == ([32, 32], 16)
+    assert (job["imageFrame"], job["imageTiles"]) == ([16, 16], 4)
+    # A frame job's canaries are extra tasks on the image's own cells: the image is the frame.
+    cells = {t: TileLayout(t // 3, t % 3, False) for t in range(6)}
+    snap = _snapshot(job=_job(tiles=7), layout={**cells, 6: TileLayout(1, 2, True)})
+    job = snap.to_json()["job"]  # type: ignore[attr-defined]
+    assert (job["imageFrame"], job["imageTiles"]) == ([16, 24], 6)

@@ -29,6 +29,7 @@ from blindframe.client.blender import bootstrap
 from blindframe.client.blender.extract import extract_volume
 from blindframe.client.jobdir import JobDir, list_jobs
 from blindframe.client.scene import to_kernel_input
+from blindframe.client.scene._images import srgb_encode
 from blindframe.coordinator.market import LeaseStatus
 from blindframe.fhe_core.jobs import plain_frame
 from blindframe.fhe_core.kernels import get_kernel
@@ -362,6 +363,9 @@ def test_submit_then_fetch_renders_the_selected_mesh(
     assert any(s.startswith("Encrypting") for s in statuses[:-1]), statuses
     assert any(s.startswith("Uploading") for s in statuses[:-1]), statuses
     assert statuses[-1].startswith("Posted job 1: volume@1 16x16, 4 tiles x 1"), statuses
+    # The quote was shown before the upload, and stays in the confirmation.
+    assert any(s.startswith("Quote: ") for s in statuses[:-1]), statuses
+    assert ". Quote: " in statuses[-1], statuses
     (job,) = _job_dirs(stack)
     assert props.job_key == job.path.name
     ref = job.ref
@@ -382,6 +386,8 @@ def test_submit_then_fetch_renders_the_selected_mesh(
     assert bpy.ops.blindframe.fetch(interval=0.5) == {"FINISHED"}
     statuses = _pump_until_idle(addon, 240, stack)
     assert any("settled 0/4" in s for s in statuses), statuses
+    # While it renders, the pace: tiles per minute and time left (or "time left unknown").
+    assert any(" left" in s for s in statuses if s.startswith("Job 1: claimed")), statuses
     assert statuses[-1] == "Job 1: decrypted 16x16 into image 'blindframe job 1'", statuses
     image = bpy.data.images[props.image]
     assert image.name == "blindframe job 1"
@@ -390,18 +396,26 @@ def test_submit_then_fetch_renders_the_selected_mesh(
     shown = next(a for a in bpy.context.window.screen.areas if a.type == "IMAGE_EDITOR")
     assert shown.spaces.active.image == image
 
-    # The frame is the plaintext twin's, pixel for pixel, in Blender as in the PNG.
+    # The frame is the plaintext twin's, pixel for pixel, in Blender as in the PNG. Blender
+    # holds it as a float image read from the EXR, in scene-linear light.
     frame = np.load(job.path / "frame.npy")
     np.testing.assert_array_equal(frame, plain_frame(job.public(), secrets))
-    rgb = frame_rgb(frame, get_kernel(KERNEL).out_max)
+    top = get_kernel(KERNEL).out_max
+    rgb = frame_rgb(frame, top)
     with Image.open(job.path / "frame.png") as png:
         np.testing.assert_array_equal(np.asarray(png.convert("RGB")), rgb)
+    assert Path(bpy.path.abspath(image.filepath)) == job.path / "frame.exr"
+    assert image.is_float
+    assert image.file_format == "OPEN_EXR"
+    assert image.colorspace_settings.name == "Linear Rec.709"
     pixels = np.empty(16 * 16 * 4, dtype=np.float32)
     image.pixels.foreach_get(pixels)
-    # Blender keeps rows bottom-up, as floats.
-    blender_rgb = np.rint(pixels.reshape(16, 16, 4)[::-1, :, :3] * 255).astype(np.uint8)
-    np.testing.assert_array_equal(blender_rgb, rgb)
-    assert rgb.max() > 0  # the torus is in the frame
+    # Blender keeps rows bottom-up; sRGB-encoded again (as the Standard view shows them), the
+    # linear floats give back the decrypted integers.
+    linear = pixels.reshape(16, 16, 4)[::-1, :, :3]
+    np.testing.assert_array_equal(np.rint(srgb_encode(linear) * top), np.dstack([frame] * 3))
+    assert 0.0 < float(linear.max()) <= 1.0
+    assert len(np.unique(frame)) > 2  # the torus is in the frame, shaded
 
     # Paid on chain: every lease settled, the node's earnings exact.
     snap = artist.snapshot(ref)

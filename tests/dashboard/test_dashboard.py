@@ -254,6 +254,7 @@ def test_a_live_render_in_the_browser(
         )
         history: dict[int, list[str]] = {}
         holders: dict[int, str] = {}
+        paces: set[str] = set()  # the header's pace while the job renders
         deadline = time.monotonic() + 300
         try:
             while True:
@@ -262,6 +263,8 @@ def test_a_live_render_in_the_browser(
                     if not seen or seen[-1] != state:
                         seen.append(state)
                     holders[tile] = holder
+                if page.inner_text("#phase") == "rendering":
+                    paces.add(page.inner_text("#eta"))
                 shown = page.evaluate(
                     "(() => { const i = document.getElementById('frame-img');"
                     " return !i.hidden && i.complete && i.naturalWidth > 0; })()"
@@ -303,6 +306,13 @@ def test_a_live_render_in_the_browser(
         )
         assert sorted(rows) == sorted([w, "0.002 ETH"] for w in workers)
         assert page.inner_text("#phase") == "complete"
+        # While it rendered, the header showed the time left (from the quote, then from the job's
+        # own pace once a tile was verified); none once complete.
+        assert all(" left" in pace or "past the quoted time" in pace for pace in paces), paces
+        assert any("tiles/min, about " in pace for pace in paces), paces
+        assert page.inner_text("#eta") == ""
+        # The header names the artist's image and its tiles (a volume job's canary margin aside).
+        assert " · 16×16 · 4 tiles × " in page.inner_text("#job-title")
         events = page.eval_on_selector_all("#events tbody tr", "rs => rs.map(r => r.dataset.event)")
         assert {"JobPosted", "TilesClaimed", "Committed", "Revealed", "LeaseSettled"} <= set(events)
         # Each claim is one lease and each lease settles once; how the four tiles split into

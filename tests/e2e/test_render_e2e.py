@@ -3,6 +3,8 @@ the artist's `blindframe client render`, checked on chain to the wei and against
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,7 @@ from support.render_stack import RenderStack, start_render_stack
 from support.wei import gas_paid
 
 from blindframe.coordinator.accounts import read_password_file, unlock
+from blindframe.coordinator.manifest import FollowUp, Manifest
 from blindframe.coordinator.market import ContestOutcome, LeaseStatus
 from blindframe.coordinator.results import open_lease_result
 
@@ -104,6 +107,99 @@ def test_two_nodes_render_replicas_agree_and_every_balance_is_exact(
     assert w3.eth.get_balance(market.address) == contract_books(
         market, [artist.address, *nodes.values()], [job_id]
     )
+
+
+# -- a node dying mid-lease: its tiles retried -----------------------------------------------
+
+
+def test_a_node_dying_mid_lease_has_its_tiles_retried_in_a_follow_up_job(
+    honest_stack: RenderStack, tmp_path: Path
+) -> None:
+    """`client render --retries 1`: a node killed right after its claim is reclaimed, the job
+    ends without its tiles, and they are posted again as a follow-up job on the first job's
+    uploaded inputs and keys; another node renders it, the node that failed keeps out of it,
+    and the frame assembled from both jobs equals the plaintext twin."""
+    stack = honest_stack
+    _, market = stack_market(stack)
+    for worker in list(stack.workers):
+        stack.retire(worker.name)  # the two-node test's nodes: this one picks its own
+    # Four tiles (16x16, no canary margin); each node may hold two at a time, so each claims
+    # two. Nodes claim until 60 s + a 15 s margin before the 140 s deadline; the dead lease
+    # reopens 62 s after its claim at the earliest: too late to be claimed again in this job.
+    dies = stack.add_node("dies", capacity=2, ipfs_name="node-0")
+    finisher = stack.add_node("finisher", capacity=2, ipfs_name="node-1")
+    dies.wait_for("started", timeout=300)
+    finisher.wait_for("started", timeout=300)
+    render = start_render(
+        stack, tmp_path, "--size", "16x16", "--canaries", "0", "--replication", "1",
+        "--lease-length", "60s", "--deadline", "140s", "--retries", "1",
+    )  # fmt: skip
+    claimed = dies.wait_for("claimed", timeout=300)
+    dies.kill()
+    result = finish_render(stack, render, 600)
+
+    parent_id = int(result["job"]["jobId"])
+    (follow_up,) = result["followUps"]
+    child_id = int(follow_up["job"]["jobId"])
+    assert follow_up["parent"]["jobId"] == parent_id
+    dead = market.lease(int(claimed["lease"]))
+    assert (dead.jobId, dead.state) == (parent_id, LeaseStatus.RECLAIMED)
+    delivered = {
+        tile
+        for _, lease in job_leases(market, parent_id)
+        if lease.state is LeaseStatus.SETTLED
+        for tile in range(lease.firstTile, lease.firstTile + lease.count)
+    }
+    assert delivered  # the finisher rendered part of the first job
+    retried = set(follow_up["tasks"])
+    assert retried == set(range(4)) - delivered
+    assert set(range(dead.firstTile, dead.firstTile + dead.count)) <= retried
+    assert market.job(child_id).tileCount == len(retried)
+    child_leases = job_leases(market, child_id)
+    assert child_leases
+    assert all(
+        (lease.worker, lease.state) == (finisher.address, LeaseStatus.SETTLED)
+        for _, lease in child_leases
+    )
+
+    # Nothing encrypted or uploaded again: the follow-up's manifest names the first job's CIDs.
+    first = Manifest.parse((Path(result["job"]["directory"]) / "manifest.json").read_bytes())
+    second = Manifest.parse((Path(follow_up["job"]["directory"]) / "manifest.json").read_bytes())
+    assert (second.inputs, second.evaluation_keys, second.job, second.fft_plan) == (
+        first.inputs,
+        first.evaluation_keys,
+        first.job,
+        first.fft_plan,
+    )
+    assert second.follow_up == FollowUp((parent_id,), tuple(follow_up["tasks"]))
+    assert follow_up["quote"]["upload"] == {
+        "inputs": 0,
+        "evaluationKeys": 0,
+        "manifest": len(second.to_bytes()),
+    }
+
+    # The frame: tiles of both jobs, equal to the plaintext twin.
+    assert {market.lease(i).jobId for i in result["frame"]["leases"]} == {parent_id, child_id}
+    check_frame(result)
+
+    # Nothing left to retry: said in one line.
+    again = subprocess.run(
+        [sys.executable, "-m", "blindframe", "client", "retry", str(parent_id)],
+        env=stack.env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert again.returncode == 1, again.stderr
+    (line,) = again.stderr.strip().splitlines()
+    assert f"job {parent_id} has nothing to retry" in line
+
+    # The node that failed the first job keeps out of the follow-up by its own policy: its stake
+    # topped up after the slash (the chain would let it claim), started again, it finds its
+    # lease reclaimed and refuses the job that retries it.
+    stack.market_as("dies").stake(2, int(market.params["minStake"]))
+    restarted = stack.start_node("dies", ipfs_name="node-0")
+    refused = restarted.wait_for(
+        "job_refused", where=lambda e: e.get("job") == child_id, timeout=300
+    )
+    assert f"it retries tiles of job {parent_id}, where this node's lease" in refused["reason"]
 
 
 # -- a lazy node -----------------------------------------------------------------------------

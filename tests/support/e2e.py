@@ -42,6 +42,8 @@ def start_render(stack: RenderStack, out: Path, *args: str) -> subprocess.Popen[
         sys.executable, "-m", "blindframe", "--json", "client", "render",
         "--scene", "sample", "--kernel", "volume@1", "--reward", "0.001",
         "--lease-length", "10m", "--deadline", "1h", "--interval", "0.5",
+        # Each test counts every wei of one job: follow-up jobs only where a test asks for them.
+        "--retries", "0",
         "-o", str(out / "frame.png"), "--twin", str(out / "twin.png"), *args,
     ]  # fmt: skip
     return subprocess.Popen(

@@ -193,7 +193,7 @@ def _start_worker(
     ipfs_name: str,
 ) -> NodeProcess:
     data = stack.home.parent / f"worker-{name}"
-    data.mkdir()
+    data.mkdir(exist_ok=True)  # a node started again keeps its state (its leases, its jobs)
     log_path = data.parent / f"{name}.log"
     argv = [
         sys.executable, "-m", "blindframe", "worker", "run",
@@ -212,7 +212,7 @@ def _start_worker(
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDFRAME_")}
     env["BLINDFRAME_HOME"] = str(stack.home)
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         process = subprocess.Popen(
             argv, env=env, cwd=data, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )

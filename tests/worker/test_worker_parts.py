@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import psutil
 import pytest
 
+from blindframe.coordinator.market import LeaseStatus
 from blindframe.coordinator.results import disagreement_openings, pack_lease_result
 from blindframe.fhe_core.agreement import AGREEMENT_FAR_COUNT, AGREEMENT_TOLERANCE
 from blindframe.fhe_core.errors import SandboxError
@@ -21,10 +22,11 @@ from blindframe.fhe_core.wire import BundleKind, read_bundle
 from blindframe.worker import faults
 from blindframe.worker.context import node_paths
 from blindframe.worker.errors import NodeStateError
+from blindframe.worker.info import current_state
 from blindframe.worker.logs import NodeLog
 from blindframe.worker.node import open_state
 from blindframe.worker.pinned import PinnedPool
-from blindframe.worker.state import NodeState
+from blindframe.worker.state import NodeState, OwnState
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -162,3 +164,14 @@ def _expected() -> list[tuple[str, tuple[int, ...], int]]:
     from blindframe.fhe_core.kernels import expected_outputs
 
     return expected_outputs(KERNEL)
+
+
+def test_status_shows_the_chain_state_when_the_node_record_is_behind() -> None:
+    # A node stopped after revealing: the chain settled the lease since; status says "settled".
+    assert current_state(OwnState.REVEALED, LeaseStatus.SETTLED) == OwnState.SETTLED
+    assert current_state(OwnState.COMMITTED, LeaseStatus.RECLAIMED) == OwnState.LOST
+    assert current_state(OwnState.COMPUTED, LeaseStatus.COMMITTED) == OwnState.COMMITTED
+    # The node's own record stands where it is as far along as the chain, or further.
+    assert current_state(OwnState.REVEALED, LeaseStatus.REVEALED) == OwnState.REVEALED
+    assert current_state(OwnState.COMPUTING, LeaseStatus.CLAIMED) == OwnState.COMPUTING
+    assert current_state(OwnState.SETTLED, LeaseStatus.REVEALED) == OwnState.SETTLED

@@ -68,6 +68,17 @@ function duration(seconds) {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+// Tile-replicas verified per minute and the time left, as the snapshot computes them
+// (client/pace.py): from the job's own pace, or the quote's estimate before the first tile.
+function paceText(doc) {
+  const parts = [];
+  if (doc.tilesPerMinute != null) parts.push(`${Number(doc.tilesPerMinute.toPrecision(3))} tiles/min`);
+  if (doc.etaSeconds == null) parts.push("time left unknown");
+  else if (doc.etaSource === "quote" && doc.etaSeconds === 0) parts.push("past the quoted time");
+  else parts.push(`about ${duration(doc.etaSeconds)} left${doc.etaSource === "quote" ? " (quoted)" : ""}`);
+  return "· " + parts.join(", ");
+}
+
 function node(address) {
   if (!address) return null;
   let entry = state.nodes.get(address);
@@ -186,13 +197,18 @@ function render(doc) {
   }
   $("job-error").hidden = true;
   setConnection("live", "live");
-  const [h, w] = job.frame || [0, 0];
-  $("job-title").textContent = `Job ${job.jobId} · ${job.kernel} · ${w}×${h} · ${job.tileCount} tiles × ${job.replication}`;
+  // The artist's image and its tiles: a volume job's frame also holds a margin of canary tiles.
+  const [h, w] = job.imageFrame || job.frame || [0, 0];
+  const tiles = job.imageTiles ?? job.tileCount;
+  const canaries = job.tileCount - tiles;
+  const extra = canaries > 0 ? ` (+${canaries} ${canaries === 1 ? "canary" : "canaries"})` : "";
+  $("job-title").textContent = `Job ${job.jobId} · ${job.kernel} · ${w}×${h} · ${tiles} tiles${extra} × ${job.replication}`;
   document.title = `Job ${job.jobId} · blindframe`;
   $("phase").textContent = doc.phase;
   $("phase").dataset.phase = doc.phase;
   const left = job.deadline - doc.now;
   $("deadline").textContent = left > 0 ? `deadline in ${duration(left)}` : "deadline passed";
+  $("eta").textContent = doc.phase === "rendering" ? paceText(doc) : "";
   $("fetch-hint").textContent = `blindframe client fetch ${job.jobId}`;
   renderBars(doc);
   renderGrid(doc);

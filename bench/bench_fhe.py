@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from blindframe.fhe_core import jobs, sample
+from blindframe.fhe_core import artist_jobs, jobs, sample
 from blindframe.fhe_core.client import KernelClient
 from blindframe.fhe_core.kernels import (
     KERNEL_IDS,
@@ -208,7 +208,7 @@ def main() -> None:
         # The whole 64x64 sample frame through volume@1 (in-process tiles, sequential).
         client = KernelClient("volume@1", keys)
         ek = export_evaluation_keys("volume@1", keys)
-        job = jobs.encrypt_volume_job(
+        job = artist_jobs.encrypt_volume_job(
             client, sample.sample_volume(), sample.SAMPLE_CAMERA, (64, 64), margin_tiles=0
         )
         from blindframe.fhe_core.keys import read_evaluation_keys
@@ -222,7 +222,7 @@ def main() -> None:
             for t in range(job.public.tasks)
         }
         frame_s = time.perf_counter() - start
-        image = jobs.decrypt_job(client, job.public, job.secrets, outputs)
+        image = artist_jobs.decrypt_job(client, job.public, job.secrets, outputs)
         assert image.shape == (64, 64)
     print()
     print(

@@ -45,7 +45,7 @@ def decrypt(
     ``output``: the job directory's ``frame.exr`` or ``frame16.png`` too. ``twin``: also write
     the plaintext twin's frame (True: ``twin.png`` in the job directory; a path: there, in
     ``frame_format`` or the path's format)."""
-    from blindframe.fhe_core.jobs import decrypt_job, plain_frame
+    from blindframe.fhe_core.artist_jobs import decrypt_job, plain_frame
     from blindframe.fhe_core.kernels import get_kernel
 
     # Bad formats and names fail here, before anything is downloaded or decrypted.

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from blindframe.client.artist import Artist, SceneLike
     from blindframe.client.fftplan import PlanChoice
     from blindframe.client.keys import KeySet
-    from blindframe.fhe_core.jobs import EncryptedJob
+    from blindframe.fhe_core.artist_jobs import EncryptedJob
 
 __all__ = ["post", "quote"]
 
@@ -421,7 +421,7 @@ def _check_chain(
 
 def _encrypt(artist: Artist, prepared: _Prepared, progress: Progress) -> EncryptedJob:
     """The prepared scene encrypted with this home's keys, one task per tile."""
-    from blindframe.fhe_core.jobs import encrypt_frame_job, encrypt_volume_job
+    from blindframe.fhe_core.artist_jobs import encrypt_frame_job, encrypt_volume_job
     from blindframe.fhe_core.kernels import get_kernel
 
     kernel = get_kernel(prepared.kernel)

@@ -34,7 +34,8 @@ from blindframe.fhe_core.errors import FheCoreError
 if TYPE_CHECKING:
     from blindframe.client.artist import Artist, JobLike
     from blindframe.coordinator.results import LeaseResult
-    from blindframe.fhe_core.jobs import JobSecrets, PublicJob
+    from blindframe.fhe_core.artist_jobs import JobSecrets
+    from blindframe.fhe_core.jobs import PublicJob
 from blindframe.client._watching import lease_view
 
 __all__ = ["verify"]

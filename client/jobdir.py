@@ -34,7 +34,8 @@ from eth_utils.address import is_hex_address, to_checksum_address
 
 from blindframe.client.errors import JobNotFoundError
 from blindframe.coordinator.manifest import Manifest
-from blindframe.fhe_core.jobs import JobSecrets, PublicJob
+from blindframe.fhe_core.artist_jobs import JobSecrets
+from blindframe.fhe_core.jobs import PublicJob
 
 __all__ = [
     "JOB_FORMAT",

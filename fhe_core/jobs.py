@@ -1,44 +1,24 @@
-"""A whole frame as a job: encrypt it into task bundles (+ canaries), derive each task's clear
-argument on the worker, then decrypt, check every task against the twin and assemble the frame.
-
-What is public (the manifest) is :class:`PublicJob`; what stays with the client is
-:class:`JobSecrets` (the task order, which tasks are canaries, the plaintexts for the twin check).
+"""What is public about a job: :class:`PublicJob` (the manifest's description of the frame, its
+tiles and the kernel's public parameters) and each task's clear argument, which a render node
+derives itself. The artist's side (encryption, secrets, decryption) is
+:mod:`blindframe.fhe_core.artist_jobs`: render nodes and the coordinator import only this module.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from blindframe.fhe_core._kernel import IntArray
-from blindframe.fhe_core.client import KernelClient, check_against_twin
 from blindframe.fhe_core.errors import ParameterError
 from blindframe.fhe_core.kernels import get_kernel
 from blindframe.fhe_core.server import tile_clear_args
 from blindframe.fhe_core.tiling import (
-    Task,
-    TileGrid,
-    assemble_tiles,
-    plan_tasks,
-    split_tiles,
     tile_grid,
 )
 
-__all__ = [
-    "EncryptedJob",
-    "JobSecrets",
-    "PublicJob",
-    "decrypt_job",
-    "encrypt_frame_job",
-    "encrypt_volume_job",
-    "plain_frame",
-    "task_clear_args",
-]
+__all__ = ["PublicJob", "task_clear_args"]
 
 
 @dataclass(frozen=True)
@@ -87,205 +67,9 @@ class PublicJob:
         return job
 
 
-@dataclass
-class JobSecrets:
-    """What only the client keeps: task order, canaries, plaintexts, the real frame's place."""
-
-    kernel_id: str
-    tasks: list[Task]
-    real_hw: tuple[int, int]
-    offset_tiles: tuple[int, int]
-    plain: dict[int, tuple[IntArray, ...]] = field(default_factory=dict)
-    volume: IntArray | None = None
-
-    def save(self, path: Path) -> None:
-        """Write to an ``.npz`` (no pickle); keep it with the key directory."""
-        arrays: dict[str, IntArray] = {}
-        for tile, planes in self.plain.items():
-            for i, plane in enumerate(planes):
-                arrays[f"plain_{tile}_{i}"] = plane
-        if self.volume is not None:
-            arrays["volume"] = self.volume
-        meta = {
-            "kernel_id": self.kernel_id,
-            "tasks": [[t.task_index, t.source_tile, t.canary] for t in self.tasks],
-            "real_hw": list(self.real_hw),
-            "offset_tiles": list(self.offset_tiles),
-        }
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8).astype(np.int64)
-        with Path(path).open("wb") as fh:
-            np.savez_compressed(fh, **arrays)
-
-    @classmethod
-    def load(cls, path: Path) -> JobSecrets:
-        """Read what :meth:`save` wrote."""
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"].astype(np.uint8)).decode())
-            plain: dict[int, list[tuple[int, IntArray]]] = {}
-            for key in data.files:
-                if key.startswith("plain_"):
-                    _, tile, i = key.split("_")
-                    plain.setdefault(int(tile), []).append((int(i), data[key]))
-            volume = data["volume"] if "volume" in data.files else None
-        return cls(
-            kernel_id=meta["kernel_id"],
-            tasks=[Task(int(a), int(b), bool(c)) for a, b, c in meta["tasks"]],
-            real_hw=(int(meta["real_hw"][0]), int(meta["real_hw"][1])),
-            offset_tiles=(int(meta["offset_tiles"][0]), int(meta["offset_tiles"][1])),
-            plain={k: tuple(a for _, a in sorted(v, key=lambda x: x[0])) for k, v in plain.items()},
-            volume=volume,
-        )
-
-
-@dataclass
-class EncryptedJob:
-    """A job ready to upload: its public part, its input bundles, and the client's secrets.
-
-    ``inputs`` holds one bundle shared by every task (``volume``) or one bundle per task, in
-    task order.
-    """
-
-    public: PublicJob
-    inputs: list[bytes]
-    secrets: JobSecrets
-
-
-def encrypt_volume_job(
-    client: KernelClient,
-    volume: IntArray,
-    camera: Mapping[str, Any],
-    frame_hw: tuple[int, int],
-    *,
-    margin_tiles: int = 1,
-) -> EncryptedJob:
-    """Encrypt the volume once; tasks are the tiles of a virtual frame with ``margin_tiles`` of
-    canary tiles on each side (the zoom is scaled so the real frame's view is unchanged)."""
-    kernel = client.kernel
-    if kernel.name != "volume":
-        raise ParameterError(f"{client.kernel_id} is not a volume kernel")
-    (vol,) = kernel.check_enc([volume])
-    th, tw = kernel.tile_hw
-    real = tile_grid(frame_hw, kernel.tile_hw)
-    ph, pw = real.padded_hw
-    if (ph, pw) != tuple(frame_hw):
-        raise ParameterError(f"volume frames must be a multiple of the {kernel.tile_hw} tile")
-    if not 0 <= margin_tiles <= 16:
-        raise ParameterError(f"margin_tiles must be 0..16, not {margin_tiles}")
-    vh, vw = ph + 2 * margin_tiles * th, pw + 2 * margin_tiles * tw
-    params = dict(camera)
-    zoom = float(params.get("zoom", 1.0)) * min(vh, vw) / min(ph, pw)
-    params["zoom"] = zoom
-    virtual = tile_grid((vh, vw), kernel.tile_hw)
-    tasks = []
-    for index in range(virtual.count):
-        ty, tx = divmod(index, virtual.tiles_x)
-        inside = (
-            margin_tiles <= ty < margin_tiles + real.tiles_y
-            and margin_tiles <= tx < margin_tiles + real.tiles_x
-        )
-        tasks.append(Task(index, index, not inside))
-    public = PublicJob(client.kernel_id, params, (vh, vw), virtual.count, True)
-    tile_clear_args(client.kernel_id, params, (vh, vw), 0)  # validates the camera early
-    bundle = client.encrypt(vol)
-    secrets = JobSecrets(
-        client.kernel_id, tasks, (ph, pw), (margin_tiles, margin_tiles), volume=vol
-    )
-    return EncryptedJob(public, [bundle], secrets)
-
-
-def encrypt_frame_job(
-    client: KernelClient,
-    planes: tuple[IntArray, ...],
-    params: Mapping[str, Any],
-    *,
-    canaries: int,
-    rng: np.random.Generator | None = None,
-) -> EncryptedJob:
-    """Tile a frame (one array ``(..., H, W)`` per encrypted input), add ``canaries`` tasks that
-    re-encrypt random real tiles, shuffle, encrypt each task separately."""
-    kernel = client.kernel
-    if kernel.name == "volume":
-        raise ParameterError("use encrypt_volume_job for volume kernels")
-    rng = rng or np.random.default_rng()
-    frame_hw = tuple(np.asarray(planes[0]).shape[-2:])
-    grid = tile_grid((int(frame_hw[0]), int(frame_hw[1])), kernel.tile_hw, kernel.halo)
-    per_plane = [split_tiles(grid, np.asarray(p)) for p in planes]
-    plain = {t: kernel.check_enc([pl[t] for pl in per_plane]) for t in range(grid.count)}
-    tile_clear_args(client.kernel_id, params, grid.padded_hw, 0)  # validates params early
-    tasks = plan_tasks(grid.count, canaries, rng)
-    inputs = [
-        client.encrypt(*plain[task.source_tile], tile_index=task.task_index) for task in tasks
-    ]
-    public = PublicJob(client.kernel_id, dict(params), grid.padded_hw, len(tasks), False)
-    secrets = JobSecrets(client.kernel_id, tasks, grid.frame_hw, (0, 0), plain=plain)
-    return EncryptedJob(public, inputs, secrets)
-
-
 def task_clear_args(public: PublicJob, task_index: int) -> IntArray:
     """Worker side: the clear argument of task ``task_index`` from the public job alone."""
     if not 0 <= task_index < public.tasks:
         raise ParameterError(f"task {task_index} is outside a job of {public.tasks} tasks")
     tile = task_index if public.shared_input else 0
     return tile_clear_args(public.kernel_id, public.params, public.frame_hw, tile)
-
-
-def _plain_inputs(public: PublicJob, secrets: JobSecrets, task: Task) -> tuple[IntArray, ...]:
-    if public.shared_input:
-        assert secrets.volume is not None
-        return (secrets.volume,)
-    return secrets.plain[task.source_tile]
-
-
-def plain_frame(public: PublicJob, secrets: JobSecrets) -> IntArray:
-    """The frame the twin computes for this job (the plaintext path)."""
-    return _assemble(
-        public,
-        secrets,
-        {
-            t.task_index: get_kernel(public.kernel_id).twin(
-                _plain_inputs(public, secrets, t), task_clear_args(public, t.task_index)
-            )
-            for t in secrets.tasks
-        },
-    )
-
-
-def _assemble(public: PublicJob, secrets: JobSecrets, results: Mapping[int, IntArray]) -> IntArray:
-    kernel = get_kernel(public.kernel_id)
-    if public.shared_input:
-        virtual = tile_grid(public.frame_hw, kernel.tile_hw)
-        frame = assemble_tiles(virtual, [results[i] for i in range(virtual.count)])
-        oy = secrets.offset_tiles[0] * kernel.tile_hw[0]
-        ox = secrets.offset_tiles[1] * kernel.tile_hw[1]
-        return frame[..., oy : oy + secrets.real_hw[0], ox : ox + secrets.real_hw[1]]
-    grid = TileGrid(secrets.real_hw, kernel.tile_hw, kernel.halo)
-    by_tile = {t.source_tile: results[t.task_index] for t in secrets.tasks if not t.canary}
-    return assemble_tiles(grid, [by_tile[i] for i in range(grid.count)])
-
-
-def decrypt_job(
-    client: KernelClient,
-    public: PublicJob,
-    secrets: JobSecrets,
-    outputs: Mapping[int, bytes],
-    *,
-    check_all: bool = True,
-) -> IntArray:
-    """Decrypt every task's OUTPUT bundle, check canaries (and, with ``check_all``, every task)
-    against the twin — raising TwinMismatchError naming the task — and assemble the frame."""
-    results: dict[int, IntArray] = {}
-    for task in secrets.tasks:
-        if task.task_index not in outputs:
-            raise ParameterError(f"no result for task {task.task_index}")
-        got = client.decrypt(outputs[task.task_index], tile_index=task.task_index)
-        if check_all or task.canary:
-            kind = "canary task" if task.canary else "task"
-            check_against_twin(
-                client.kernel,
-                got,
-                _plain_inputs(public, secrets, task),
-                task_clear_args(public, task.task_index),
-                f"{kind} {task.task_index}",
-            )
-        results[task.task_index] = got
-    return _assemble(public, secrets, results)

@@ -149,7 +149,7 @@ def render_sample(
 
     Returns per kernel the output path and, when encrypted, the FHE compute seconds.
     """
-    from blindframe.fhe_core import jobs
+    from blindframe.fhe_core import artist_jobs, jobs
     from blindframe.fhe_core.client import KernelClient
     from blindframe.fhe_core.keys import export_evaluation_keys, generate_keys, key_info
     from blindframe.fhe_core.server import run_tile
@@ -182,7 +182,7 @@ def render_sample(
                 inputs = (plain_volume_frame >> 2,)
                 params = dict(SAMPLE_FILTER)
             job = _make_job(name, client, inputs, params, frame)
-            plain = jobs.plain_frame(job.public, job.secrets)
+            plain = artist_jobs.plain_frame(job.public, job.secrets)
             if name == "volume":
                 plain_volume_frame = plain
             left = plain
@@ -195,7 +195,7 @@ def render_sample(
                     clear = jobs.task_clear_args(job.public, task)
                     outputs[task] = run_tile(kernel_id, bundle, ek, clear, tile_index=task)
                 report[f"{name}_fhe_seconds"] = time.perf_counter() - start
-                left = jobs.decrypt_job(client, job.public, job.secrets, outputs)
+                left = artist_jobs.decrypt_job(client, job.public, job.secrets, outputs)
             top = {"volume": 31, "shade": 31, "post": 7}[name]
             path = outdir / f"{name}.png"
             _to_png(_side_by_side(left, plain), top, path)
@@ -204,21 +204,21 @@ def render_sample(
 
 
 def _plain_volume(frame: tuple[int, int]) -> IntArray:
-    from blindframe.fhe_core import jobs
+    from blindframe.fhe_core import artist_jobs, jobs
     from blindframe.fhe_core.kernels import get_kernel
     from blindframe.fhe_core.tiling import Task
 
     kernel = get_kernel("volume@1")
     grid_count = (frame[0] // kernel.tile_hw[0]) * (frame[1] // kernel.tile_hw[1])
     public = jobs.PublicJob("volume@1", dict(SAMPLE_CAMERA), frame, grid_count, True)
-    secrets = jobs.JobSecrets(
+    secrets = artist_jobs.JobSecrets(
         "volume@1",
         [Task(i, i, False) for i in range(grid_count)],
         frame,
         (0, 0),
         volume=sample_volume(),
     )
-    return jobs.plain_frame(public, secrets)
+    return artist_jobs.plain_frame(public, secrets)
 
 
 def _make_job(
@@ -228,33 +228,33 @@ def _make_job(
     params: dict[str, Any],
     frame: tuple[int, int],
 ) -> Any:
-    from blindframe.fhe_core import jobs
+    from blindframe.fhe_core import artist_jobs, jobs
     from blindframe.fhe_core.kernels import get_kernel
     from blindframe.fhe_core.tiling import Task, plan_tasks, split_tiles, tile_grid
 
     if client is not None:
         if name == "volume":
-            return jobs.encrypt_volume_job(client, inputs[0], params, frame, margin_tiles=0)
-        return jobs.encrypt_frame_job(client, inputs, params, canaries=0)
+            return artist_jobs.encrypt_volume_job(client, inputs[0], params, frame, margin_tiles=0)
+        return artist_jobs.encrypt_frame_job(client, inputs, params, canaries=0)
     kernel = get_kernel(f"{name}@1")
     if name == "volume":
         count = (frame[0] // 8) * (frame[1] // 8)
         public = jobs.PublicJob(kernel.kernel_id, params, frame, count, True)
-        secrets = jobs.JobSecrets(
+        secrets = artist_jobs.JobSecrets(
             kernel.kernel_id,
             [Task(i, i, False) for i in range(count)],
             frame,
             (0, 0),
             volume=inputs[0],
         )
-        return jobs.EncryptedJob(public, [], secrets)
+        return artist_jobs.EncryptedJob(public, [], secrets)
     grid = tile_grid(frame, kernel.tile_hw, kernel.halo)
     per_plane = [split_tiles(grid, p) for p in inputs]
     plain = {t: tuple(pl[t] for pl in per_plane) for t in range(grid.count)}
     tasks = plan_tasks(grid.count, 0, np.random.default_rng(0))
     public = jobs.PublicJob(kernel.kernel_id, params, grid.padded_hw, len(tasks), False)
-    return jobs.EncryptedJob(
-        public, [], jobs.JobSecrets(kernel.kernel_id, tasks, frame, (0, 0), plain=plain)
+    return artist_jobs.EncryptedJob(
+        public, [], artist_jobs.JobSecrets(kernel.kernel_id, tasks, frame, (0, 0), plain=plain)
     )
 
 

@@ -132,8 +132,9 @@ class VolumeJob:
 @pytest.fixture(scope="session")
 def volume_job(tmp_path_factory: pytest.TempPathFactory) -> VolumeJob:
     """Keys, a 16x16 sample-scene job (4 tiles, no margin) and two computed tiles, made once."""
+    from blindframe.fhe_core.artist_jobs import encrypt_volume_job
     from blindframe.fhe_core.client import KernelClient
-    from blindframe.fhe_core.jobs import encrypt_volume_job, task_clear_args
+    from blindframe.fhe_core.jobs import task_clear_args
     from blindframe.fhe_core.keys import export_evaluation_keys, generate_keys, read_evaluation_keys
     from blindframe.fhe_core.sample import SAMPLE_CAMERA, sample_volume
     from blindframe.fhe_core.server import run_tile

@@ -50,7 +50,8 @@ def sample_inputs(
 def _sample_volume_frame(frame: tuple[int, int]) -> np.ndarray[Any, np.dtype[np.int64]]:
     """The sample knot rendered plainly by volume@1's twin: the sample scene of ``post``."""
     from blindframe.fhe_core import sample
-    from blindframe.fhe_core.jobs import JobSecrets, PublicJob, plain_frame
+    from blindframe.fhe_core.artist_jobs import JobSecrets, plain_frame
+    from blindframe.fhe_core.jobs import PublicJob
     from blindframe.fhe_core.kernels import get_kernel
     from blindframe.fhe_core.tiling import Task, tile_grid
 

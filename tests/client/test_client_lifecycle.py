@@ -23,7 +23,7 @@ from blindframe.coordinator.errors import ContractRevertError
 from blindframe.coordinator.market import ContestOutcome, ContestView, LeaseStatus, Market
 from blindframe.coordinator.results import disagreement_openings
 from blindframe.coordinator.store import IpfsStore
-from blindframe.fhe_core.jobs import plain_frame
+from blindframe.fhe_core.artist_jobs import plain_frame
 from blindframe.fhe_core.kernels import get_kernel
 
 from .conftest import Home, RenderNode, one_line_error, relabel, run_cli

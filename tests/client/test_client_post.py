@@ -19,7 +19,8 @@ from blindframe.client.errors import InsufficientFundsError
 from blindframe.coordinator.market import Market
 from blindframe.coordinator.store import IpfsStore
 from blindframe.deploy.processes import free_port
-from blindframe.fhe_core.jobs import JobSecrets, PublicJob
+from blindframe.fhe_core.artist_jobs import JobSecrets
+from blindframe.fhe_core.jobs import PublicJob
 from blindframe.fhe_core.kernels import client_spec_hash
 from blindframe.fhe_core.merkle import leaf_depth
 

@@ -31,7 +31,7 @@ from blindframe.client.jobdir import JobDir, list_jobs
 from blindframe.client.scene import to_kernel_input
 from blindframe.client.scene._images import srgb_encode
 from blindframe.coordinator.market import LeaseStatus
-from blindframe.fhe_core.jobs import plain_frame
+from blindframe.fhe_core.artist_jobs import plain_frame
 from blindframe.fhe_core.kernels import get_kernel
 
 REPO = "bf_test_repo"

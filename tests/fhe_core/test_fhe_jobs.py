@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blindframe.fhe_core import jobs
+from blindframe.fhe_core import artist_jobs, jobs
 from blindframe.fhe_core.client import KernelClient
 from blindframe.fhe_core.errors import ParameterError, TwinMismatchError
 from blindframe.fhe_core.server import run_tile
@@ -38,7 +38,7 @@ def test_plan_tasks_hides_canaries(rng: np.random.Generator) -> None:
         tile_grid((0, 8), (8, 8))
 
 
-def _run_all(job: jobs.EncryptedJob, eval_keys: object) -> dict[int, bytes]:
+def _run_all(job: artist_jobs.EncryptedJob, eval_keys: object) -> dict[int, bytes]:
     public = jobs.PublicJob.from_json(job.public.to_json())  # what the worker reads
     outputs = {}
     for task in range(public.tasks):
@@ -56,21 +56,21 @@ def test_frame_job_with_canaries_end_to_end(
 ) -> None:
     client = clients["post@1"]
     frame = rng.integers(0, 8, (8, 13))
-    job = jobs.encrypt_frame_job(client, (frame,), {"filter": "edge"}, canaries=1, rng=rng)
+    job = artist_jobs.encrypt_frame_job(client, (frame,), {"filter": "edge"}, canaries=1, rng=rng)
     assert job.public.tasks == 3
     assert len(job.inputs) == 3
     assert len({len(b) for b in job.inputs}) == 1  # every task bundle looks alike
     job.secrets.save(tmp_path / "secrets.npz")
-    secrets = jobs.JobSecrets.load(tmp_path / "secrets.npz")
+    secrets = artist_jobs.JobSecrets.load(tmp_path / "secrets.npz")
     outputs = _run_all(job, eval_keys["post@1"])
-    image = jobs.decrypt_job(client, job.public, secrets, outputs)
+    image = artist_jobs.decrypt_job(client, job.public, secrets, outputs)
     assert image.shape == (8, 13)
-    np.testing.assert_array_equal(image, jobs.plain_frame(job.public, secrets))
+    np.testing.assert_array_equal(image, artist_jobs.plain_frame(job.public, secrets))
     # A worker that swaps two results is caught (the canary or the twin check names the task).
     swapped = dict(outputs)
     swapped[0], swapped[1] = outputs[1], outputs[0]
     with pytest.raises(Exception, match="tile") as info:
-        jobs.decrypt_job(client, job.public, secrets, swapped)
+        artist_jobs.decrypt_job(client, job.public, secrets, swapped)
     assert isinstance(info.value, TwinMismatchError | ValueError)
 
 
@@ -80,15 +80,17 @@ def test_volume_job_with_canary_margin(
     from blindframe.fhe_core.sample import SAMPLE_CAMERA, sample_volume
 
     client = clients["volume@1"]
-    job = jobs.encrypt_volume_job(client, sample_volume(), SAMPLE_CAMERA, (8, 8), margin_tiles=1)
+    job = artist_jobs.encrypt_volume_job(
+        client, sample_volume(), SAMPLE_CAMERA, (8, 8), margin_tiles=1
+    )
     assert job.public.frame_hw == (24, 24)
     assert job.public.tasks == 9
     assert sum(t.canary for t in job.secrets.tasks) == 8
     outputs = _run_all(job, eval_keys["volume@1"])
-    image = jobs.decrypt_job(client, job.public, job.secrets, outputs)
+    image = artist_jobs.decrypt_job(client, job.public, job.secrets, outputs)
     assert image.shape == (8, 8)
     assert image.max() > 0
-    np.testing.assert_array_equal(image, jobs.plain_frame(job.public, job.secrets))
+    np.testing.assert_array_equal(image, artist_jobs.plain_frame(job.public, job.secrets))
 
 
 def test_shade_frame(clients: dict[str, KernelClient], eval_keys: dict[str, object]) -> None:
@@ -96,10 +98,12 @@ def test_shade_frame(clients: dict[str, KernelClient], eval_keys: dict[str, obje
 
     client = clients["shade@1"]
     normals, albedo = sample_gbuffer((8, 8))
-    job = jobs.encrypt_frame_job(client, (normals, albedo), SAMPLE_LIGHT, canaries=0)
-    image = jobs.decrypt_job(client, job.public, job.secrets, _run_all(job, eval_keys["shade@1"]))
+    job = artist_jobs.encrypt_frame_job(client, (normals, albedo), SAMPLE_LIGHT, canaries=0)
+    image = artist_jobs.decrypt_job(
+        client, job.public, job.secrets, _run_all(job, eval_keys["shade@1"])
+    )
     assert image.shape == (3, 8, 8)
-    np.testing.assert_array_equal(image, jobs.plain_frame(job.public, job.secrets))
+    np.testing.assert_array_equal(image, artist_jobs.plain_frame(job.public, job.secrets))
 
 
 def test_public_job_is_validated() -> None:

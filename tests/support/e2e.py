@@ -18,7 +18,8 @@ from blindframe.coordinator.chain import connect
 from blindframe.coordinator.deployment import Deployment
 from blindframe.coordinator.manifest import Manifest
 from blindframe.coordinator.market import LeaseView, Market
-from blindframe.fhe_core.jobs import JobSecrets, PublicJob, plain_frame
+from blindframe.fhe_core.artist_jobs import JobSecrets, plain_frame
+from blindframe.fhe_core.jobs import PublicJob
 
 if TYPE_CHECKING:
     from web3 import Web3

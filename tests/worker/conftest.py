@@ -57,8 +57,8 @@ def fft_plan() -> str:
 
 @pytest.fixture(scope="session")
 def assets(volume_job: VolumeJob, ipfs: Ipfs, fft_plan: str) -> Assets:
+    from blindframe.fhe_core.artist_jobs import encrypt_volume_job
     from blindframe.fhe_core.client import KernelClient
-    from blindframe.fhe_core.jobs import encrypt_volume_job
     from blindframe.fhe_core.sample import SAMPLE_CAMERA, sample_volume
 
     small = encrypt_volume_job(

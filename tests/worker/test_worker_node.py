@@ -18,8 +18,8 @@ from blindframe.coordinator.manifest import ContentRef
 from blindframe.coordinator.market import LeaseStatus
 from blindframe.coordinator.results import open_lease_result
 from blindframe.coordinator.store import IpfsStore
+from blindframe.fhe_core.artist_jobs import decrypt_job, plain_frame
 from blindframe.fhe_core.client import KernelClient
-from blindframe.fhe_core.jobs import decrypt_job, plain_frame
 from blindframe.fhe_core.merkle import leaf_depth
 from blindframe.worker.state import NodeState
 

@@ -298,8 +298,10 @@ def test_a_live_render_in_the_browser(
             ranks = [RANK[s] for s in states]
             assert ranks == sorted(ranks), (tile, states)
             assert states[-1] == "settled", (tile, states)
-            for wanted in ("claimed", "verified"):
-                assert wanted in states, (tile, states)
+            # A claim lasts the tile's compute, so the page sees it. At replication 1 a lease is
+            # verified at its reveal, and the client verifies and settles it in one step: the
+            # page, sampled every 200 ms, may see a tile go from revealed straight to settled.
+            assert "claimed" in states, (tile, states)
         assert set(holders.values()) == workers
         rows = page.eval_on_selector_all(
             "#holders tbody tr", "rs => rs.map(r => [r.dataset.worker, r.lastChild.textContent])"

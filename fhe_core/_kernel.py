@@ -67,6 +67,12 @@ class Kernel:
     inside its ``EncInput`` range and every ``clear`` that ``check_clear`` accepts.
     ``clear_args(params, frame_hw, tile_index)`` derives
     the clear runtime argument of one tile from the public parameters of a job.
+
+    A *gathered* kernel (``gathered > 0``, e.g. ``volume``) reads one input shared by every tile
+    at public positions: its clear argument stacks ``[index, clear]`` (``clear_shape[0] == 2``),
+    the worker copies the ciphertexts of the shared input at ``index`` (flattened: ``gathered``
+    of them) into the tile's input, and ``circuit(samples, clear)`` sees only those samples in
+    order. Its ``inputset`` gives ``(*encrypted, [index, clear])`` like ``twin`` takes them.
     """
 
     name: str
@@ -85,6 +91,7 @@ class Kernel:
     clear_args: Callable[[Mapping[str, Any], tuple[int, int], int], IntArray]
     inputset: Callable[[np.random.Generator], list[tuple[IntArray, ...]]]
     describe: str = ""
+    gathered: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,14 +1,18 @@
 """The ``volume@1`` kernel: an encrypted voxel grid seen by a public orbit camera.
 
-Each output pixel is ``tf[sum_j w[p, j] * vol[j]]``: a clear-weight sum along the pixel's ray,
-then one 5-bit table lookup. Exactness comes from the bounds, not from rounding: voxels are 0/1
-occupancy, every pixel's weights sum to at most ``ACC_MAX = 31``, so the accumulator never needs
-more than 5 bits and the single lookup reads it whole. The twin computes the same integers.
+Each output pixel is ``tf[sum_k w[p, k] * vol[i[p, k]]]``: a clear-weight sum over the 24
+samples along the pixel's ray, then one 5-bit table lookup. Exactness comes from the bounds, not
+from rounding: voxels are 0/1 occupancy, every pixel's weights sum to at most ``ACC_MAX = 31``, so
+the accumulator never needs more than 5 bits and the single lookup reads it whole. The twin
+computes the same integers.
 
-The weights are PUBLIC: a worker derives them from the camera in the manifest with
-:func:`volume_weights`, in integer fixed-point arithmetic so a client and a worker on different
-machines get the same integers (only the camera's sine and cosine come from libm; they are
-rounded to 16 fractional bits first, which a 1-ulp libm difference does not move).
+The samples are PUBLIC: a worker derives each one's voxel index and weight from the camera in the
+manifest with :func:`volume_samples`, in integer fixed-point arithmetic so a client and a worker
+on different machines get the same integers (only the camera's sine and cosine come from libm;
+they are rounded to 16 fractional bits first, which a 1-ulp libm difference does not move). The
+worker expands the encrypted grid once per job and gathers each tile's samples from it in the
+clear (:mod:`blindframe.fhe_core.server`): the circuit then costs one 5-bit bootstrap per pixel
+and 24 ciphertext additions, not a product with the whole grid.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ __all__ = [
     "VOXEL_MAX",
     "camera_from_params",
     "make_volume_kernel",
-    "volume_weights",
+    "volume_samples",
 ]
 
 GRID = 16
@@ -41,6 +45,9 @@ TILE = (8, 8)
 # They add up to ACC_MAX, so a ray full of occupied voxels reaches the accumulator's top exactly.
 PROFILE = np.array([2] * 7 + [1] * 17, dtype=np.int64)
 assert int(PROFILE.sum()) == ACC_MAX
+WEIGHT_MAX = int(PROFILE.max())
+# A tile's clear argument: [index, weight] of each of its 64 rays' 24 samples.
+CLEAR_SHAPE = (2, TILE[0] * TILE[1], len(PROFILE))
 # Transfer function: accumulated (front-weighted) occupancy -> brightness 0..31, saturating.
 TRANSFER = np.array(
     [0] + [round(4 + 27 * (1 - math.exp(-a / 5))) for a in range(1, ACC_MAX + 1)],
@@ -48,7 +55,7 @@ TRANSFER = np.array(
 )
 _FRAC = 16
 _F = 1 << _FRAC
-_LIMITS = {"yaw": (-360.0, 360.0), "pitch": (-89.0, 89.0), "zoom": (0.25, 4.0)}
+_LIMITS = {"yaw": (-360.0, 360.0), "pitch": (-89.0, 89.0), "zoom": (0.005, 4.0)}
 
 
 def camera_from_params(params: Mapping[str, Any]) -> tuple[float, float, float]:
@@ -82,14 +89,18 @@ def _basis(yaw: float, pitch: float) -> IntArray:
     return np.array([[round(c * _F) for c in vec] for vec in (right, up, forward)], dtype=np.int64)
 
 
-def volume_weights(
+def volume_samples(
     params: Mapping[str, Any], frame_hw: tuple[int, int], tile_index: int
 ) -> IntArray:
-    """The clear weights of one 8x8 tile: shape ``(64, 4096)``, each row summing to <= 31.
+    """The clear argument of one 8x8 tile: shape ``(2, 64, 24)``, ``[index, weight]`` per ray
+    sample.
 
     Orthographic orbit camera around the grid centre. ``zoom = 1`` fits the grid's bounding sphere
-    in the frame's smaller side. Each ray takes 24 nearest-voxel samples across that sphere,
-    weighted by the depth-cue profile; samples outside the grid weigh nothing.
+    in the frame's smaller side. Each ray takes 24 nearest-voxel samples across that sphere, front
+    first: ``index`` is the voxel a sample reads (flat, ``(x * 16 + y) * 16 + z``), ``weight`` its
+    depth-cue unit from ``PROFILE``; a sample outside the grid reads voxel 0 with weight 0. The
+    worker gathers each sample's ciphertext by ``index`` in the clear, so the circuit's cost per
+    pixel follows the ray's 24 samples, not the grid's 4096 voxels.
     """
     yaw, pitch, zoom = camera_from_params(params)
     height, width = frame_hw
@@ -123,18 +134,18 @@ def volume_weights(
     idx = np.floor_divide(pos, _F * _F)
     inside = np.all((idx >= 0) & (idx < GRID), axis=2)
     flat = (idx[..., 0] * GRID + idx[..., 1]) * GRID + idx[..., 2]
-    weights = np.zeros((TILE[0] * TILE[1], VOXELS), dtype=np.int64)
-    rows = np.broadcast_to(np.arange(weights.shape[0])[:, None], flat.shape)
-    units = np.broadcast_to(PROFILE[None, :], flat.shape)
-    np.add.at(weights, (rows[inside], flat[inside]), units[inside])
-    return weights
+    index = np.where(inside, flat, 0)
+    weight = np.where(inside, PROFILE[None, :], 0)
+    samples: IntArray = np.stack([index, weight]).astype(np.int64)
+    return samples
 
 
-def _check_clear(weights: IntArray) -> None:
-    if weights.shape != (TILE[0] * TILE[1], VOXELS):
-        raise ParameterError(f"volume weights have shape {weights.shape}, expected (64, 4096)")
-    check_range("volume weights", weights, 0, ACC_MAX)
-    sums = weights.sum(axis=1)
+def _check_clear(clear: IntArray) -> None:
+    if clear.shape != CLEAR_SHAPE:
+        raise ParameterError(f"volume samples have shape {clear.shape}, expected {CLEAR_SHAPE}")
+    check_range("volume sample index", clear[0], 0, VOXELS - 1)
+    check_range("volume sample weight", clear[1], 0, WEIGHT_MAX)
+    sums = clear[1].sum(axis=1)
     if (sums > ACC_MAX).any():
         row = int(np.argmax(sums))
         raise ParameterError(
@@ -143,44 +154,38 @@ def _check_clear(weights: IntArray) -> None:
         )
 
 
-def _circuit(vol: Any, weights: Any) -> Any:
+def _circuit(samples: Any, weights: Any) -> Any:
     from concrete import fhe
 
-    return fhe.LookupTable([int(x) for x in TRANSFER])[weights @ vol]
+    rays = samples.reshape(CLEAR_SHAPE[1:])
+    return fhe.LookupTable([int(x) for x in TRANSFER])[np.sum(rays * weights, axis=1)].reshape(TILE)
 
 
-def _twin(enc: tuple[IntArray, ...], weights: IntArray) -> IntArray:
-    acc = weights @ enc[0].astype(np.int64)
+def _twin(enc: tuple[IntArray, ...], clear: IntArray) -> IntArray:
+    acc = (enc[0].astype(np.int64)[clear[0]] * clear[1]).sum(axis=1)
     out: IntArray = TRANSFER[acc].reshape(TILE)
     return out
 
 
-def _random_weights(rng: np.random.Generator) -> IntArray:
-    """Rows whose sums hit ACC_MAX exactly, spread over random voxels (bounds for compilation)."""
-    w = np.zeros((TILE[0] * TILE[1], VOXELS), dtype=np.int64)
-    for row in range(w.shape[0]):
-        cols = rng.choice(VOXELS, size=len(PROFILE), replace=False)
-        w[row, cols] = PROFILE
-    return w
+def _random_samples(rng: np.random.Generator) -> IntArray:
+    """Every ray at full weight (sums of exactly ACC_MAX) over random voxels."""
+    index = rng.integers(0, VOXELS, CLEAR_SHAPE[1:])
+    weight = np.broadcast_to(PROFILE, CLEAR_SHAPE[1:])
+    samples: IntArray = np.stack([index, weight]).astype(np.int64)
+    return samples
 
 
 def _inputset(rng: np.random.Generator) -> list[tuple[IntArray, ...]]:
     full = np.full(VOXELS, VOXEL_MAX, dtype=np.int64)
-    # One ray whose samples all land in one voxel: a single weight of ACC_MAX. This sets the
-    # clear input's bit width, so every weight the bounds allow is representable exactly.
-    single = _random_weights(rng)
-    single[0] = 0
-    single[0, 0] = ACC_MAX
-    out: list[tuple[IntArray, ...]] = [(full, single), (full, _random_weights(rng))]
-    out += [(rng.integers(0, VOXEL_MAX + 1, VOXELS), _random_weights(rng)) for _ in range(3)]
+    out: list[tuple[IntArray, ...]] = [(full, _random_samples(rng)), (full, _random_samples(rng))]
+    empty = np.zeros(VOXELS, dtype=np.int64)
+    out.append((empty, _random_samples(rng)))
+    out += [(rng.integers(0, VOXEL_MAX + 1, VOXELS), _random_samples(rng)) for _ in range(3)]
     return out
 
 
 def make_volume_kernel() -> Kernel:
     """The registry entry of ``volume@1``."""
-
-    def _circuit_tile(vol: Any, weights: Any) -> Any:
-        return _circuit(vol, weights).reshape(TILE)
 
     return Kernel(
         name="volume",
@@ -196,14 +201,15 @@ def make_volume_kernel() -> Kernel:
             ),
         ),
         clear_name="weights",
-        clear_shape=(TILE[0] * TILE[1], VOXELS),
+        clear_shape=CLEAR_SHAPE,
         out_shape=TILE,
         out_max=int(TRANSFER.max()),
         lookups=(Lookup("transfer function on the 5-bit ray sum", 5, 1),),
-        circuit=_circuit_tile,
+        circuit=_circuit,
         twin=_twin,
         check_clear=_check_clear,
-        clear_args=volume_weights,
+        clear_args=volume_samples,
         inputset=_inputset,
+        gathered=CLEAR_SHAPE[1] * CLEAR_SHAPE[2],
         describe="16^3 occupancy grid, orthographic orbit camera, 8x8 tiles, 32 grey levels",
     )

@@ -17,9 +17,10 @@ from blindframe.fhe_core.kernels import (
     INPUT_WORDS,
     client_spec_hash,
     expected_outputs,
-    function_name,
     get_kernel,
     import_concrete,
+    input_function,
+    output_function,
     output_words,
 )
 from blindframe.fhe_core.keys import load_fhe_client
@@ -35,7 +36,8 @@ class KernelClient:
         self.kernel_id = kernel_id
         self.spec_hash = client_spec_hash(kernel_id)
         self._client = load_fhe_client(kernel_id, key_dir)
-        self._function = function_name(kernel_id)
+        self._input_function = input_function(kernel_id)
+        self._output_function = output_function(kernel_id)
 
     def encrypt(self, *plain: object, tile_index: int = wire.NO_TILE) -> bytes:
         """Validate and encrypt the kernel's encrypted inputs into an INPUT bundle.
@@ -43,7 +45,12 @@ class KernelClient:
         ``tile_index`` is NO_TILE for an input shared by every tile (the volume).
         """
         values = self.kernel.check_enc(list(plain))
-        encrypted = self._client.encrypt(*values, None, function_name=self._function)
+        # A circuit also takes its clear argument (None here: the worker supplies it); a gathered
+        # kernel's EXPAND takes only the shared input.
+        args = values if self.kernel.gathered else (*values, None)
+        encrypted = self._client.encrypt(*args, function_name=self._input_function)
+        if not isinstance(encrypted, tuple):
+            encrypted = (encrypted,)
         entries = []
         for spec, value, enc in zip(self.kernel.enc, values, encrypted, strict=False):
             data = enc.serialize()
@@ -67,7 +74,7 @@ class KernelClient:
         wire.value_payload(entry.data, self.kernel.out_shape, output_words(self.kernel_id))
         fhe = import_concrete()
         value = fhe.Value.deserialize(bytes(entry.data))
-        out = self._client.decrypt(value, function_name=self._function)
+        out = self._client.decrypt(value, function_name=self._output_function)
         return np.asarray(out, dtype=np.int64).reshape(self.kernel.out_shape)
 
 

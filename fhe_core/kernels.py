@@ -25,22 +25,29 @@ if TYPE_CHECKING:
     from concrete import fhe
 
 __all__ = [
+    "EXPAND",
     "INPUT_WORDS",
     "KERNEL_IDS",
+    "TAKE",
+    "TILE",
     "EncInput",
     "IntArray",
     "Kernel",
     "Lookup",
     "client_spec_hash",
     "compile_kernel",
+    "concrete_client",
+    "concrete_server",
     "configuration",
     "expected_inputs",
     "expected_outputs",
-    "function_name",
     "get_kernel",
     "import_concrete",
+    "input_function",
+    "output_function",
     "output_words",
     "parse_kernel_id",
+    "tile_function",
 ]
 
 _FACTORIES = {
@@ -99,16 +106,88 @@ def configuration() -> fhe.Configuration:
     )
 
 
+# The functions of a gathered kernel's module (see :class:`Kernel`): the client encrypts the shared
+# input for EXPAND and decrypts TILE's output; the worker runs EXPAND once per job (seeded
+# ciphertexts in, plain ones out), TAKE once for a template of TILE's input, then TILE per tile.
+EXPAND, TAKE, TILE = "expand", "take", "tile"
+
+
 @functools.cache
-def compile_kernel(kernel_id: str) -> fhe.Circuit:
-    """Compile ``kernel_id`` (cached per process): 0.2–2 s, deterministic across processes."""
+def compile_kernel(kernel_id: str) -> Any:
+    """Compile ``kernel_id`` (cached per process): 0.2–2 s, deterministic across processes.
+
+    A ``fhe.Circuit``, or for a gathered kernel a composable ``fhe.Module`` of :data:`EXPAND`,
+    :data:`TAKE` and :data:`TILE`. Use :func:`concrete_client`, :func:`concrete_server` and
+    :func:`tile_function` rather than the object's own attributes.
+    """
     kernel = get_kernel(kernel_id)
     fhe_mod = import_concrete()
+    inputset = kernel.inputset(np.random.default_rng(_INPUTSET_SEED))
+    if kernel.gathered:
+        return _compile_gathered(kernel, inputset)
     status = {spec.name: "encrypted" for spec in kernel.enc}
     status[kernel.clear_name] = "clear"
     compiler = fhe_mod.Compiler(kernel.circuit, status)
-    inputset = kernel.inputset(np.random.default_rng(_INPUTSET_SEED))
     return compiler.compile(inputset, configuration())
+
+
+def _compile_gathered(kernel: Kernel, inputset: list[tuple[IntArray, ...]]) -> Any:
+    fhe_mod = import_concrete()
+    count = kernel.gathered
+    tile_circuit = kernel.circuit
+
+    def expand(shared: Any) -> Any:
+        return shared + 0
+
+    def take(shared: Any) -> Any:
+        return shared[:count] + 0
+
+    def tile(samples: Any, clear: Any) -> Any:
+        return tile_circuit(samples, clear)
+
+    functions: dict[str, Any] = {
+        EXPAND: fhe_mod.function({"shared": "encrypted"})(expand),
+        TAKE: fhe_mod.function({"shared": "encrypted"})(take),
+        TILE: fhe_mod.function({"samples": "encrypted", "clear": "clear"})(tile),
+    }
+    # Only these outputs feed these inputs. Declaring the wires (not ``composable=True``, every
+    # output into every input) keeps the tile's bootstrap at the single circuit's parameters:
+    # composing the tile's own output back would force a second decomposition level.
+    functions["composition"] = fhe_mod.Wired(
+        {
+            fhe_mod.Wire(fhe_mod.Output(functions[EXPAND], 0), fhe_mod.Input(functions[TAKE], 0)),
+            fhe_mod.Wire(fhe_mod.Output(functions[EXPAND], 0), fhe_mod.Input(functions[TILE], 0)),
+            fhe_mod.Wire(fhe_mod.Output(functions[TAKE], 0), fhe_mod.Input(functions[TILE], 0)),
+        }
+    )
+    shared = [entry[0] for entry in inputset]
+    samples = [(entry[0][entry[-1][0]].ravel(), entry[-1][1]) for entry in inputset]
+    module = fhe_mod.module()(type(f"{kernel.name}_{kernel.version}", (), functions))
+    return module.compile({EXPAND: shared, TAKE: shared, TILE: samples}, configuration())
+
+
+def concrete_client(kernel_id: str) -> Any:
+    """The compiled kernel's Concrete client (its specs make key sets)."""
+    compiled = compile_kernel(kernel_id)
+    if get_kernel(kernel_id).gathered:
+        # A module keeps its client and server in its execution runtime (Concrete 2.11).
+        return compiled.execution_runtime.val.client
+    return compiled.client
+
+
+def concrete_server(kernel_id: str) -> Any:
+    """The compiled kernel's Concrete server (runs functions by name)."""
+    compiled = compile_kernel(kernel_id)
+    if get_kernel(kernel_id).gathered:
+        return compiled.execution_runtime.val.server
+    return compiled.server
+
+
+def tile_function(kernel_id: str) -> Any:
+    """What computes one tile: the circuit, or a gathered module's :data:`TILE` function (both
+    have ``graph`` and the operation counts)."""
+    compiled = compile_kernel(kernel_id)
+    return compiled.tile if get_kernel(kernel_id).gathered else compiled
 
 
 @functools.cache
@@ -120,9 +199,8 @@ def client_spec_hash(kernel_id: str) -> str:
     compilation serves the other's. The specs alone would not do: they do not change with, say,
     the bit width of a clear argument, which decides whether large weights wrap.
     """
-    circuit = compile_kernel(kernel_id)
-    digest = hashlib.sha256(circuit.client.specs.serialize())
-    digest.update(b"\0" + str(circuit.mlir).encode())
+    digest = hashlib.sha256(concrete_client(kernel_id).specs.serialize())
+    digest.update(b"\0" + str(compile_kernel(kernel_id).mlir).encode())
     return digest.hexdigest()
 
 
@@ -132,18 +210,26 @@ INPUT_WORDS = 3
 _VALUE_OVERHEAD = 4096
 
 
-def function_name(kernel_id: str) -> str:
-    """The name Concrete gives the kernel's compiled function."""
-    circuit = compile_kernel(kernel_id)
-    return str(circuit.server.program_info.get_circuits()[0].get_name())
+def input_function(kernel_id: str) -> str:
+    """The function whose inputs the client encrypts (a gathered kernel's :data:`EXPAND`)."""
+    if get_kernel(kernel_id).gathered:
+        return EXPAND
+    return output_function(kernel_id)
+
+
+def output_function(kernel_id: str) -> str:
+    """The function whose output is a tile's result (a gathered kernel's :data:`TILE`)."""
+    if get_kernel(kernel_id).gathered:
+        return TILE
+    server = concrete_server(kernel_id)
+    return str(server.program_info.get_circuits()[0].get_name())
 
 
 @functools.cache
 def output_words(kernel_id: str) -> int:
     """uint64 words per output ciphertext (LWE dimension + 1), from the compiled circuit."""
     kernel = get_kernel(kernel_id)
-    circuit = compile_kernel(kernel_id)
-    total = int(circuit.server.size_of_outputs(function_name(kernel_id)))
+    total = int(concrete_server(kernel_id).size_of_outputs(output_function(kernel_id)))
     count = int(np.prod(kernel.out_shape))
     return total // (count * 8)
 

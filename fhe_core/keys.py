@@ -23,7 +23,7 @@ from typing import Any
 
 from blindframe.fhe_core import wire
 from blindframe.fhe_core.errors import BundleFormatError, KeyStoreError
-from blindframe.fhe_core.kernels import client_spec_hash, compile_kernel, import_concrete
+from blindframe.fhe_core.kernels import client_spec_hash, concrete_client, import_concrete
 
 __all__ = [
     "KeyInfo",
@@ -76,7 +76,7 @@ def generate_keys(kernel_id: str, key_dir: Path, *, overwrite: bool = False) -> 
     _private_dir(Path(key_dir))
     _private_dir(kdir)
     fhe = import_concrete()
-    client = fhe.Client(compile_kernel(kernel_id).client.specs)
+    client = fhe.Client(concrete_client(kernel_id).specs)
     start = time.perf_counter()
     client.keygen(
         force=True, secret_seed=secrets.randbits(128), encryption_seed=secrets.randbits(128)
@@ -140,7 +140,7 @@ def load_fhe_client(kernel_id: str, key_dir: Path) -> Any:
     """A Concrete client for ``kernel_id`` holding the key set of ``key_dir`` (secret keys)."""
     info = key_info(kernel_id, key_dir)
     fhe = import_concrete()
-    client = fhe.Client(compile_kernel(kernel_id).client.specs)
+    client = fhe.Client(concrete_client(kernel_id).specs)
     client.keys = fhe.Keys.deserialize(info.directory / _KEYSET)
     return client
 

@@ -11,9 +11,16 @@ OUTPUT bundle per tile into ``out_dir``. A single tile is a lease of one.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from blindframe.fhe_core.server import ExpandedInput
 
 __all__ = ["LeaseAnswer", "LeaseRequest", "TileDone", "run_lease", "tile_path"]
 
@@ -27,6 +34,7 @@ class LeaseRequest(TypedDict):
     inputs: list[str]  # one INPUT bundle path per tile, in the same order (may repeat)
     eval_keys: str  # the EVAL_KEYS bundle path
     out_dir: str  # where the OUTPUT bundles go (:func:`tile_path`)
+    expanded_dir: NotRequired[str]  # where expanded shared inputs are kept between calls
     report_plan: NotRequired[bool]  # also say which FFT plan the process computed with
 
 
@@ -48,6 +56,43 @@ class LeaseAnswer(TypedDict):
     fft_plan: NotRequired[str]  # with ``report_plan``: this process's plan for the kernel
 
 
+# A gathered kernel's shared input is expanded once per job and node: each call runs in a fresh
+# fork of the pinned child, so the expansion (``volume``: 4096 voxels, 64 MiB) is kept on disk in
+# the parent's ``expanded_dir``, keyed by the kernel and the input's hash, for the job's next
+# leases; only the last few inputs are kept.
+EXPANDED_KEEP = 2
+
+
+def _expanded(kernel: str, data: bytes, keys: Any, cache: Path | None) -> ExpandedInput:
+    from blindframe.fhe_core.server import ExpandedInput, expand_input
+
+    digest = hashlib.sha256(data).hexdigest()
+    if cache is None:
+        return expand_input(kernel, data, keys)
+    stem = cache / f"{kernel.replace('@', '-')}-{digest}"
+    rows, template = stem.with_suffix(".npy"), stem.with_suffix(".template")
+    if rows.is_file() and template.is_file():
+        os.utime(rows)
+        return ExpandedInput(
+            kernel, np.load(rows, mmap_mode="r", allow_pickle=False), template.read_bytes()
+        )
+    expanded = expand_input(kernel, data, keys)
+    cache.mkdir(parents=True, exist_ok=True)
+    for path, write in (
+        (template, lambda fh: fh.write(expanded.template)),
+        (rows, lambda fh: np.save(fh, expanded.ciphertexts, allow_pickle=False)),
+    ):
+        part = path.with_name(f".{path.name}.{os.getpid()}")
+        with part.open("wb") as fh:
+            write(fh)
+        part.replace(path)  # the rows last: a reader that finds them finds the template too
+    kept = sorted(cache.glob("*.npy"), key=lambda f: f.stat().st_mtime, reverse=True)
+    for old in kept[EXPANDED_KEEP:]:
+        old.unlink(missing_ok=True)
+        old.with_suffix(".template").unlink(missing_ok=True)
+    return expanded
+
+
 def tile_path(out_dir: Path, tile: int) -> Path:
     """Where a lease writes the OUTPUT bundle of ``tile``."""
     return Path(out_dir) / f"tile-{int(tile)}.bundle"
@@ -59,9 +104,9 @@ def run_lease(payload: dict[str, Any]) -> dict[str, Any]:
     (the child reports it to the parent)."""
     start = time.perf_counter()
     from blindframe.fhe_core.jobs import PublicJob, task_clear_args
-    from blindframe.fhe_core.kernels import compile_kernel
+    from blindframe.fhe_core.kernels import compile_kernel, get_kernel
     from blindframe.fhe_core.keys import read_evaluation_keys
-    from blindframe.fhe_core.server import run_tile
+    from blindframe.fhe_core.server import run_gathered_tile, run_tile
 
     kernel = str(payload["kernel"])
     public = PublicJob.from_json(payload["job"])
@@ -74,16 +119,22 @@ def run_lease(payload: dict[str, Any]) -> dict[str, Any]:
     out_dir = Path(payload["out_dir"])
     compile_kernel(kernel)
     keys = read_evaluation_keys(kernel, Path(payload["eval_keys"]).read_bytes())
+    cache = Path(payload["expanded_dir"]) if payload.get("expanded_dir") else None
+    expanded: dict[Path, ExpandedInput] = {}
+    if get_kernel(kernel).gathered:
+        expanded = {p: _expanded(kernel, p.read_bytes(), keys, cache) for p in set(inputs)}
     setup = time.perf_counter() - start
     loaded: dict[Path, bytes] = {}  # a volume job's tiles share one input: read it once
     done: list[TileDone] = []
     for tile, path in zip(tiles, inputs, strict=True):
-        if path not in loaded:
-            loaded[path] = path.read_bytes()
         began = time.perf_counter()
-        output = run_tile(
-            kernel, loaded[path], keys, task_clear_args(public, tile), tile_index=tile
-        )
+        clear = task_clear_args(public, tile)
+        if path in expanded:
+            output = run_gathered_tile(kernel, expanded[path], keys, clear, tile_index=tile)
+        else:
+            if path not in loaded:
+                loaded[path] = path.read_bytes()
+            output = run_tile(kernel, loaded[path], keys, clear, tile_index=tile)
         seconds = time.perf_counter() - began
         target = tile_path(out_dir, tile)
         target.write_bytes(output)

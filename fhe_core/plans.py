@@ -176,9 +176,9 @@ def isa_level() -> str:
 @functools.cache
 def plan_sizes(kernel_id: str) -> tuple[int, ...]:
     """The polynomial sizes a kernel's bootstraps use (from its compiled client specs)."""
-    from blindframe.fhe_core.kernels import compile_kernel
+    from blindframe.fhe_core.kernels import concrete_client
 
-    info = compile_kernel(kernel_id).client.specs.program_info.get_keyset_info()
+    info = concrete_client(kernel_id).specs.program_info.get_keyset_info()
     return tuple(sorted({int(key.polynomial_size()) for key in info.bootstrap_keys()}))
 
 

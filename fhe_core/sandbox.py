@@ -79,11 +79,13 @@ def lease_request(
     out_dir: str | os.PathLike[str],
     *,
     report_plan: bool = False,
+    expanded_dir: str | os.PathLike[str] | None = None,
 ) -> LeaseRequest:
     """The payload of a :data:`LEASE` call: compute ``tiles`` (task indices) of the job whose
     public description (``PublicJob.to_json()``) is ``job``, one INPUT bundle path per tile, into
     ``out_dir`` (``lease_child.tile_path``); ``report_plan``: also answer the FFT plan the child
-    computed with."""
+    computed with; ``expanded_dir``: keep a gathered kernel's expanded shared input there for the
+    job's next leases."""
     request: LeaseRequest = {
         "kernel": str(job["kernel"]),
         "job": dict(job),
@@ -94,6 +96,8 @@ def lease_request(
     }
     if report_plan:
         request["report_plan"] = True
+    if expanded_dir is not None:
+        request["expanded_dir"] = os.fspath(expanded_dir)
     return request
 
 

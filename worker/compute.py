@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from blindframe.coordinator.results import LeaseResult, pack_lease_result
 from blindframe.coordinator.store import kubo_cid_of_bytes
-from blindframe.fhe_core.sandbox import LEASE
+from blindframe.fhe_core.sandbox import LEASE, lease_request
 from blindframe.worker.errors import WorkerError
 from blindframe.worker.faults import HONEST, Behaviour
 
@@ -129,15 +129,17 @@ class LeaseComputer:
                 task.kernel,
                 manifest.fft_plan,
                 LEASE,
-                {
-                    "kernel": task.kernel,
-                    "job": manifest.job,
-                    # A follow-up job's tile computes a task of the job it retries.
-                    "tiles": [manifest.task_of(t) for t in run],
-                    "inputs": [str(p) for p in inputs[: len(run)]],
-                    "eval_keys": str(keys),
-                    "out_dir": str(out_dir),
-                },
+                dict(
+                    lease_request(
+                        manifest.job,
+                        # A follow-up job's tile computes a task of the job it retries.
+                        [manifest.task_of(t) for t in run],
+                        inputs[: len(run)],
+                        keys,
+                        out_dir,
+                        expanded_dir=self.work_dir / "expanded",
+                    )
+                ),
                 timeout_s=max(task.timeout_s, 1.0),
                 why=f"for lease {task.lease_id}",
             ).answer

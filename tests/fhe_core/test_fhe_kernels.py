@@ -8,7 +8,7 @@ import pytest
 from blindframe.fhe_core import wire
 from blindframe.fhe_core.client import KernelClient
 from blindframe.fhe_core.errors import ParameterError, UnknownKernelError
-from blindframe.fhe_core.kernels import KERNEL_IDS, compile_kernel, function_name, get_kernel
+from blindframe.fhe_core.kernels import KERNEL_IDS, get_kernel, output_function, tile_function
 from blindframe.fhe_core.server import run_tile, tile_clear_args
 
 PARAMS = {
@@ -38,9 +38,10 @@ def _edge_cases(kernel_id: str, rng: np.random.Generator) -> list[tuple[np.ndarr
 def _clears(kernel_id: str, rng: np.random.Generator) -> list[np.ndarray]:
     """Public parameters in use, plus the extremes the bounds allow."""
     if kernel_id == "volume@1":
-        worst = np.zeros((64, 4096), dtype=np.int64)
-        for row in range(64):
-            worst[row, rng.choice(4096, 24, replace=False)] = [2] * 7 + [1] * 17
+        # Every ray at full weight, its samples on distinct random voxels.
+        index = np.stack([rng.choice(4096, 24, replace=False) for _ in range(64)])
+        weight = np.broadcast_to(np.array([2] * 7 + [1] * 17), (64, 24))
+        worst = np.stack([index, weight])
         return [tile_clear_args(kernel_id, PARAMS[kernel_id], (32, 32), 5), worst]
     if kernel_id == "shade@1":
         return [
@@ -82,7 +83,7 @@ def test_twin_equals_concrete_graph_on_many_inputs(
     """The traced graph evaluated in the clear (Concrete's own semantics of every lookup and
     rounding) agrees with the twin on many random inputs and parameters."""
     kernel = get_kernel(kernel_id)
-    circuit = compile_kernel(kernel_id)
+    circuit = tile_function(kernel_id)
     for _ in range(12):
         plain = tuple(rng.integers(s.lo, s.hi + 1) for s in kernel.enc)
         if kernel_id == "volume@1":
@@ -99,28 +100,39 @@ def test_twin_equals_concrete_graph_on_many_inputs(
         else:
             name = ["blur", "soften", "sharpen", "edge", "emboss", "identity"][int(rng.integers(6))]
             clear = tile_clear_args(kernel_id, {"filter": name}, (8, 8), 0)
-        got = circuit.graph(*plain, clear)
+        if kernel.gathered:  # the tile function sees the samples the worker gathers
+            got = circuit.graph(plain[0][clear[0]].ravel(), clear[1])
+        else:
+            got = circuit.graph(*plain, clear)
         np.testing.assert_array_equal(
             np.asarray(got).reshape(kernel.out_shape), kernel.twin(plain, clear)
         )
 
 
-def test_volume_weights_are_bounded_and_deterministic() -> None:
+def test_volume_samples_are_bounded_and_deterministic() -> None:
     params = {"yaw": 123.4, "pitch": 56.7, "zoom": 2.5}
     a = tile_clear_args("volume@1", params, (64, 64), 27)
     b = tile_clear_args("volume@1", params, (64, 64), 27)
     np.testing.assert_array_equal(a, b)
-    assert a.sum(axis=1).max() <= 31
-    assert a.min() >= 0
-    assert a.sum() > 0  # the centre tile's rays cross the grid
+    index, weight = a
+    assert weight.sum(axis=1).max() <= 31
+    assert index.min() >= 0
+    assert index.max() < 4096
+    assert weight.min() >= 0
+    assert weight.sum() > 0  # the centre tile's rays cross the grid
+    assert (index[weight == 0] == 0).all()  # samples outside the grid read voxel 0 at weight 0
 
 
 def test_bounds_are_enforced() -> None:
     kernel = get_kernel("volume@1")
-    too_heavy = np.zeros((64, 4096), dtype=np.int64)
-    too_heavy[0, :32] = 1
+    too_heavy = np.zeros((2, 64, 24), dtype=np.int64)
+    too_heavy[1, 0, :] = 2  # 48 > 31
     with pytest.raises(ParameterError, match="overflow"):
         kernel.check_clear(too_heavy)
+    out_of_grid = np.zeros((2, 64, 24), dtype=np.int64)
+    out_of_grid[0, 3, 5] = 4096
+    with pytest.raises(ParameterError, match="index"):
+        kernel.check_clear(out_of_grid)
     with pytest.raises(ParameterError, match="outside"):
         get_kernel("shade@1").check_enc([np.full((3, 8, 8), 5), np.zeros((3, 8, 8))])
     with pytest.raises(ParameterError, match=r"\+18"):
@@ -145,8 +157,7 @@ def test_registry_describes_each_kernel() -> None:
         kernel = get_kernel(kernel_id)
         assert kernel.kernel_id == kernel_id
         assert all(lk.precision_bits <= 5 for lk in kernel.lookups)
-        circuit = compile_kernel(kernel_id)
-        per_pixel = circuit.programmable_bootstrap_count / kernel.pixels_per_tile
+        per_pixel = tile_function(kernel_id).programmable_bootstrap_count / kernel.pixels_per_tile
         assert per_pixel == kernel.bootstraps_per_pixel
-        assert function_name(kernel_id)
+        assert output_function(kernel_id)
     assert wire.NO_TILE == 0xFFFFFFFF

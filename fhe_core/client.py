@@ -24,6 +24,7 @@ from blindframe.fhe_core.kernels import (
     output_words,
 )
 from blindframe.fhe_core.keys import load_fhe_client
+from blindframe.fhe_core.packing import unpack_output
 
 __all__ = ["KernelClient", "check_against_twin"]
 
@@ -70,10 +71,11 @@ class KernelClient:
             expected=expected_outputs(self.kernel_id),
             tile_index=tile_index,
         )
-        entry = parsed.values[0]
-        wire.value_payload(entry.data, self.kernel.out_shape, output_words(self.kernel_id))
+        data = unpack_output(
+            parsed.values[0].data, self.kernel.out_shape, output_words(self.kernel_id)
+        )
         fhe = import_concrete()
-        value = fhe.Value.deserialize(bytes(entry.data))
+        value = fhe.Value.deserialize(data)
         out = self._client.decrypt(value, function_name=self._output_function)
         return np.asarray(out, dtype=np.int64).reshape(self.kernel.out_shape)
 

@@ -244,7 +244,10 @@ def expected_inputs(kernel_id: str) -> list[tuple[str, tuple[int, ...], int]]:
 
 
 def expected_outputs(kernel_id: str) -> list[tuple[str, tuple[int, ...], int]]:
-    """``(name, shape, max_bytes)`` of an output bundle's single value."""
+    """``(name, shape, max_bytes)`` of an output bundle's single value (packed:
+    :mod:`blindframe.fhe_core.packing`)."""
+    from blindframe.fhe_core.packing import packed_size
+
     kernel = get_kernel(kernel_id)
-    size = int(np.prod(kernel.out_shape)) * output_words(kernel_id) * 8 + _VALUE_OVERHEAD
+    size = packed_size(int(np.prod(kernel.out_shape)), output_words(kernel_id)) + _VALUE_OVERHEAD
     return [("out", kernel.out_shape, size)]

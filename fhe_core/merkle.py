@@ -52,6 +52,7 @@ from blindframe.fhe_core.kernels import (
     get_kernel,
     output_words,
 )
+from blindframe.fhe_core.packing import unpack_output
 
 __all__ = [
     "DIGEST_WORDS",
@@ -144,7 +145,9 @@ def ciphertext_coefficients(kernel_id: str, output_bundle: bytes | memoryview) -
         spec_hash=client_spec_hash(kernel_id),
         expected=expected_outputs(kernel_id),
     )
-    payload = wire.value_payload(bundle.values[0].data, kernel.out_shape, output_words(kernel_id))
+    words = output_words(kernel_id)
+    value = unpack_output(bundle.values[0].data, kernel.out_shape, words)
+    payload = wire.value_payload(value, kernel.out_shape, words)
     return np.frombuffer(payload, dtype="<u8").astype(np.uint64)
 
 

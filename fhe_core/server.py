@@ -32,6 +32,7 @@ from blindframe.fhe_core.kernels import (
     output_words,
 )
 from blindframe.fhe_core.keys import read_evaluation_keys
+from blindframe.fhe_core.packing import pack_output
 
 __all__ = ["ExpandedInput", "expand_input", "run_gathered_tile", "run_tile", "tile_clear_args"]
 
@@ -182,11 +183,11 @@ def _payload_rows(buffer: bytearray, count: int, words: int) -> npt.NDArray[np.u
 
 def _output_bundle(kernel_id: str, data: bytes, tile_index: int) -> bytes:
     kernel = get_kernel(kernel_id)
-    wire.value_payload(data, kernel.out_shape, output_words(kernel_id))
+    packed = pack_output(data, kernel.out_shape, output_words(kernel_id))
     return wire.write_bundle(
         wire.BundleKind.OUTPUT,
         kernel_id,
         client_spec_hash(kernel_id),
-        [wire.ValueEntry("out", kernel.out_shape, data)],
+        [wire.ValueEntry("out", kernel.out_shape, packed)],
         tile_index,
     )

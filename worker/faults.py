@@ -35,6 +35,7 @@ from blindframe.fhe_core.kernels import (
     get_kernel,
     output_words,
 )
+from blindframe.fhe_core.packing import pack_output, unpack_output
 from blindframe.worker.errors import NodeOptionError
 from blindframe.worker.state import LeaseKind
 
@@ -233,15 +234,16 @@ def lazy_outputs(kernel: str, template: bytes, tiles: Sequence[int]) -> list[byt
         spec_hash=spec,
         expected=expected_outputs(kernel),
     )
-    value = bytes(bundle.values[0].data)
-    shape = get_kernel(kernel).out_shape
-    payload = bytes(wire.value_payload(value, shape, output_words(kernel)))
+    shape, words = get_kernel(kernel).out_shape, output_words(kernel)
+    value = unpack_output(bundle.values[0].data, shape, words)
+    payload = bytes(wire.value_payload(value, shape, words))
     offset = value.find(payload)
     if offset < 0:
         raise NodeOptionError("the fault injector cannot locate the payload of an output bundle")
     outputs = []
     for tile in tiles:
-        forged = value[:offset] + secrets.token_bytes(len(payload)) + value[offset + len(payload) :]
+        random = value[:offset] + secrets.token_bytes(len(payload)) + value[offset + len(payload) :]
+        forged = pack_output(random, shape, words)
         outputs.append(
             wire.write_bundle(
                 wire.BundleKind.OUTPUT,

@@ -7,7 +7,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from eth_account import Account
 from eth_utils.address import is_hex_address, to_checksum_address
@@ -101,7 +101,7 @@ def list_accounts(directory: Path) -> list[KeystoreEntry]:
 def _keystore_address(path: Path) -> str | None:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     raw = document.get("address") if isinstance(document, dict) else None
     if not isinstance(raw, str) or not is_hex_address("0x" + raw.removeprefix("0x")):
@@ -146,8 +146,13 @@ def unlock(path: Path, password: str) -> LocalAccount:
         raise KeystoreError(f"keystore file {path} does not exist") from None
     except (OSError, ValueError) as exc:
         raise KeystoreError(f"keystore file {path} is not readable JSON: {exc}") from None
+    except RecursionError:
+        raise KeystoreError(f"keystore file {path} nests too deeply to be a keystore") from None
     if not isinstance(document, dict) or ("crypto" not in document and "Crypto" not in document):
         raise KeystoreError(f"{path} is not an Ethereum keystore (no 'crypto' section)")
+    problem = _keystore_problem(document)
+    if problem is not None:
+        raise KeystoreError(f"{path} is not a usable keystore: {problem}")
     try:
         key = Account.decrypt(document, password)
     except ValueError as exc:
@@ -158,7 +163,78 @@ def unlock(path: Path, password: str) -> LocalAccount:
             ) from None
         raise KeystoreError(f"cannot decrypt keystore {path}: {exc}") from None
     account: LocalAccount = Account.from_key(key)
+    # The MAC covers the ciphertext, not the IV: a keystore whose IV was damaged decrypts, with
+    # the right password, to another key. The address the file names catches that.
+    named = _keystore_address(path)
+    if named is not None and named != account.address:
+        raise KeystoreError(
+            f"keystore {path} decrypts to {account.address}, not the {named} it names: "
+            "the file is damaged",
+            hint="restore it from a backup",
+        )
     return account
+
+
+# The costliest key derivation a keystore may ask for: geth's standard scrypt (n = 2**18, r = 8,
+# p = 1) and eth_account's (n = 2**18, r = 1, p = 8) are 2**21 blocks; a file asking for far more
+# would hold the command for hours or take all memory before its password could be checked.
+_MAX_SCRYPT_WORK = 2**23
+_MAX_SCRYPT_N = 2**20
+_MAX_PBKDF2_ROUNDS = 10_000_000
+
+
+def _hex_field(value: Any, digits: int | None = None) -> bool:
+    if not isinstance(value, str):
+        return False
+    text = value.removeprefix("0x")
+    if digits is not None and len(text) != digits:
+        return False
+    return (
+        len(text) % 2 == 0 and len(text) <= 1024 and re.fullmatch(r"[0-9a-fA-F]*", text) is not None
+    )
+
+
+def _whole(value: Any, low: int, high: int) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _keystore_problem(document: dict[str, Any]) -> str | None:
+    """What makes a version-3 keystore unusable (None: nothing), checked before any key
+    derivation: eth_account would otherwise fail on it with whatever Python error a missing or
+    mistyped field causes, or spend hours in scrypt."""
+    crypto = document.get("crypto", document.get("Crypto"))
+    if document.get("version") != 3:
+        return "only version 3 keystores are supported"
+    if not isinstance(crypto, dict):
+        return "'crypto' is not an object"
+    if crypto.get("cipher") != "aes-128-ctr":
+        return "its cipher is not aes-128-ctr"
+    params = crypto.get("cipherparams")
+    if not isinstance(params, dict) or not _hex_field(params.get("iv"), 32):
+        return "cipherparams.iv is not 16 bytes of hex"
+    if not _hex_field(crypto.get("ciphertext")) or not crypto["ciphertext"].removeprefix("0x"):
+        return "the ciphertext is not hex"
+    if not _hex_field(crypto.get("mac"), 64):
+        return "the mac is not 32 bytes of hex"
+    kdf, kdf_params = crypto.get("kdf"), crypto.get("kdfparams")
+    if not isinstance(kdf_params, dict):
+        return "kdfparams is not an object"
+    if kdf_params.get("dklen") != 32 or not _hex_field(kdf_params.get("salt")):
+        return "kdfparams needs dklen 32 and a hex salt"
+    if kdf == "scrypt":
+        n, r, p = (kdf_params.get(k) for k in ("n", "r", "p"))
+        if not (_whole(n, 2, _MAX_SCRYPT_N) and _whole(r, 1, 64) and _whole(p, 1, 64)):
+            return f"scrypt needs n a power of two up to {_MAX_SCRYPT_N}, r and p of 1..64"
+        if n & (n - 1) or n * r * p > _MAX_SCRYPT_WORK:
+            return f"scrypt n={n}, r={r}, p={p} is not a power of two or far too costly"
+        return None
+    if kdf == "pbkdf2":
+        if kdf_params.get("prf") != "hmac-sha256":
+            return "pbkdf2 needs prf hmac-sha256"
+        if not _whole(kdf_params.get("c"), 1, _MAX_PBKDF2_ROUNDS):
+            return f"pbkdf2 needs c of 1..{_MAX_PBKDF2_ROUNDS} rounds"
+        return None
+    return "its kdf is neither scrypt nor pbkdf2"
 
 
 def read_password_file(path: Path) -> str:
@@ -169,6 +245,8 @@ def read_password_file(path: Path) -> str:
         raise KeystoreError(f"password file {path} does not exist") from None
     except OSError as exc:
         raise KeystoreError(f"cannot read password file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise KeystoreError(f"password file {path} is not UTF-8 text") from None
     lines = text.splitlines()
     return lines[0] if lines else ""
 

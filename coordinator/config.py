@@ -127,27 +127,39 @@ _KNOWN = {f.name for f in fields(Settings)} - {"source", "sections", "defaulted"
 _SECTIONS = ("worker", "client")
 
 
+def _shown(value: Any) -> str:
+    """A configured value as a message quotes it: short, whatever the file holds."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _coerce(values: dict[str, Any], origin: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key not in _KNOWN:
             known = ", ".join(sorted(_KNOWN))
-            raise ConfigError(f"unknown setting {key!r} in {origin}", hint=f"known: {known}")
+            raise ConfigError(f"unknown setting {_shown(key)} in {origin}", hint=f"known: {known}")
         if key in _PATH_FIELDS:
-            out[key] = Path(str(value)).expanduser().resolve()
+            text = os.fspath(value) if isinstance(value, str | os.PathLike) else None
+            if not isinstance(text, str) or not text or "\0" in text:
+                raise ConfigError(f"{key} must be a path in {origin} (not {_shown(value)})")
+            out[key] = Path(text).expanduser().resolve()
         elif key in _INT_FIELDS:
-            try:
-                number = int(value)
-            except (TypeError, ValueError):
-                raise ConfigError(
-                    f"{key} must be a whole number in {origin} (not {value!r})"
-                ) from None
+            # A whole number or its digits (variables are text); not a bool, not 2.5 or inf.
+            number = value if isinstance(value, int) and not isinstance(value, bool) else None
+            if isinstance(value, str):
+                try:
+                    number = int(value)
+                except ValueError:
+                    number = None
+            if number is None:
+                raise ConfigError(f"{key} must be a whole number in {origin} (not {_shown(value)})")
             if number < 0:
                 raise ConfigError(f"{key} must not be negative in {origin} (not {number})")
             out[key] = number
         else:
             if not isinstance(value, str):
-                raise ConfigError(f"{key} must be a string in {origin} (not {value!r})")
+                raise ConfigError(f"{key} must be a string in {origin} (not {_shown(value)})")
             out[key] = value
     return out
 
@@ -173,8 +185,15 @@ def load_settings(
             raise ConfigError(
                 f"config file {path} does not exist", hint="check --config or BLINDFRAME_CONFIG"
             ) from None
+        except OSError as exc:  # a folder, no permission
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except RecursionError:
+            # tomllib recurses per nested array: "x = [[[[..." overflows the stack.
+            raise ConfigError(f"config file {path} nests arrays too deeply") from None
         for name in _SECTIONS:
             table = document.pop(name, None)
             if table is not None and not isinstance(table, dict):

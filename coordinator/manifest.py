@@ -56,12 +56,12 @@ class ContentRef:
         if not isinstance(data, dict) or set(data) != {"cid", "size"}:
             raise ManifestError(f"{what} must be an object with exactly 'cid' and 'size'")
         try:
-            cid = str(Cid.parse(str(data["cid"])))
+            cid = str(Cid.parse(data["cid"]))
         except InvalidCidError as exc:
             raise ManifestError(f"{what} has an invalid CID: {exc.message}") from None
         size = data["size"]
         if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= limit:
-            raise ManifestError(f"{what} size must be 1..{limit} bytes (not {size!r})")
+            raise ManifestError(f"{what} size must be 1..{limit} bytes (not {_shown(size)})")
         return cls(cid=cid, size=size)
 
 
@@ -91,7 +91,7 @@ class FollowUp:
         ):
             raise ManifestError(
                 f"followUp.ancestors must be 1..{MAX_FOLLOW_UPS} distinct job ids "
-                f"(not {ancestors!r})"
+                f"(not {_shown(ancestors)})"
             )
         if (
             not isinstance(tasks, list)
@@ -103,6 +103,29 @@ class FollowUp:
                 f"followUp.tasks must be distinct tasks of the first job (0..{first_job_tasks - 1})"
             )
         return cls(tuple(ancestors), tuple(tasks))
+
+
+def _shown(value: Any) -> str:
+    """A value from the document as an error message quotes it: a manifest is whatever the
+    client uploaded, so a field may hold a megabyte; the message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _timestamp(value: Any) -> str:
+    """``createdAt``: an ISO 8601 time, as ``Manifest.create`` writes it."""
+    try:
+        if isinstance(value, str) and len(value) <= 40:
+            datetime.fromisoformat(value)
+            return value
+    except ValueError:
+        pass
+    raise ManifestError(f"createdAt must be an ISO 8601 time (not {_shown(value)})")
+
+
+def _clipped(message: str) -> str:
+    """Another package's message about a field of the document (it may quote the field)."""
+    return message if len(message) <= 240 else message[:237] + "..."
 
 
 def _is_index(value: Any) -> bool:
@@ -219,6 +242,9 @@ class Manifest:
             data = json.loads(raw)
         except (UnicodeDecodeError, ValueError) as exc:
             raise ManifestError(f"the manifest is not JSON: {exc}") from None
+        except RecursionError:
+            # json's decoder recurses per nesting level: "[[[[..." of 1 MB overflows the stack.
+            raise ManifestError("the manifest nests arrays or objects too deeply") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ManifestError(f"not a {FORMAT} document")
         expected = {
@@ -245,17 +271,24 @@ class Manifest:
         if not isinstance(spec, str) or not re.fullmatch(r"[0-9a-f]{64}", spec):
             raise ManifestError("clientSpecHash must be 64 lowercase hex digits (a sha256)")
         if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= 24:
-            raise ManifestError(f"leafDepth must be 0..24 (not {depth!r})")
+            raise ManifestError(f"leafDepth must be 0..24 (not {_shown(depth)})")
         try:
             public = PublicJob.from_json(data["job"])
         except FheCoreError as exc:
-            raise ManifestError(f"the job description is invalid: {exc.message}") from None
+            raise ManifestError(
+                f"the job description is invalid: {_clipped(exc.message)}"
+            ) from None
         if public.kernel_id != kernel:
-            raise ManifestError(f"the job description is for {public.kernel_id}, not {kernel}")
+            raise ManifestError(
+                f"the job description is for {public.kernel_id}, not {str(kernel)[:60]} (the "
+                "manifest's kernel)"
+            )
         try:
             plan = parse_plan(data["fftPlan"], kernel)
         except FheCoreError as exc:
-            raise ManifestError(f"fftPlan is invalid: {exc.message}", hint=exc.hint) from None
+            raise ManifestError(
+                f"fftPlan is invalid: {_clipped(exc.message)}", hint=exc.hint
+            ) from None
         raw_inputs = data["inputs"]
         if not isinstance(raw_inputs, list):
             raise ManifestError("inputs must be a list")
@@ -276,7 +309,7 @@ class Manifest:
                 ContentRef.parse(item, f"inputs[{i}]", MAX_INPUT_BYTES)
                 for i, item in enumerate(raw_inputs)
             ),
-            created_at=str(data["createdAt"]),
+            created_at=_timestamp(data["createdAt"]),
             fft_plan=str(plan),
             follow_up=(
                 FollowUp.parse(data["followUp"], public.tasks) if "followUp" in data else None

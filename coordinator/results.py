@@ -182,12 +182,19 @@ def open_lease_result(
             int(header["leaseId"]),
             int(header["firstTile"]),
         )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LeaseResultError(f"lease {lease_id}'s result header is malformed: {exc}") from None
-    if claimed != (kernel, job_id, lease_id, first_tile):
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        # OverflowError: a size of Infinity (Python's json reads it); the message stays short
+        # whatever the header quotes.
         raise LeaseResultError(
-            f"the result is for {claimed[0]} job {claimed[1]} lease {claimed[2]} "
-            f"from tile {claimed[3]}, "
+            f"lease {lease_id}'s result header is malformed: {str(exc)[:200]}"
+        ) from None
+    except RecursionError:
+        raise LeaseResultError(f"lease {lease_id}'s result header nests too deeply") from None
+    if claimed != (kernel, job_id, lease_id, first_tile):
+        # (What the header claims is shown cut short: it is whatever the file says.)
+        said = f"{claimed[0]} job {claimed[1]} lease {claimed[2]} from tile {claimed[3]}"
+        raise LeaseResultError(
+            f"the result is for {said if len(said) <= 120 else said[:117] + '...'}, "
             f"not {kernel} job {job_id} lease {lease_id} from tile {first_tile}"
         )
     if len(sizes) != count or any(s <= 0 for s in sizes):

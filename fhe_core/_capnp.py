@@ -13,6 +13,9 @@ _WORD = 8
 # A message of Concrete values for one tile stays far below this; deeper nesting means garbage.
 _MAX_SEGMENTS = 512
 _MAX_DEPTH = 16
+# Bits per element of each list element size (void, bit, byte, 2, 4, 8 bytes, pointer; for a
+# composite list, ``count`` is its length in words).
+_ELEMENT_BITS = (0, 1, 8, 16, 32, 64, 64, 64)
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,12 @@ class Message:
         if kind == 1:
             elem = (ptr >> 32) & 7
             count = ptr >> 35
-            if start < 0 or start * _WORD > len(self._segments[segment]):
-                raise BundleFormatError("a Concrete value's list starts past its segment")
+            # The whole list must lie in the segment, not just its start: readers size their
+            # work by ``count`` (up to 2**29), so a list of 8 bytes could otherwise make one
+            # build half a billion pointers (seen: an 80-byte value took the process down).
+            end_bits = start * _WORD * 8 + _ELEMENT_BITS[elem] * count
+            if start < 0 or end_bits > len(self._segments[segment]) * 8:
+                raise BundleFormatError("a Concrete value's list runs past its segment")
             return (segment, start, elem, count)
         raise BundleFormatError("a Concrete value holds a capability pointer")
 

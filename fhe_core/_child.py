@@ -53,12 +53,18 @@ def _survey(payload: dict[str, Any]) -> dict[str, Any]:
 CALLS: Mapping[str, Call] = MappingProxyType({"lease": _lease, "ping": ping, "survey": _survey})
 
 
+def _limit_cpu(seconds: int) -> None:
+    """Stop this process after ``seconds`` of CPU time with SIGXCPU, which the parent reports as
+    "ran out of CPU time". The hard limit is a second later: with both equal, Linux sends
+    SIGKILL at once, which reads as a crash in native code."""
+    resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds + 1))
+
+
 def _limits(job: dict[str, Any], *, cpu: bool = True) -> None:
     memory = int(job["memory_bytes"])
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     if cpu:
-        seconds = int(job["cpu_seconds"])
-        resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+        _limit_cpu(int(job["cpu_seconds"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -136,8 +142,7 @@ def _serve_one(calls: Mapping[str, Call], request: dict[str, Any]) -> dict[str, 
     if pid == 0:  # the call's own process
         code = CHILD_ERROR_EXIT
         try:
-            seconds = int(request["cpu_seconds"])
-            resource.setrlimit(resource.RLIMIT_CPU, (seconds, seconds))
+            _limit_cpu(int(request["cpu_seconds"]))
             null = os.open(os.devnull, os.O_RDWR)
             os.dup2(null, 0)
             os.dup2(null, 1)  # the protocol pipe is the server's alone

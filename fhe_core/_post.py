@@ -65,9 +65,9 @@ def filter_taps(
             raise ParameterError(f"post taps must be a 3x3 integer list ({exc})") from exc
     else:
         name = params.get("filter", "identity")
-        if name not in FILTERS:
+        if not isinstance(name, str) or name not in FILTERS:
             raise ParameterError(
-                f"unknown post filter {name!r}: expected one of {'|'.join(FILTERS)}"
+                f"unknown post filter {str(name)[:40]!r}: expected one of {'|'.join(FILTERS)}"
             )
         taps = np.array(FILTERS[name], dtype=np.int64)
     _check_clear(taps)

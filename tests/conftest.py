@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from eth_account import Account
+from support.reliability import render as render_reliability
 
 from blindframe.coordinator.artifacts import compile_contracts
 from blindframe.coordinator.chain import connect
@@ -33,6 +34,8 @@ _EXIT_STATUS = pytest.StashKey[int]()
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[_EXIT_STATUS] = int(exitstatus)
+    # tests/RELIABILITY.md from the figures the runs recorded (none recorded: left as it is).
+    render_reliability()
 
 
 @pytest.hookimpl(trylast=True)

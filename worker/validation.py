@@ -14,9 +14,9 @@ from blindframe.coordinator.errors import ManifestError
 from blindframe.coordinator.manifest import MAX_MANIFEST_BYTES, Manifest
 from blindframe.coordinator.store import ContentNotFoundError, StoreConnectionError
 from blindframe.errors import BlindframeError
-from blindframe.fhe_core.errors import SandboxError
+from blindframe.fhe_core.errors import FheCoreError, SandboxError
 from blindframe.fhe_core.jobs import PublicJob, task_clear_args
-from blindframe.fhe_core.merkle import leaf_depth
+from blindframe.fhe_core.merkle import leaf_depth as kernel_leaf_depth
 from blindframe.fhe_core.plans import PlanUnreachableError
 from blindframe.worker.core import NodePart
 from blindframe.worker.logs import eth, when
@@ -27,11 +27,43 @@ if TYPE_CHECKING:
     from blindframe.worker.pinned import PinnedPool
     from blindframe.worker.state import JobRow
 
-__all__ = ["JobValidator"]
+__all__ = ["JobValidator", "check_manifest"]
 
 _VALIDATE_RETRY = 15.0
 # Own leases that ended without a result the client could use.
 _FAILED_STATES = (OwnState.FAILED, OwnState.LOST, OwnState.ABANDONED)
+
+
+def check_manifest(
+    raw: bytes, *, kernel: str, tile_count: int, leaf_depth: int, spec_hash: str
+) -> Manifest:
+    """Check a job's downloaded manifest against this node's build of ``kernel`` (its
+    client-spec hash), the job on chain (kernel, tiles, leaf depth) and this machine's SIMD code
+    path. Raises ManifestError, or PlanUnreachableError for a plan this machine cannot reach:
+    both make the node refuse the job (and only that job)."""
+    manifest = Manifest.parse(raw)
+    if manifest.client_spec_hash != spec_hash:
+        raise ManifestError(
+            f"its client-spec hash {manifest.client_spec_hash[:12]}… differs from this node's "
+            f"{kernel} build ({spec_hash[:12]}…): client and node compiled different "
+            "kernels (versions of blindframe or Concrete)"
+        )
+    manifest.check_against_chain(kernel=kernel, tile_count=tile_count, leaf_depth=leaf_depth)
+    if leaf_depth < kernel_leaf_depth(kernel):
+        raise ManifestError(
+            f"its leaf depth {leaf_depth} is too shallow for {kernel} tiles (their "
+            f"coefficients and digest leaf need {kernel_leaf_depth(kernel)})"
+        )
+    public = PublicJob.from_json(manifest.job)
+    for tile in range(tile_count):
+        # Every tile's public parameters within bounds.
+        try:
+            task_clear_args(public, manifest.task_of(tile))
+        except FheCoreError as exc:
+            raise ManifestError(f"tile {tile}'s parameters are invalid: {exc.message}") from None
+    # Never claim tiles this machine cannot compute bit-identically to the other replicas.
+    manifest.check_plan_reachable()
+    return manifest
 
 
 class JobValidator(NodePart):
@@ -85,29 +117,14 @@ class JobValidator(NodePart):
     def _validate(self, job: JobRow) -> Manifest:
         """(io thread) Fetch and check a job's manifest against the registry and the chain."""
         raw = self.core.store.cat(job.manifest_cid, max_size=MAX_MANIFEST_BYTES)
-        manifest = Manifest.parse(raw)
-        expected = self.spec_hashes[job.kernel]
-        if manifest.client_spec_hash != expected:
-            raise ManifestError(
-                f"its client-spec hash {manifest.client_spec_hash[:12]}… differs from this node's "
-                f"{job.kernel} build ({expected[:12]}…): client and node compiled different "
-                "kernels (versions of blindframe or Concrete)"
-            )
-        manifest.check_against_chain(
-            kernel=job.kernel, tile_count=job.tile_count, leaf_depth=job.leaf_depth
+        manifest = check_manifest(
+            raw,
+            kernel=job.kernel,
+            tile_count=job.tile_count,
+            leaf_depth=job.leaf_depth,
+            spec_hash=self.spec_hashes[job.kernel],
         )
-        if job.leaf_depth < leaf_depth(job.kernel):
-            raise ManifestError(
-                f"its leaf depth {job.leaf_depth} is too shallow for {job.kernel} tiles (their "
-                f"coefficients and digest leaf need {leaf_depth(job.kernel)})"
-            )
-        public = PublicJob.from_json(manifest.job)
-        for tile in range(job.tile_count):
-            # Every tile's public parameters within bounds.
-            task_clear_args(public, manifest.task_of(tile))
-        # Never claim tiles this machine cannot compute bit-identically to the other replicas:
-        # its code path first (at once), then a process pinned to the plan (kept for the lease).
-        manifest.check_plan_reachable()
+        # Then a process pinned to the plan (kept for the lease).
         self.pinned.check_reachable(
             job.kernel, manifest.fft_plan, why=f"job {job.job_id}'s plan, checked before claiming"
         )

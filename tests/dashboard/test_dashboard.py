@@ -5,6 +5,7 @@ the node holding each, payments and chain events appear, and the decrypted frame
 
 from __future__ import annotations
 
+import hmac
 import http.client
 import json
 import os
@@ -27,6 +28,7 @@ from support.render_stack import RenderStack
 from blindframe.client.artist import Artist
 from blindframe.client.dashboard.server import CSP, DashboardError, DashboardServer, check_loopback
 from blindframe.client.jobdir import list_jobs
+from blindframe.coordinator.config import Settings
 
 ARTIFACT = Path(__file__).resolve().parents[2] / "artifacts" / "dashboard.png"
 RENDER_ARGS = (
@@ -92,6 +94,35 @@ def served(tmp_path: Path) -> Iterator[Served]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+def test_the_token_is_compared_in_constant_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong token of the right length (one character off, at the end or the start) is
+    refused like any other, and every request's token goes through hmac.compare_digest against
+    the server's: no early-exit ``==`` that a timing attack could walk one character at a time.
+    (Timing itself is not measured: too noisy on a shared machine to prove anything.)"""
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        compared.append((bytes(a), bytes(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    token = "Kq3" * 11
+    wrong_end = token[:-1] + "x"
+    wrong_start = "x" + token[1:]
+    artist = Artist(Settings(home=tmp_path / "home"))
+    with DashboardServer(artist, token=token) as dashboard, httpx.Client(timeout=10) as http:
+        assert http.get(f"{dashboard.origin}/{token}/static/app.css").status_code == 200
+        for wrong in (wrong_end, wrong_start, token[:-1], token + "K"):
+            assert http.get(f"{dashboard.origin}/{wrong}/static/app.css").status_code == 403
+    assert compared == [
+        (given.encode(), token.encode())
+        for given in (token, wrong_end, wrong_start, token[:-1], token + "K")
+    ]
 
 
 def test_only_loopback_addresses() -> None:

@@ -34,6 +34,20 @@ def sleep(payload: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def spin(payload: dict[str, Any]) -> dict[str, Any]:
+    """Burn CPU for ``payload['seconds']`` of wall time (forever, for a test's purposes), after
+    writing this process's id to ``payload['pid_file']``."""
+    import os
+    from pathlib import Path
+
+    Path(payload["pid_file"]).write_text(str(os.getpid()))
+    end = time.monotonic() + float(payload["seconds"])
+    count = 0
+    while time.monotonic() < end:
+        count += 1
+    return {"count": count}
+
+
 def fail(payload: dict[str, Any]) -> dict[str, Any]:
     """Raise a Python error."""
     raise ValueError(payload["message"])
@@ -85,6 +99,7 @@ CALLS: dict[str, Call] = {
     "segfault": segfault,
     "hog_memory": hog_memory,
     "sleep": sleep,
+    "spin": spin,
     "fail": fail,
     "echo": echo,
     "ping": ping,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from blindframe.fhe_core import artist_jobs, jobs
+from blindframe.fhe_core import artist_jobs, jobs, wire
 from blindframe.fhe_core.client import KernelClient
-from blindframe.fhe_core.errors import ParameterError, TwinMismatchError
+from blindframe.fhe_core.errors import BundleMismatchError, ParameterError, TwinMismatchError
+from blindframe.fhe_core.kernels import expected_outputs
 from blindframe.fhe_core.server import run_tile
 from blindframe.fhe_core.tiling import assemble_tiles, plan_tasks, split_tiles, tile_grid
 
@@ -66,12 +68,78 @@ def test_frame_job_with_canaries_end_to_end(
     image = artist_jobs.decrypt_job(client, job.public, secrets, outputs)
     assert image.shape == (8, 13)
     np.testing.assert_array_equal(image, artist_jobs.plain_frame(job.public, secrets))
-    # A worker that swaps two results is caught (the canary or the twin check names the task).
+    # A worker that hands in another task's result as it is: the bundle's label says so.
     swapped = dict(outputs)
     swapped[0], swapped[1] = outputs[1], outputs[0]
-    with pytest.raises(Exception, match="tile") as info:
+    with pytest.raises(BundleMismatchError, match="bundle is for tile 1, expected tile 0"):
         artist_jobs.decrypt_job(client, job.public, secrets, swapped)
-    assert isinstance(info.value, TwinMismatchError | ValueError)
+
+    # A wrong result in the canary task: a valid ciphertext (another real tile's output), its
+    # label made to match. It decrypts; only the canary's plaintext twin can tell, and does,
+    # even when the client checks canaries alone.
+    (canary,) = [t for t in secrets.tasks if t.canary]
+    (other,) = [t for t in secrets.tasks if not t.canary and t.source_tile != canary.source_tile]
+    parsed = wire.read_bundle(
+        outputs[other.task_index],
+        kind=wire.BundleKind.OUTPUT,
+        kernel_id="post@1",
+        spec_hash=client.spec_hash,
+        expected=expected_outputs("post@1"),
+    )
+    wrong = dict(outputs)
+    wrong[canary.task_index] = wire.write_bundle(
+        wire.BundleKind.OUTPUT,
+        "post@1",
+        client.spec_hash,
+        [wire.ValueEntry("out", client.kernel.out_shape, bytes(parsed.values[0].data))],
+        canary.task_index,
+    )
+    client.decrypt(wrong[canary.task_index], tile_index=canary.task_index)  # well formed
+    for check_all in (False, True):
+        with pytest.raises(TwinMismatchError, match=rf"^canary task {canary.task_index}: "):
+            artist_jobs.decrypt_job(client, job.public, secrets, wrong, check_all=check_all)
+
+
+def test_the_public_job_does_not_reveal_the_canaries(clients: dict[str, KernelClient]) -> None:
+    """Two encryptions of one frame whose canaries sit at different tasks (and copy different
+    tiles) publish the same job description and manifest: nothing uploaded says which tasks
+    are canaries; every task's bundle has the same size."""
+    from blindframe.coordinator.manifest import ContentRef, Manifest
+    from blindframe.fhe_core.merkle import leaf_depth
+    from blindframe.fhe_core.plans import isa_level, plan_sizes
+
+    client = clients["post@1"]
+    frame = np.random.default_rng(3).integers(0, 8, (16, 16))
+    jobs_ = [
+        artist_jobs.encrypt_frame_job(
+            client, (frame,), {"filter": "edge"}, canaries=2, rng=np.random.default_rng(seed)
+        )
+        for seed in (1, 2)
+    ]
+    placements = [
+        sorted((t.task_index, t.source_tile) for t in j.secrets.tasks if t.canary) for j in jobs_
+    ]
+    assert placements[0] != placements[1]  # the canaries differ...
+    plan = f"{isa_level()}:" + "+".join(f"{n}=0123456789abcdef" for n in plan_sizes("post@1"))
+    cid = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN"
+    manifests = []
+    for job in jobs_:
+        assert job.public.tasks == 6
+        assert len({len(b) for b in job.inputs}) == 1
+        manifest = Manifest.create(
+            kernel="post@1",
+            client_spec_hash=client.spec_hash,
+            leaf_depth=leaf_depth("post@1"),
+            job=job.public.to_json(),
+            evaluation_keys=ContentRef(cid, 1000),
+            inputs=[ContentRef(cid, len(b)) for b in job.inputs],
+            fft_plan=plan,
+        ).to_json()
+        manifest.pop("createdAt")
+        manifests.append(manifest)
+    assert jobs_[0].public == jobs_[1].public  # ...what is published does not
+    assert manifests[0] == manifests[1]
+    assert "canar" not in json.dumps(manifests[0]).lower()
 
 
 def test_volume_job_with_canary_margin(

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 
 from blindframe.fhe_core.client import KernelClient
@@ -12,7 +19,14 @@ from blindframe.fhe_core.errors import SandboxError
 from blindframe.fhe_core.jobs import PublicJob
 from blindframe.fhe_core.keys import evaluation_keys_path
 from blindframe.fhe_core.lease_child import tile_path
-from blindframe.fhe_core.sandbox import LEASE, PING, lease_request, run_in_child
+from blindframe.fhe_core.sandbox import (
+    DEFAULT_MEMORY_BYTES,
+    LEASE,
+    PING,
+    _outcome,
+    lease_request,
+    run_in_child,
+)
 from blindframe.fhe_core.server import tile_clear_args
 
 # The misbehaving calls run in a test child program (faulty.py) built on the real child entry.
@@ -56,6 +70,56 @@ def test_memory_limit_is_reported() -> None:
 def test_timeout_kills_the_child() -> None:
     with pytest.raises(SandboxError, match="ran out of time"):
         run_in_child("sleep", {"seconds": 60}, timeout_s=2, entry=FAULTY, extra_env=ENV)
+
+
+def test_a_spinning_child_is_killed_at_its_wall_clock_limit(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    start = time.monotonic()
+    with pytest.raises(SandboxError, match=r"the sandboxed spin ran out of time: killed after 3 s"):
+        run_in_child(
+            "spin",
+            {"seconds": 600, "pid_file": str(pid_file)},
+            timeout_s=3,
+            entry=FAULTY,
+            extra_env=ENV,
+        )
+    # Killed at its limit (plus the child's start-up), not when it would have finished, and
+    # gone: nothing left spinning.
+    assert time.monotonic() - start < 60
+    pid = int(pid_file.read_text())
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_spinning_child_is_stopped_by_its_cpu_limit(tmp_path: Path) -> None:
+    """The CPU limit the child sets itself (RLIMIT_CPU, ``cpu_seconds`` of its job; the parent
+    passes twice the wall limit, against children that spin many threads): the real child
+    entry, given one CPU second, is stopped by SIGXCPU; the parent names that clearly."""
+    answer = tmp_path / "answer.json"
+    job = tmp_path / "job.json"
+    job.write_text(
+        json.dumps(
+            {
+                "call": "spin",
+                "payload": {"seconds": 600, "pid_file": str(tmp_path / "pid")},
+                "answer": str(answer),
+                "memory_bytes": DEFAULT_MEMORY_BYTES,
+                "cpu_seconds": 1,
+                "fft_plan": None,
+            }
+        )
+    )
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", FAULTY, str(job)],
+        env={**os.environ, **ENV},
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGXCPU, done.stderr[-2000:]
+    assert time.monotonic() - start < 60
+    with pytest.raises(SandboxError, match=r"the sandboxed spin ran out of CPU time \(limit 7 s\)"):
+        _outcome("spin", done.returncode, [], answer, DEFAULT_MEMORY_BYTES, 1)
 
 
 def test_python_errors_are_reported() -> None:

@@ -169,4 +169,9 @@ def read_evaluation_keys(kernel_id: str, data: bytes | memoryview) -> Any:
         expected=[(EVAL_VALUE, (), MAX_EVAL_BYTES)],
     )
     fhe = import_concrete()
-    return fhe.EvaluationKeys.deserialize(bytes(bundle.values[0].data))
+    try:
+        return fhe.EvaluationKeys.deserialize(bytes(bundle.values[0].data))
+    except RuntimeError as exc:  # Concrete's refusal of bytes that are not its keys
+        raise BundleFormatError(
+            f"the evaluation keys do not parse as {kernel_id}'s ({str(exc)[:120]})"
+        ) from exc

@@ -51,3 +51,18 @@ def test_compilation_is_the_same_in_another_process() -> None:
     )
     other = json.loads(out.stdout.strip().splitlines()[-1])
     assert other == {k: client_spec_hash(k) for k in KERNEL_IDS}
+
+
+def test_keys_that_do_not_parse_are_refused_in_the_packages_own_terms() -> None:
+    from blindframe.fhe_core import wire
+    from blindframe.fhe_core.errors import BundleFormatError
+    from blindframe.fhe_core.keys import EVAL_VALUE, read_evaluation_keys
+
+    junk = wire.write_bundle(
+        wire.BundleKind.EVAL_KEYS,
+        "volume@1",
+        client_spec_hash("volume@1"),
+        [wire.ValueEntry(EVAL_VALUE, (), b"\x00" * 4096)],
+    )
+    with pytest.raises(BundleFormatError, match="do not parse as volume@1's"):
+        read_evaluation_keys("volume@1", junk)

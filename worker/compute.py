@@ -101,7 +101,8 @@ class LeaseComputer:
         self.behaviour = behaviour
 
     def _fetch(self, cache: KeyCache, ref: ContentRef, what: str) -> Path:
-        path = cache.get(ref.cid)
+        # A download stops at the size the manifest names: a bigger file is refused unfetched.
+        path = cache.get(ref.cid, max_size=ref.size)
         size = path.stat().st_size
         if size != ref.size:
             cache.evict(ref.cid)

@@ -66,8 +66,11 @@ class KeyCache:
             ) from None
         self._remove_stale_parts()
 
-    def get(self, cid: str | Cid, *, progress: Progress | None = None) -> Path:
-        """The local path of ``cid``'s bytes, fetched and verified once, reused afterwards."""
+    def get(
+        self, cid: str | Cid, *, progress: Progress | None = None, max_size: int | None = None
+    ) -> Path:
+        """The local path of ``cid``'s bytes, fetched and verified once, reused afterwards;
+        a fetch stops past ``max_size`` bytes (and the cache's own limit)."""
         key = _key(cid)
         path = self.directory / key
         with self._thread_lock(key), self._file_lock(key):
@@ -78,7 +81,8 @@ class KeyCache:
                 return path
             with self._guard:
                 self.misses += 1
-            self.store.get(key, path, max_size=self.max_bytes, progress=progress)
+            limits = [n for n in (self.max_bytes, max_size) if n is not None]
+            self.store.get(key, path, max_size=min(limits, default=None), progress=progress)
             self._touch(path)
         self._evict(keep=key)
         return path

@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from blindframe.coordinator.store import IpfsStore, KeyCache
+import pytest
+
+from blindframe.coordinator.store import ContentTooLargeError, IpfsStore, KeyCache
 from blindframe.deploy.ipfs import NodeHandle
 
 from .conftest import sha256_file, write_pseudorandom
@@ -73,3 +75,15 @@ def test_key_cache_evicts_least_recently_used(store_a: IpfsStore, tmp_path: Path
     assert cids[2] in cache
     assert cache.total_bytes == 800_000
     assert [entry.size for entry in cache.entries()] == [400_000, 400_000]
+
+
+def test_key_cache_fetches_nothing_past_the_size_it_is_told(
+    store_a: IpfsStore, tmp_path: Path
+) -> None:
+    """A worker passes the manifest's size: a bigger file is refused before it is written."""
+    cid = store_a.add_bytes(b"y" * 300_000).cid
+    cache = KeyCache(store_a, tmp_path / "cache")
+    with pytest.raises(ContentTooLargeError, match="300000 bytes"):
+        cache.get(cid, max_size=1000)
+    assert cid not in cache
+    assert cache.get(cid, max_size=300_000).stat().st_size == 300_000

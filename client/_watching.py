@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from blindframe.client.jobdir import JobDir
@@ -16,6 +18,7 @@ from blindframe.client.snapshot import (
     job_events,
     job_ids,
 )
+from blindframe.coordinator.errors import RpcUnreachableError
 from blindframe.coordinator.market import (
     AvailabilityChallengeView,
     ContestView,
@@ -26,7 +29,11 @@ from blindframe.coordinator.market import (
 if TYPE_CHECKING:
     from blindframe.client.artist import Artist, JobLike
 
-__all__ = ["finished", "lease_view", "snapshot", "watch"]
+__all__ = ["RpcOutage", "finished", "lease_view", "snapshot", "watch"]
+
+# Outages are told on stderr through logging (Python's last-resort handler prints warnings when
+# nothing is configured), so --json output on stdout stays one document.
+_log = logging.getLogger("blindframe.client")
 
 
 def lease_view(artist: Artist, lease_id: int) -> LeaseView:
@@ -160,6 +167,52 @@ def snapshot(artist: Artist, job: JobLike = None) -> JobSnapshot:
     )
 
 
+@dataclass
+class RpcOutage:
+    """The chain's RPC unreachable across the rounds of a loop that follows a job (render,
+    watch): said once when it goes, waited out with growing pauses (nothing is sent meanwhile,
+    so nothing is sent twice), and said again when it answers, with what happened to the job's
+    leases while this client could not see it (deadlines pass on chain regardless)."""
+
+    since: float | None = None
+    before: JobSnapshot | None = None
+    delay: float = 1.0
+
+    def down(self, exc: RpcUnreachableError, last: JobSnapshot | None) -> float:
+        """Note a failed round; the seconds to wait before the next one."""
+        if self.since is None:
+            self.since, self.before, self.delay = time.monotonic(), last, 1.0
+            _log.warning("%s; waiting for it to answer again", exc.message)
+        wait, self.delay = self.delay, min(self.delay * 2, 10.0)
+        return wait
+
+    def up(self, snap: JobSnapshot) -> None:
+        """A round went through: say so, and what was missed, if the RPC was down."""
+        if self.since is None:
+            return
+        down = time.monotonic() - self.since
+        _log.warning(
+            "the chain RPC answers again after %.0f s; meanwhile on job %s: %s",
+            down,
+            snap.ref.job_id,
+            missed(self.before, snap),
+        )
+        self.since, self.before = None, None
+
+
+def missed(before: JobSnapshot | None, after: JobSnapshot) -> str:
+    """What changed in the job's leases from ``before`` to ``after``, in words."""
+    was = {lease.lease_id: lease.status for lease in before.leases} if before else {}
+    changes = []
+    for lease in after.leases:
+        old = was.get(lease.lease_id)
+        if old == lease.status:
+            continue
+        how = f"{old} -> {lease.status}" if old is not None else str(lease.status)
+        changes.append(f"lease {lease.lease_id} ({lease.worker}) {how}")
+    return "; ".join(changes) if changes else "no lease changed"
+
+
 def watch(
     artist: Artist,
     job: JobLike = None,
@@ -174,8 +227,16 @@ def watch(
     stop = until or finished
     started = time.monotonic()
     ref = artist.job_dir(job).ref
+    outage = RpcOutage()
+    last: JobSnapshot | None = None
     while True:
-        snap = artist.snapshot(ref)
+        try:
+            snap = artist.snapshot(ref)
+        except RpcUnreachableError as exc:
+            time.sleep(outage.down(exc, last))
+            continue
+        outage.up(snap)
+        last = snap
         yield snap
         if stop(snap):
             return

@@ -12,7 +12,7 @@ from web3.exceptions import Web3RPCError
 
 from blindframe.coordinator.errors import ChainMismatchError, RpcUnreachableError
 
-__all__ = ["TRANSIENT_ERRORS", "connect", "with_retries"]
+__all__ = ["TRANSIENT_ERRORS", "block_gone", "connect", "with_retries"]
 
 T = TypeVar("T")
 
@@ -34,6 +34,16 @@ def _is_transient(exc: BaseException) -> bool:
         message = str(exc).lower()
         return "rate limit" in message or "too many requests" in message
     return False
+
+
+# How nodes say a read named a block they no longer have: a reorganisation (or Anvil's revert)
+# happened between reading the head and the read.
+_BLOCK_GONE = ("blockoutofrange", "header not found", "unknown block", "block not found")
+
+
+def block_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` is the RPC refusing a read at a block the chain no longer has."""
+    return isinstance(exc, Web3RPCError) and any(words in str(exc).lower() for words in _BLOCK_GONE)
 
 
 def with_retries(

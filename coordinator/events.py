@@ -114,6 +114,7 @@ class EventIndexer:
         self._db.row_factory = sqlite3.Row
         self._db.executescript(_SCHEMA)
         self._address = contract.address
+        self._rewound_to: int | None = None
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -148,6 +149,17 @@ class EventIndexer:
             last = min(target, first + self.batch_size - 1)
             added += self._store(first, last, self._logs(first, last))
         return added
+
+    @property
+    def rewound_to(self) -> int | None:
+        """The lowest block a reorganisation rewound the index to since :meth:`clear_rewind`
+        (the events after it were dropped), or None. State built from the dropped events is
+        the caller's to line up with the chain again; then it calls :meth:`clear_rewind`."""
+        return self._rewound_to
+
+    def clear_rewind(self) -> None:
+        """The caller lined its state up with the rewound index."""
+        self._rewound_to = None
 
     def handle(self, handler: Callable[[ChainEvent], None], *, consumer: str) -> int:
         """Give each indexed event not yet handled by ``consumer`` to ``handler``, in order.
@@ -250,6 +262,7 @@ class EventIndexer:
             self._rewind(self.start_block - 1)
 
     def _rewind(self, block: int) -> None:
+        self._rewound_to = block if self._rewound_to is None else min(self._rewound_to, block)
         with transaction(self._db):
             self._db.execute(
                 "DELETE FROM events WHERE cursor = ? AND block > ?", (self.name, block)

@@ -17,11 +17,12 @@ from eth_utils.address import to_checksum_address
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from web3.types import Wei
 
-from blindframe.coordinator.chain import with_retries
+from blindframe.coordinator.chain import TRANSIENT_ERRORS, with_retries
 from blindframe.coordinator.errors import ContractRevertError, TransactionError
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+    from hexbytes import HexBytes
     from web3 import Web3
     from web3.contract.contract import ContractFunction
     from web3.types import TxParams, TxReceipt
@@ -245,19 +246,41 @@ class TxSender:
                 self._retry(lambda: self._submit(signed.raw_transaction), f"send {action}")
             except Web3RPCError as exc:
                 raise self._rpc_error(exc, action) from None
-        try:
-            receipt: TxReceipt = self.w3.eth.wait_for_transaction_receipt(
-                tx_hash, timeout=self.receipt_timeout, poll_latency=0.2
-            )
-        except TimeExhausted:
-            raise TransactionError(
-                f"{action} was sent ({tx_hash.hex()}) but not mined "
-                f"within {self.receipt_timeout:.0f} s",
-                hint="the node may be congested; check the transaction later before resending",
-            ) from None
+        receipt = self._receipt(tx_hash, action)
         if receipt["status"] != 1:
             raise self._mined_revert(tx, receipt, action)
         return receipt
+
+    def _receipt(self, tx_hash: HexBytes, action: str) -> TxReceipt:
+        """The mined transaction's receipt, waited for up to ``receipt_timeout``. The RPC going
+        away meanwhile is waited out too: the transaction is sent, and a caller that saw an
+        error here would send it again (a second claim, a second payment)."""
+        deadline = time.monotonic() + self.receipt_timeout
+        unreachable: BaseException | None = None
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                receipt: TxReceipt = self.w3.eth.wait_for_transaction_receipt(
+                    tx_hash, timeout=max(left, 0.1), poll_latency=0.2
+                )
+                return receipt
+            except TimeExhausted:
+                unreachable = None
+            except TRANSIENT_ERRORS as exc:
+                unreachable = exc
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        seen = (
+            f"the RPC at {self.endpoint} stopped answering ({type(unreachable).__name__})"
+            if unreachable is not None
+            else "it was not mined"
+        )
+        raise TransactionError(
+            f"{action} was sent (0x{bytes(tx_hash).hex()}) but {seen} "
+            f"within {self.receipt_timeout:.0f} s",
+            hint="check the transaction later before resending",
+        )
 
     def _submit(self, raw: bytes) -> None:
         try:

@@ -65,10 +65,13 @@ class ChainClock:
             self._block, self._timestamp, self._seen = number, timestamp, time.monotonic()
 
     def now(self) -> int:
-        """Best estimate of the next block's timestamp (never behind the latest block's)."""
+        """Best estimate of the next block's timestamp (never behind the latest block's), and
+        never behind the wall clock either: a block first seen after an RPC outage may be
+        minutes old, and counting from its sighting would put every deadline that long late
+        (as the artist's side does, see ``Artist.chain_now``)."""
         if self._block < 0:
             self.refresh()
-        return self._timestamp + int(time.monotonic() - self._seen)
+        return max(self._timestamp + int(time.monotonic() - self._seen), int(time.time()))
 
 
 def commitment_of(root: bytes, worker: str, salt: bytes) -> bytes:

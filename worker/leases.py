@@ -4,6 +4,7 @@ reclaim it ourselves when that path breaks."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import secrets
 import time
@@ -35,6 +36,9 @@ __all__ = ["COMMIT_MARGIN", "RECLAIM_GRACE", "LeaseRunner", "at_stake"]
 
 COMMIT_MARGIN = 10  # seconds kept for the commit transaction after computing
 RECLAIM_GRACE = 2  # seconds past a lease's deadline before reclaiming it (block time skew)
+DISK_FULL_PAUSE = 60  # seconds without new claims after a lease found the disk full
+# A write that does not fit: no space left, the user's quota, or the largest file allowed.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def at_stake(core: NodeCore, lease: OwnLease, *, committed: bool) -> str:
@@ -68,6 +72,8 @@ class LeaseRunner(NodePart):
         self.runtimes = runtimes
         self.on_revealed = on_revealed
         self._waiting_logged: set[int] = set()
+        self._republished: set[int] = set()
+        self._disk_full_until = 0.0
 
     def start_computes(self) -> None:
         wall = time.time()
@@ -251,12 +257,28 @@ class LeaseRunner(NodePart):
                 )
                 return
             self.validator.refuse(job.job_id, f"its lease {lease.lease_id} failed: {exc.message}")
+        elif isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            # Not the job's fault: this node's disk. Claiming more would fail the same way (and
+            # be slashed each time), so it claims nothing until the pause is over.
+            self._disk_full_until = time.monotonic() + DISK_FULL_PAUSE
+            data_dir = self.computer.work_dir.parent  # <data-dir>/work
+            where = f" ({exc.filename})" if exc.filename else ""
+            self._fail(
+                lease,
+                f"the disk is full under the data directory {data_dir}: a write of the job's "
+                f"keys, inputs or result failed{where}: {exc.strerror}; free space there (this "
+                f"node claims no new tiles for {DISK_FULL_PAUSE} s)",
+            )
         elif isinstance(exc, BadJobDataError | LeaseResultError | FheCoreError):
             self._fail(lease, exc.message)
             self.validator.refuse(job.job_id, f"its lease {lease.lease_id} failed: {exc.message}")
         else:
             log.debug("compute_traceback", "".join(traceback.format_exception(exc)))
             self._fail(lease, f"{type(exc).__name__}: {exc}")
+
+    def disk_full(self) -> bool:
+        """Whether a lease found the disk full within the last DISK_FULL_PAUSE seconds."""
+        return time.monotonic() < self._disk_full_until
 
     def _fail(self, lease: OwnLease, reason: str) -> None:
         self.state.update_own(lease.lease_id, state=OwnState.FAILED, error=reason)
@@ -364,6 +386,21 @@ class LeaseRunner(NodePart):
                         lease=lease.lease_id,
                     )
                 return
+        # The result was added to IPFS when computed, but the IPFS node may have lost it since
+        # (wiped, replaced, garbage-collected): once revealed, the artist and the replicas fetch
+        # it at once, so add it again from our file first (adding is idempotent; once per lease
+        # and run: a juror's reveal may be tried every few seconds).
+        try:
+            if lease.lease_id not in self._republished:
+                self.republish(lease)
+                self._republished.add(lease.lease_id)
+        except (StoreError, OSError) as exc:
+            self.log.warning(
+                "republish_failed",
+                f"could not add lease {lease.lease_id}'s result to IPFS again before revealing "
+                f"it: {exc}; revealing anyway (the file answers availability challenges)",
+                lease=lease.lease_id,
+            )
         try:
             self.market.reveal(
                 lease.lease_id,

@@ -25,6 +25,9 @@ or a plan its CPU never picks) makes it refuse the job before claiming any tile.
 Every step is driven by chain events (``EventIndexer``) and views, and is idempotent: a node
 killed at any point and started again resumes from its SQLite state and the chain (re-commits,
 re-reveals, recomputes what still fits its deadline, lets go of what does not — saying so).
+A chain reorganisation is lined up the same way: the index drops the orphaned events and
+:meth:`~blindframe.worker.recovery.Recovery.after_reorg` re-reads the leases built from them
+(a dropped lease is forgotten with its salt; a dropped commit is sent again with a fresh one).
 
 Ctrl-C (SIGINT) or SIGTERM: stop claiming, finish the leases in flight up to their reveal, exit.
 A second one abandons them, naming each lease, when it can be reclaimed and what collateral is
@@ -41,6 +44,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from blindframe.coordinator.chain import TRANSIENT_ERRORS, block_gone
 from blindframe.coordinator.errors import CoordinatorError, RpcUnreachableError
 from blindframe.coordinator.events import ChainEvent, EventIndexer
 from blindframe.coordinator.scheduling import RuntimeModel
@@ -264,8 +268,7 @@ class Node:
         }
         try:
             self.core.clock.refresh()
-            self.indexer.poll()
-            self.indexer.handle(self._on_event, consumer="node")
+            self._poll()
             self.recovery.recover()
             self.claimer.advertise_speeds()
             while True:
@@ -304,8 +307,7 @@ class Node:
             self.recovery.announce_stop()
         try:
             self.core.clock.refresh()
-            self.indexer.poll()
-            self.indexer.handle(self._on_event, consumer="node")
+            self._poll()
             self.core.reap()
             self.validator.evaluate()
             self.leases.drive()
@@ -314,15 +316,18 @@ class Node:
             self.recovery.finalize_verified()
             self.recovery.reclaim_expired()
             self.claimer.claimed_last_round = False
-            if not self.core.stopping:
+            if not self.core.stopping and not self.leases.disk_full():
                 self.claimer.claim_new_work()
             self.leases.start_computes()
             self.pinned.reap()
         except RpcUnreachableError as exc:
-            now = time.monotonic()
-            if self._rpc_down_since is None:
-                self._rpc_down_since = now
-                self.log.warning("rpc_down", f"{exc.message}; retrying every few seconds")
+            self._rpc_down(exc.message)
+            return
+        except TRANSIENT_ERRORS as exc:
+            # A contract view (not retried by itself) met the outage before a retried read did.
+            self._rpc_down(
+                f"lost the connection to the Ethereum RPC at {self.endpoint} ({type(exc).__name__})"
+            )
             return
         except (CoordinatorError, StoreError) as exc:
             self.log.warning(
@@ -330,6 +335,13 @@ class Node:
             )
             return
         except Exception as exc:  # noqa: BLE001 - a daemon logs its own bugs and goes on
+            if block_gone(exc):
+                # A reorganisation under this round: the next one re-syncs (see _poll).
+                self.log.warning(
+                    "tick_reorg",
+                    f"the chain changed under this round ({exc}); trying again next round",
+                )
+                return
             self._internal_error(exc)
             return
         if self._rpc_down_since is not None:
@@ -339,6 +351,12 @@ class Node:
                 f"(down {time.monotonic() - self._rpc_down_since:.0f} s)",
             )
             self._rpc_down_since = None
+
+    def _rpc_down(self, message: str) -> None:
+        """Say once that the chain RPC is down (the loop keeps retrying; `rpc_back` ends it)."""
+        if self._rpc_down_since is None:
+            self._rpc_down_since = time.monotonic()
+            self.log.warning("rpc_down", f"{message}; retrying every few seconds")
 
     def _internal_error(self, exc: Exception) -> None:
         """Log an unexpected error (once a minute for the same one) with its traceback."""
@@ -353,6 +371,16 @@ class Node:
             error=type(exc).__name__,
         )
         self.log.debug("traceback", "".join(traceback.format_exception(exc)))
+
+    def _poll(self) -> None:
+        """Index new events (after a reorganisation, line the state up with the chain first)
+        and fold them into the state."""
+        self.indexer.poll()
+        rewound = self.indexer.rewound_to
+        if rewound is not None:
+            self.recovery.after_reorg(rewound)
+            self.indexer.clear_rewind()
+        self.indexer.handle(self._on_event, consumer="node")
 
     def _on_event(self, event: ChainEvent) -> None:
         """Fold one market event into the state (see worker/ledger.py)."""

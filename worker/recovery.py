@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import time
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,13 @@ from blindframe.coordinator.market import LeaseStatus
 from blindframe.worker.core import NodePart, commitment_of
 from blindframe.worker.leases import COMMIT_MARGIN, RECLAIM_GRACE, at_stake
 from blindframe.worker.logs import span, when
-from blindframe.worker.state import ACTIVE_STATES, ChainLeaseStatus, LeaseKind, OwnState
+from blindframe.worker.state import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    ChainLeaseStatus,
+    LeaseKind,
+    OwnState,
+)
 
 if TYPE_CHECKING:
     from blindframe.worker.claiming import Runtimes
@@ -86,6 +93,84 @@ class Recovery(NodePart):
                 )
             else:
                 self._resume_compute(lease, now)
+
+    def after_reorg(self, block: int) -> None:
+        """The chain reorganised back to ``block`` and the index dropped the events after it:
+        line the leases built from them up with the chain again, before the replacement events
+        are folded. A lease the new chain no longer holds as it was (gone, or its id now another
+        claim) is forgotten: its result and salt are never used again, and tiles claimed anew get
+        a fresh salt. A commit the new chain lost is sent again with a fresh salt (the dropped
+        one was public); a lost reveal is sent again (the commitment it opens stands)."""
+        total = self.market.counts()[1]
+        mine = self.state.own_leases()
+        seen = self.state.leases(
+            statuses=(
+                ChainLeaseStatus.CLAIMED,
+                ChainLeaseStatus.COMMITTED,
+                ChainLeaseStatus.REVEALED,
+            )
+        )
+        candidates = {lease.lease_id for lease in mine if lease.state not in TERMINAL_STATES}
+        candidates |= {lease.lease_id for lease in seen}
+        candidates |= {lease.lease_id for lease in mine if lease.lease_id > total}
+        dropped: list[int] = []
+        for lease_id in sorted(candidates):
+            view = self.market.lease(lease_id) if lease_id <= total else None
+            own = self.state.own(lease_id)
+            known = self.state.lease(lease_id)
+            reference = own or known
+            assert reference is not None
+            if (
+                view is None
+                or view.state == LeaseStatus.NONE
+                or (view.jobId, view.firstTile, view.count)
+                != (reference.job_id, reference.first_tile, reference.count)
+                or (own is not None and not self.core.is_me(view.worker))
+                or (known is not None and str(view.worker).lower() != known.worker.lower())
+            ):
+                dropped.append(lease_id)
+                continue
+            status = ChainLeaseStatus(view.state.name.lower())
+            if known is not None and known.status != status:
+                self.state.lease_status(lease_id, status)
+            if own is not None:
+                self._own_after_reorg(own, view.state)
+        if dropped:
+            self.state.forget_leases(dropped)
+        self.log.warning(
+            "chain_reorg",
+            f"the chain reorganised back to block {block}: its events after it were dropped and "
+            "this node's view of the market re-read from the chain"
+            + (
+                f"; lease(s) {', '.join(map(str, dropped))} no longer exist as claimed and are "
+                "forgotten (their results and salts are never used again)"
+                if dropped
+                else ""
+            ),
+            block=block,
+            dropped=dropped,
+        )
+
+    def _own_after_reorg(self, lease: OwnLease, status: LeaseStatus) -> None:
+        """One lease of ours that the new chain still holds: undo what the reorganisation
+        dropped (a commit, a reveal)."""
+        if status == LeaseStatus.CLAIMED and lease.state in (OwnState.COMMITTED, OwnState.REVEALED):
+            self.state.update_own(
+                lease.lease_id, state=OwnState.COMPUTED, salt=secrets.token_bytes(32).hex()
+            )
+            self.log.warning(
+                "commit_dropped",
+                f"the reorganisation dropped lease {lease.lease_id}'s commit: committing it "
+                "again, with a fresh salt",
+                lease=lease.lease_id,
+            )
+        elif status == LeaseStatus.COMMITTED and lease.state == OwnState.REVEALED:
+            self.state.update_own(lease.lease_id, state=OwnState.COMMITTED)
+            self.log.warning(
+                "reveal_dropped",
+                f"the reorganisation dropped lease {lease.lease_id}'s reveal: revealing it again",
+                lease=lease.lease_id,
+            )
 
     def _saved_result(self, lease: OwnLease, digest: bytes | None) -> bool:
         """Whether our saved root, salt and result file still stand (and match ``digest``)."""

@@ -709,6 +709,16 @@ class NodeState:
             (*changes.values(), key_value),
         )
 
+    def forget_leases(self, lease_ids: Iterable[int]) -> None:
+        """Drop leases a chain reorganisation took away: our rows, the seen rows and the
+        replica checks naming them (their ids may come back as other claims)."""
+        for lease_id in lease_ids:
+            self._db.execute("DELETE FROM own WHERE lease_id = ?", (lease_id,))
+            self._db.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+            self._db.execute(
+                "DELETE FROM checks WHERE own_lease = ? OR other_lease = ?", (lease_id, lease_id)
+            )
+
     # -- replica checks --------------------------------------------------------------------------
 
     def add_check(self, own_lease: int, other_lease: int) -> bool:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["demo"]
 
 ETH = 10**18
+# The client's steps before postJob, in the order it takes them (job.json's ``seconds``).
+_CLIENT_STEPS = ("keygen", "plan", "encrypt", "upload")
 
 
 class DemoError(BlindframeError, RuntimeError):
@@ -59,18 +61,6 @@ def _say(text: str) -> None:
     click.secho(text, fg="cyan", err=True)
 
 
-def _gas_since(w3: Any, market: str, first_block: int) -> tuple[int, int]:
-    """(gas used, transactions) of every transaction to the market from ``first_block``."""
-    total, count = 0, 0
-    for number in range(first_block, int(w3.eth.block_number) + 1):
-        block = w3.eth.get_block(number, full_transactions=True)
-        for tx in block["transactions"]:
-            if tx["to"] is not None and tx["to"].lower() == market.lower():
-                total += int(w3.eth.get_transaction_receipt(tx["hash"])["gasUsed"])
-                count += 1
-    return total, count
-
-
 @click.command("demo")
 @click.option(
     "--home",
@@ -82,39 +72,89 @@ def _gas_since(w3: Any, market: str, first_block: int) -> tuple[int, int]:
 @click.option("--size", default=64, show_default=True, help="Frame side in pixels (multiple of 8).")
 @click.option("--nodes", default=2, show_default=True, help="Render nodes to start.")
 @click.option("--replication", default=2, show_default=True, help="Replicas of every tile.")
+@click.option(
+    "--canaries",
+    type=click.IntRange(0, 16),
+    default=None,
+    help="Rings of canary tiles around the frame (default: the client's, none for volume; "
+    "the summary says what each check catches).",
+)
+@click.option(
+    "--challenge-window",
+    type=click.IntRange(5, 3600),
+    default=None,
+    help="Seconds replicas may challenge each other after the last reveal; the last settle "
+    "waits them out (default: the local stack's 60).",
+)
 @click.option("--keep", is_flag=True, help="Leave the stack and the render nodes running.")
-def demo(home: Path, size: int, nodes: int, replication: int, keep: bool) -> None:
+@click.pass_context
+def demo(
+    ctx: click.Context,
+    home: Path,
+    size: int,
+    nodes: int,
+    replication: int,
+    canaries: int | None,
+    challenge_window: int | None,
+    keep: bool,
+) -> None:
     """Run the whole product locally and end with a decrypted PNG and a settled job.
 
     Starts Anvil and IPFS nodes, deploys the market, funds and stakes render nodes (separate
     processes, separate IPFS nodes), encrypts the sample 3D asset (a trefoil knot as a voxel
     grid) for the `volume` kernel, posts the job with escrow, and waits while the nodes render
-    it on ciphertexts; the artist then verifies, settles and decrypts the frame.
+    it on ciphertexts; the artist then verifies, settles and decrypts the frame. The summary
+    splits the wall time into its phases (`blindframe --json demo`: as one JSON document).
     """
+    from blindframe.coordinator.cli_support import is_json
+
     if size <= 0 or size % 8:
         raise click.BadParameter(f"the frame side must be a positive multiple of 8 (not {size})")
     if not 1 <= replication <= nodes:
         raise click.BadParameter(f"replication must be 1..{nodes} with {nodes} node(s)")
+    as_json = is_json(ctx)
     started = time.monotonic()
+    clock = _Clock(time.time())
     home = home.resolve()
     names = [f"node-{i + 1}" for i in range(nodes)]
-    info, env, password = _start_stack(home, names)
+    parameters = None if challenge_window is None else {"challengeWindow": challenge_window}
+    info, env, password = _start_stack(home, names, parameters)
     addresses = _create_funded_accounts(home, info, names, password)
     running: list[_Node] = []
     try:
         _start_render_nodes(home, env, info, names, addresses, running)
         frame_png, twin_png = home / "frame.png", home / "twin.png"
-        status = _render_as_artist(env, info, size, replication, frame_png, twin_png)
+        clock.render_started = time.time()
+        status = _render_as_artist(
+            env, info, size, replication, canaries, (frame_png, twin_png), quiet=as_json
+        )
+        clock.render_ended = time.time()
         _check_render_finished(running, status)
         _say("5/5 summary")
-        lines = _summary_lines(info, home, size, names, addresses, (frame_png, twin_png), started)
-        click.echo("\n".join(lines))
+        summary = _summary(info, home, size, names, addresses, (frame_png, twin_png), clock)
+        summary["wallSeconds"] = round(time.monotonic() - started, 1)
+        if as_json:
+            click.echo(json.dumps(summary, sort_keys=True))
+        else:
+            click.echo("\n".join(_summary_lines(summary)))
     finally:
         _tear_down(home, running, keep)
 
 
-def _start_stack(home: Path, names: list[str]) -> tuple[StackInfo, dict[str, str], str]:
-    """Step 1: Anvil, the artist's IPFS node and one per render node, and the deployed market.
+@dataclass
+class _Clock:
+    """The demo's own wall-clock times (``time.time()``): the start, and the render's span."""
+
+    started: float
+    render_started: float = 0.0
+    render_ended: float = 0.0
+
+
+def _start_stack(
+    home: Path, names: list[str], parameters: dict[str, int] | None
+) -> tuple[StackInfo, dict[str, str], str]:
+    """Step 1: Anvil, the artist's IPFS node and one per render node, and the deployed market
+    (with ``parameters`` over the local stack's).
 
     Returns the stack, the environment every `blindframe` child runs with (pointing it at this
     stack rather than at the user's configuration) and the keystore password."""
@@ -131,6 +171,7 @@ def _start_stack(home: Path, names: list[str]) -> tuple[StackInfo, dict[str, str
         rpc_port=rpc_port,
         ipfs_port=ipfs_port,
         extra_ipfs=tuple(names),
+        parameters=parameters,
         fresh=True,
     )
     password_file = local_password_file(home)
@@ -207,12 +248,16 @@ def _render_as_artist(
     info: StackInfo,
     size: int,
     replication: int,
-    frame_png: Path,
-    twin_png: Path,
+    canaries: int | None,
+    pngs: tuple[Path, Path],
+    *,
+    quiet: bool,
 ) -> int:
     """Step 4: `blindframe client render` as the artist: encrypt the sample asset, post the job,
-    wait for the nodes, verify, settle and decrypt. Its output goes straight to the terminal;
-    returns its exit status."""
+    wait for the nodes, verify, settle and decrypt. Its output goes straight to the terminal
+    (to stderr when ``quiet``: the demo's JSON owns stdout); returns its exit status.
+    ``pngs``: where the decrypted frame and its twin go."""
+    frame_png, twin_png = pngs
     _say(
         f"4/5 the artist encrypts the sample asset, posts a {size}x{size} volume render at "
         f"replication {replication}, and waits for the nodes"
@@ -247,9 +292,11 @@ def _render_as_artist(
             str(twin_png),
             "--scale",
             "4",
+            *(() if canaries is None else ("--canaries", str(canaries))),
         ),
         env=artist_env,
         check=False,
+        stdout=sys.stderr if quiet else None,
     )
     return render.returncode
 
@@ -266,17 +313,19 @@ def _check_render_finished(running: list[_Node], render_status: int) -> None:
         raise DemoError("the render did not finish; see the error above and the node logs")
 
 
-def _summary_lines(
+def _summary(
     info: StackInfo,
     home: Path,
     size: int,
     names: list[str],
     addresses: dict[str, str],
     pngs: tuple[Path, Path],
-    started: float,
-) -> list[str]:
-    """Step 5: the job's frame, wall time, gas, bytes moved and each node's earnings, measured
-    on chain and in the artist's job directory. ``pngs``: the decrypted frame and its twin."""
+    clock: _Clock,
+) -> dict[str, Any]:
+    """Step 5: the job's frame, gas, bytes moved, checks, time split and each node's earnings,
+    measured on chain and in the artist's job directory. ``pngs``: the decrypted frame and its
+    twin."""
+    from blindframe.client.canaries import Detection
     from blindframe.coordinator.chain import connect
     from blindframe.coordinator.deployment import Deployment
     from blindframe.coordinator.market import Market
@@ -286,50 +335,193 @@ def _summary_lines(
     market = Market(w3, deployment)
     job_id = market.counts()[0]
     job = market.job(job_id)
-    gas, txs = _gas_since(w3, market.address, deployment.deploy_block + 1)
-    uploaded, results = _bytes_moved(home, job_id)
-    slots = job.tileCount * job.replication
-    pixels = size * size
+    calls = _market_calls(w3, market, deployment.deploy_block + 1)
+    gas = sum(call.gas for call in calls)
+    jobdir = _job_dir(home, job_id)
+    uploaded, results = _bytes_moved(jobdir)
+    state = _job_state(jobdir)
+    canary_tiles = int(state.get("quote", {}).get("canaryTiles", 0))
+    detection = Detection(job.tileCount, canary_tiles, job.replication, ring=True)
     frame_png, twin_png = pngs
+    # The last settle waits out the challenge window after the last reveal (replication > 1).
+    window = int(market.params.get("challengeWindow", 0)) if job.replication > 1 else 0
+    return {
+        "frame": [size, size],
+        "tiles": job.tileCount,
+        "canaryTiles": canary_tiles,
+        "replication": job.replication,
+        "png": str(frame_png),
+        "twinPng": str(twin_png),
+        "gas": gas,
+        "transactions": len(calls),
+        "uploadedBytes": uploaded,
+        "resultBytes": results,
+        "detection": detection.to_json(),
+        "detectionText": detection.text(),
+        "split": _time_split(clock, calls, jobdir, frame_png, window),
+        "clientSeconds": state.get("seconds", {}),
+        "nodes": [_earnings(market, name, addresses[name]) for name in names],
+    }
+
+
+def _summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary for people, one figure per line."""
+    size = summary["frame"][0]
+    tiles, replication = summary["tiles"], summary["replication"]
+    gas, results = summary["gas"], summary["resultBytes"]
     lines = [
-        f"frame          {size}x{size} px, {job.tileCount} tiles x {job.replication} replicas "
+        f"frame          {size}x{size} px, {tiles} tiles x {replication} replicas "
         f"(volume@1, 1 lookup per pixel)",
-        f"decrypted      {frame_png}  (plaintext twin: {twin_png})",
-        f"wall time      {time.monotonic() - started:.0f} s in all",
-        f"gas            {gas:,} in {txs} transactions: {gas // slots:,} per tile-replica, "
-        f"{gas // job.tileCount:,} per tile (staking included)",
-        f"bytes moved    uploaded {uploaded:,} (evaluation keys, encrypted "
-        f"volume, manifest); results {results:,} = {results // max(pixels, 1):,} per pixel "
+        f"decrypted      {summary['png']}  (plaintext twin: {summary['twinPng']})",
+        f"wall time      {summary['wallSeconds']:.0f} s in all",
+        f"gas            {gas:,} in {summary['transactions']} transactions: "
+        f"{gas // (tiles * replication):,} per tile-replica, {gas // tiles:,} per tile "
+        f"(staking included)",
+        f"bytes moved    uploaded {summary['uploadedBytes']:,} (evaluation keys, encrypted "
+        f"volume, manifest); results {results:,} = {results // max(size * size, 1):,} per pixel "
         f"verified",
+        f"checks         {summary['canaryTiles']} canary tiles; {summary['detectionText']}",
     ]
-    return lines + _earnings_lines(market, names, addresses)
+    client = summary["clientSeconds"]
+    for i, phase in enumerate(summary["split"]):
+        label = "time split" if i == 0 else ""
+        note = phase["note"]
+        if phase["name"] == "encrypt+upload" and client:
+            steps = sorted(
+                client, key=lambda k: _CLIENT_STEPS.index(k) if k in _CLIENT_STEPS else 9
+            )
+            note += " (" + ", ".join(f"{k} {client[k]:.1f} s" for k in steps) + ")"
+        lines.append(f"{label:<15}{phase['name']:<16}{phase['seconds']:>6.0f} s  {note}")
+    for node in summary["nodes"]:
+        lines.append(
+            f"{node['name']:<14} earned {node['earnedEth']:.4f} ETH for {node['tiles']} tiles "
+            f"(pending withdrawal)"
+        )
+    return lines
 
 
-def _bytes_moved(home: Path, job_id: int) -> tuple[int, int]:
-    """(bytes the artist uploaded, bytes of verified results) of job ``job_id``, from the
-    client's job directory; (0, 0) when it has none."""
+@dataclass(frozen=True)
+class _Call:
+    """One transaction to the market: its block's time, the function called, its gas."""
+
+    at: int
+    function: str
+    gas: int
+
+
+def _market_calls(w3: Any, market: Market, first_block: int) -> list[_Call]:
+    """Every transaction to the market from ``first_block``, in order."""
+    calls = []
+    for number in range(first_block, int(w3.eth.block_number) + 1):
+        block = w3.eth.get_block(number, full_transactions=True)
+        for tx in block["transactions"]:
+            if tx["to"] is None or tx["to"].lower() != market.address.lower():
+                continue
+            try:
+                function = market.contract.decode_function_input(tx["input"])[0].fn_name
+            except ValueError:  # a function of the faults module, reached through the fallback
+                function = "other"
+            gas = int(w3.eth.get_transaction_receipt(tx["hash"])["gasUsed"])
+            calls.append(_Call(int(block["timestamp"]), function, gas))
+    return calls
+
+
+def _time_split(
+    clock: _Clock, calls: list[_Call], jobdir: Path | None, frame_png: Path, window: int
+) -> list[dict[str, Any]]:
+    """The demo's wall time in consecutive phases, from the demo's clock, the chain's block
+    times (whole seconds) and the artist's job directory: each phase ends at a milestone
+    (the last commit, the last reveal, ...) and starts where the one before ended, so the
+    phases add up to the time from the start to the render's end (the summary's own reading of
+    the chain comes after). ``window``: the challenge window the last settle waits out (0 at
+    replication 1)."""
+
+    def last(*functions: str) -> float | None:
+        times = [c.at for c in calls if c.function in functions]
+        return float(max(times)) if times else None
+
+    def first(function: str) -> float | None:
+        times = [c.at for c in calls if c.function == function]
+        return float(min(times)) if times else None
+
+    outputs = sorted(jobdir.glob("outputs/*")) if jobdir else []
+    milestones: list[tuple[str, float | None, str]] = [
+        ("setup", clock.render_started, "stack, market, keystores, staking, nodes started"),
+        ("encrypt+upload", _created_at(jobdir), "keys, FFT plan, encryption, upload"),
+        ("post", first("postJob"), "postJob mined"),
+        ("claim", first("claim"), "until the first claim"),
+        ("compute", last("commit"), "until the last commit (every node's leases)"),
+        ("commit/reveal", last("reveal"), "until the last reveal"),
+        (
+            "verify",
+            max((p.stat().st_mtime for p in outputs), default=None),
+            "until the last result was downloaded (its check follows)",
+        ),
+        (
+            "settle",
+            last("settle", "finalize"),
+            f"until the last settle (after the {window} s challenge window)"
+            if window
+            else "until the last settle",
+        ),
+        (
+            "decrypt",
+            frame_png.stat().st_mtime if frame_png.exists() else None,
+            "until the PNG was written",
+        ),
+        ("render exit", clock.render_ended, "the render's own end"),
+    ]
+    split = []
+    previous = clock.started
+    for name, at, note in milestones:
+        # A milestone not reached (or read to the second before the one before): a zero phase.
+        end = previous if at is None else max(at, previous)
+        split.append({"name": name, "seconds": round(end - previous, 1), "note": note})
+        previous = end
+    return split
+
+
+def _job_dir(home: Path, job_id: int) -> Path | None:
+    """The artist's directory of job ``job_id`` (None if it has none)."""
+    jobs = sorted((home / "jobs").glob(f"*-{job_id}"))
+    return jobs[-1] if jobs else None
+
+
+def _job_state(jobdir: Path | None) -> dict[str, Any]:
+    """The job directory's job.json ({} without one)."""
+    if jobdir is None or not (jobdir / "job.json").is_file():
+        return {}
+    return dict(json.loads((jobdir / "job.json").read_text(encoding="utf-8")))
+
+
+def _created_at(jobdir: Path | None) -> float | None:
+    """When the client wrote the job directory: after the upload, before postJob."""
+    created = _job_state(jobdir).get("createdAt")
+    return float(created) if created is not None else None
+
+
+def _bytes_moved(jobdir: Path | None) -> tuple[int, int]:
+    """(bytes the artist uploaded, bytes of verified results) of the job in ``jobdir``, from
+    the client's job directory; (0, 0) when it has none."""
     from blindframe.coordinator.manifest import Manifest
 
-    jobs = sorted((home / "jobs").glob(f"*-{job_id}"))
-    uploaded = 0
-    if jobs:
-        raw = (jobs[-1] / "manifest.json").read_bytes()
-        manifest = Manifest.parse(raw)
-        uploaded = len(raw) + manifest.evaluation_keys.size + sum(i.size for i in manifest.inputs)
-    results = sum(p.stat().st_size for p in (jobs[-1] / "outputs").glob("*")) if jobs else 0
+    if jobdir is None:
+        return 0, 0
+    raw = (jobdir / "manifest.json").read_bytes()
+    manifest = Manifest.parse(raw)
+    uploaded = len(raw) + manifest.evaluation_keys.size + sum(i.size for i in manifest.inputs)
+    results = sum(p.stat().st_size for p in (jobdir / "outputs").glob("*"))
     return uploaded, results
 
 
-def _earnings_lines(market: Market, names: list[str], addresses: dict[str, str]) -> list[str]:
-    """What each render node earned, as the market records it (not yet withdrawn)."""
-    lines = []
-    for name in names:
-        pending = market.pending_balance(addresses[name])
-        done = market.worker(addresses[name]).completed
-        lines.append(
-            f"{name:<14} earned {pending / ETH:.4f} ETH for {done} tiles (pending withdrawal)"
-        )
-    return lines
+def _earnings(market: Market, name: str, address: str) -> dict[str, Any]:
+    """What a render node earned, as the market records it (not yet withdrawn)."""
+    return {
+        "name": name,
+        "address": address,
+        "earnedEth": market.pending_balance(address) / ETH,
+        "tiles": market.worker(address).completed,
+    }
 
 
 def _tear_down(home: Path, running: list[_Node], keep: bool) -> None:

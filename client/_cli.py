@@ -262,9 +262,9 @@ _JOB_OPTIONS = [
         "--canaries",
         envvar=_client_env("canaries"),
         type=int,
-        help="volume: canary tiles of margin around the frame (0..16, default 1); "
-        "shade/post: canary tasks (default one per 8 tiles). Their known answers catch "
-        "lazy nodes.",
+        help="volume: canary tiles of margin around the frame (0..16, default 0: the twin "
+        "check of every tile already catches what a ring would); shade/post: canary tasks "
+        "(default one per 8 tiles). The quote prints what each check catches.",
     ),
     click.option(
         "--min-completed",
@@ -283,9 +283,11 @@ _JOB_OPTIONS = [
         "or judge (0: a clean record; default: any). `blindframe worker account` shows a "
         "node's record.",
     ),
-    click.option("--yaw", type=float, help="volume camera yaw in degrees (sample: 20)."),
-    click.option("--pitch", type=float, help="volume camera pitch in degrees (sample: 15)."),
-    click.option("--zoom", type=float, help="volume camera zoom 0.25..4 (sample: 1.15)."),
+    click.option("--yaw", type=float, help="volume camera yaw in degrees (default 20)."),
+    click.option("--pitch", type=float, help="volume camera pitch in degrees (default 15)."),
+    click.option(
+        "--zoom", type=float, help="volume camera zoom 0.25..4 (default: the model framed)."
+    ),
     click.option("--light", help="shade light direction x,y,z (sample: -0.4,0.6,0.7)."),
     click.option(
         "--filter",
@@ -337,6 +339,12 @@ _POST_GATE = [
         "--max-cost",
         help="Refuse to post when the quote (escrow plus gas, in ETH) is above this.",
     ),
+    click.option(
+        "--allow-empty",
+        is_flag=True,
+        help="Post a volume frame even when its plaintext twin shows nothing (the camera "
+        "misses the model); without it such a job is refused before anything is paid.",
+    ),
 ]
 
 
@@ -381,9 +389,8 @@ def _build_options(values: dict[str, Any]) -> tuple[str, JobOptions]:
     if any(v is not None for v in camera.values()):
         if family not in ("", "volume"):
             raise JobOptionsError("--yaw, --pitch and --zoom are volume camera options")
-        from blindframe.fhe_core.sample import SAMPLE_CAMERA
-
-        params = {k: (v if v is not None else SAMPLE_CAMERA[k]) for k, v in camera.items()}
+        # Only what was given: post fills the rest (a model framed, or the sample's camera).
+        params = {k: v for k, v in camera.items() if v is not None}
     if light is not None:
         if family not in ("", "shade") or params is not None:
             raise JobOptionsError("--light is a shade option")
@@ -680,7 +687,9 @@ def quote_command(ctx: click.Context, /, **values: Any) -> None:
 @_signer
 @_network
 @click.pass_context
-def post_command(ctx: click.Context, /, yes: bool, max_cost: str | None, **values: Any) -> None:
+def post_command(
+    ctx: click.Context, /, yes: bool, max_cost: str | None, allow_empty: bool, **values: Any
+) -> None:
     """Encrypt a scene into tiles (canaries mixed in), upload it, and post the job with escrow.
 
     Everything is checked before the job is posted: options, the scene, the chain, the account's
@@ -693,7 +702,14 @@ def post_command(ctx: click.Context, /, yes: bool, max_cost: str | None, **value
     artist = _artist(ctx, sign=True, **overrides)
     with _Display(_show_bars(ctx)) as bars:
         confirm, limit = _gate(ctx, bars, yes, max_cost)
-        posted = artist.post(scene, options, progress=bars, confirm=confirm, max_cost_wei=limit)
+        posted = artist.post(
+            scene,
+            options,
+            progress=bars,
+            confirm=confirm,
+            max_cost_wei=limit,
+            allow_empty=allow_empty,
+        )
 
     def human(data: dict[str, Any]) -> None:
         h, w = data["frame"]
@@ -940,6 +956,10 @@ def fetch_command(
         if data["twinPng"]:
             same = "equal" if data["matchesTwin"] else "DIFFERENT"
             click.echo(f"twin      {data['twinPng']} ({same})")
+        if data["emptyFrame"]:
+            from blindframe.client.reports import EMPTY_FRAME
+
+            click.echo(f"warning   {EMPTY_FRAME}")
 
     emit(ctx, result.to_json(), human)
 
@@ -1191,6 +1211,7 @@ def render_command(
     fetch_timeout: str,
     yes: bool,
     max_cost: str | None,
+    allow_empty: bool,
     **values: Any,
 ) -> None:
     """All in one: post, watch the render nodes, verify, settle, decrypt to PNG or EXR.
@@ -1251,6 +1272,7 @@ def render_command(
             on_snapshot=display.update,
             confirm=confirm,
             max_cost_wei=cost_limit,
+            allow_empty=allow_empty,
         )
     emit(ctx, result.to_json(), lambda data: _render_human(data, result.snapshot))
 
@@ -1264,6 +1286,10 @@ def _render_human(data: dict[str, Any], snapshot: JobSnapshot) -> None:
         click.echo(
             f"twin      {frame['twinPng']} ({'equal' if frame['matchesTwin'] else 'DIFFERENT'})"
         )
+    if frame["emptyFrame"]:
+        from blindframe.client.reports import EMPTY_FRAME
+
+        click.echo(f"warning   {EMPTY_FRAME}")
     click.echo(f"paid      {format_eth(int(data['payments']['paidToWorkers']))}")
     for row in data["disputes"]:
         click.echo(f"disputed  tile {row['tile']} of lease {row['leaseId']}: {row['reason']}")

@@ -34,7 +34,7 @@ from blindframe.client.snapshot import (
     TileStatus,
 )
 from blindframe.client.units import format_duration, format_eth
-from blindframe.coordinator.errors import ContractRevertError
+from blindframe.coordinator.errors import ContractRevertError, RpcUnreachableError
 
 if TYPE_CHECKING:
     from blindframe.client.artist import Artist, JobLike, SceneLike
@@ -45,7 +45,7 @@ from blindframe.client._retrying import (
     check_retries,
     missing_tasks,
 )
-from blindframe.client._watching import finished
+from blindframe.client._watching import RpcOutage, finished
 
 __all__ = ["render", "step"]
 
@@ -135,6 +135,7 @@ def render(
     max_cost_wei: int | None = None,
     on_retry: Callable[[RetryReport], None] | None = None,
     frame_format: str | None = None,
+    allow_empty: bool = False,
 ) -> RenderResult:
     """post -> watch -> verify -> settle -> decrypt, in one call. Wrong tiles are disputed
     (unless ``dispute`` is False: then a wrong tile ends the render with an error). A job that
@@ -142,12 +143,18 @@ def render(
     has its unfinished escrow refunded and, up to ``retries`` times, those tiles posted again
     as a follow-up job (:func:`._retrying.retry`); the frame assembles every attempt. With no
     retry left, JobExpiredError; past ``timeout`` seconds, RenderTimeoutError (the job keeps
-    running). ``confirm`` and ``max_cost_wei`` gate the post on its quote (see ``post``)."""
+    running). ``confirm`` and ``max_cost_wei`` gate the post on its quote, and a volume frame
+    that would be all background is refused unless ``allow_empty`` (see ``post``)."""
     check_retries(retries)
     started = time.monotonic()
     _check_frame_files(output, twin, frame_format)
     posted = artist.post(
-        scene, options, progress=progress, confirm=confirm, max_cost_wei=max_cost_wei
+        scene,
+        options,
+        progress=progress,
+        confirm=confirm,
+        max_cost_wei=max_cost_wei,
+        allow_empty=allow_empty,
     )
     if on_posted is not None:
         on_posted(posted)
@@ -156,23 +163,38 @@ def render(
     challenges: list[ChallengeRecord] = []
     follow_ups: list[RetryReport] = []
     settling: list[JobRef] = []  # earlier attempts with verified leases still to pay
+    outage = RpcOutage()  # the chain RPC away for a while: waited out, said, not fatal
+    last: JobSnapshot | None = None
     while True:
-        _settle_earlier(artist, settling, dispute, progress)
-        report = artist.step(ref, dispute=dispute, progress=progress)
-        disputes += report.disputes
-        challenges += report.challenges
-        snap = artist.snapshot(ref)
-        if on_snapshot is not None:
-            on_snapshot(snap)
         retrying = len(follow_ups) < retries
-        if snap.complete:
-            # An open availability challenge is resolved first: its lease is never paid. Earlier
-            # attempts' verified leases are paid before the render ends.
-            if not settling and not any(c.status == ChallengeStatus.OPEN for c in snap.challenges):
-                break
-        elif retrying and _end_early(artist, ref, snap):
-            pass  # a lease reclaimed or the job cancelled: the next round sees its effect
-        elif _check_progress(artist, ref, snap, dispute, retrying=retrying):
+        try:
+            _settle_earlier(artist, settling, dispute, progress)
+            report = artist.step(ref, dispute=dispute, progress=progress)
+            disputes += report.disputes
+            challenges += report.challenges
+            snap = artist.snapshot(ref)
+            if on_snapshot is not None:
+                on_snapshot(snap)
+            # An open availability challenge is resolved first: its lease is never paid.
+            # Earlier attempts' verified leases are paid before the render ends.
+            done = (
+                snap.complete
+                and not settling
+                and not any(c.status == ChallengeStatus.OPEN for c in snap.challenges)
+            )
+            again = (
+                not snap.complete
+                and not (retrying and _end_early(artist, ref, snap))
+                and _check_progress(artist, ref, snap, dispute, retrying=retrying)
+            )
+        except RpcUnreachableError as exc:
+            time.sleep(outage.down(exc, last))
+            continue
+        outage.up(snap)
+        last = snap
+        if done:
+            break
+        if again:
             follow_up = artist.retry(ref)
             follow_ups.append(follow_up)
             if on_retry is not None:

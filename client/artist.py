@@ -399,13 +399,21 @@ class Artist:
         progress: Progress = _no_progress,
         confirm: Callable[[Quote], bool] | None = None,
         max_cost_wei: int | None = None,
+        allow_empty: bool = False,
     ) -> PostedJob:
         """Encrypt ``scene`` (a Scene, a scene/mesh/image file, or ``"sample"``), upload it, and
         post the job with its escrow. Every check happens before anything is sent on chain;
         the quote comes before the upload (above ``max_cost_wei``: CostLimitError; declined by
-        ``confirm(quote)``: ConfirmationError)."""
+        ``confirm(quote)``: ConfirmationError). A volume frame that would be all background is
+        refused unless ``allow_empty``."""
         return _posting.post(
-            self, scene, options, progress=progress, confirm=confirm, max_cost_wei=max_cost_wei
+            self,
+            scene,
+            options,
+            progress=progress,
+            confirm=confirm,
+            max_cost_wei=max_cost_wei,
+            allow_empty=allow_empty,
         )
 
     def snapshot(self, job: JobLike = None) -> JobSnapshot:
@@ -547,6 +555,7 @@ class Artist:
         confirm: Callable[[Quote], bool] | None = None,
         max_cost_wei: int | None = None,
         frame_format: str | None = None,
+        allow_empty: bool = False,
     ) -> RenderResult:
         """post -> watch -> verify -> settle -> decrypt, in one call (see :mod:`._rendering`)."""
         return _rendering.render(
@@ -567,4 +576,5 @@ class Artist:
             on_retry=on_retry,
             confirm=confirm,
             max_cost_wei=max_cost_wei,
+            allow_empty=allow_empty,
         )

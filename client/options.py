@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from blindframe.client.canaries import LAZY_FRACTION, canaries_for
 from blindframe.client.errors import JobOptionsError
 from blindframe.client.scene import DEFAULT_RESOLUTION, UpAxis
 from blindframe.client.units import format_duration
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_RETRIES",
     "JobOptions",
     "check_retries",
+    "default_canaries",
 ]
 
 DEFAULT_FRAME = (64, 64)
@@ -33,6 +35,21 @@ MAX_CANARIES = 1024
 # time, so they are asked for.
 DEFAULT_RETRIES = 1
 MAX_RETRIES = 10
+
+
+def default_canaries(kernel_name: str, real_tiles: int) -> int:
+    """The canaries a job of ``real_tiles`` tiles gets unless asked for: none for ``volume``
+    (margin rings), and for ``shade``/``post`` (shuffled canary tasks) one per 8 tiles, at least
+    one, but no more than make canaries alone catch a node faking an eighth of the job's tiles
+    with probability 0.99 (about 35 whatever the size: 4,050 would be one per 8 tiles of a
+    1920x1080 frame). Chosen from what each check catches (client/canaries.py): the client
+    checks every tile against the plaintext twin, which catches any wrong tile; a volume ring
+    sits where a node can see it, so it adds no check of its own and cost 56 % more work on a
+    64x64 frame, while shuffled canaries stay a check that holds without the plaintext."""
+    if kernel_name == "volume":
+        return 0
+    enough = canaries_for(real_tiles, LAZY_FRACTION, 0.99, max(1, real_tiles // 8))
+    return max(1, real_tiles // 8 if enough is None else enough)
 
 
 def check_retries(retries: int) -> None:
@@ -52,11 +69,12 @@ class JobOptions:
     needs (``volume@1`` for the sample). ``frame``: (height, width) pixels, a multiple of 8 for
     ``volume``; G-buffer and frame scenes bring their own size (None, or equal to it). The tile
     count follows from frame and canaries. ``canaries``: for ``volume``, tiles of margin around the
-    frame (0..16, default 1) whose known answers catch lazy workers; for ``shade``/``post``, extra
-    tasks that re-encrypt random tiles (default one per 8 tiles). ``params``: the kernel's public
-    parameters (volume: ``{"yaw", "pitch", "zoom"}``; shade: ``{"light": [x, y, z]}``; post:
-    ``{"filter": name}``), default the sample's. ``deadline``: seconds from now until the job's
-    deadline (claims must fit before it; refunds after it). ``fft_plan``: the FFT plan replicas
+    frame (0..16, default 0) whose known answers catch lazy workers; for ``shade``/``post``, extra
+    tasks that re-encrypt random tiles (default one per 8 tiles); None: :func:`default_canaries`.
+    ``params``: the kernel's public parameters (volume: ``{"yaw", "pitch", "zoom"}``; shade:
+    ``{"light": [x, y, z]}``; post: ``{"filter": name}``), default the sample's.
+    ``deadline``: seconds from now until the job's deadline (claims must fit before it; refunds
+    after it). ``fft_plan``: the FFT plan replicas
     pin (``<isa>:<N>=<16 hex>[+...]``); None chooses it on this machine (experts only).
     ``min_completed`` and ``max_faults``: the reputation gate the chain enforces on claims (and
     on the jurors of the job's contests): nodes with at least that many tiles paid, ever, and at

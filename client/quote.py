@@ -11,6 +11,8 @@
   follows only a cancel or a refund;
 - **upload**: the input bundles, the evaluation keys (unless the IPFS node already pins them)
   and the manifest;
+- **checks**: what catches a wrong tile, with what probability (:mod:`.canaries`): the twin
+  check of every tile, replicas compared, and what the canary tiles alone would catch;
 - **wall time**: rendering at the pace online nodes advertise (ms per tile, free capacity;
   :mod:`.pace`), then, above replication 1, the challenge window before the last lease can be
   settled (at replication 1 no replica can be compared, so a lease is verified when it reveals).
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from blindframe.client.canaries import Detection
 from blindframe.client.errors import CostLimitError
 from blindframe.client.pace import expected_render_seconds, lease_size
 from blindframe.client.units import format_duration, format_eth
@@ -70,6 +73,16 @@ class Quote:
     settle_wait_seconds: int  # the challenge window after the last reveal (replication > 1)
 
     @property
+    def detection(self) -> Detection:
+        """What the job's checks catch (a ``volume`` job's canaries are its margin ring)."""
+        return Detection(
+            self.tile_count,
+            self.canary_tiles,
+            self.replication,
+            ring=self.kernel.partition("@")[0] == "volume",
+        )
+
+    @property
     def total_wei(self) -> int:
         """Escrow plus gas: what the job takes from the account."""
         return self.escrow_wei + self.gas_fee_wei
@@ -93,6 +106,7 @@ class Quote:
             "frame": list(self.frame),
             "tileCount": self.tile_count,
             "canaryTiles": self.canary_tiles,
+            "detection": self.detection.to_json(),
             "replication": self.replication,
             "rewardPerTileReplica": str(self.reward_wei),
             "escrow": str(self.escrow_wei),
@@ -144,6 +158,7 @@ class Quote:
             f"upload    {_mib(self.upload_bytes)} (inputs {_mib(self.upload['inputs'])}, "
             f"evaluation keys {keys}, manifest {self.upload['manifest']:,} B)",
             f"time      {self.time_text()}",
+            f"checks    {self.detection.text()}",
         ]
 
     def summary(self) -> str:

@@ -14,6 +14,7 @@ from blindframe.client.quote import Quote
 from blindframe.client.snapshot import JobPhase, JobSnapshot, TileStatus
 
 __all__ = [
+    "EMPTY_FRAME",
     "CancelReport",
     "ChallengeRecord",
     "DecryptResult",
@@ -208,6 +209,13 @@ class CancelReport:
         }
 
 
+# What `client fetch` and `client render` say of a frame that is all background.
+EMPTY_FRAME = (
+    "the frame is empty: every pixel is background (for a volume frame, the camera misses "
+    "the model: see --yaw, --pitch, --zoom)"
+)
+
+
 @dataclass(frozen=True)
 class DecryptResult:
     """The decrypted frame (integers 0..out_max), where its files are, and the twin's when asked.
@@ -240,6 +248,8 @@ class DecryptResult:
             "matchesTwin": self.matches_twin,
             "shape": list(self.frame.shape),
             "leases": list(self.leases),
+            # Every pixel background (0): for a volume frame, the camera missed the model.
+            "emptyFrame": not bool(np.any(self.frame)),
         }
 
 

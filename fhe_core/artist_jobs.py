@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from blindframe.fhe_core._kernel import IntArray
+from blindframe.fhe_core._volume import camera_from_params
 from blindframe.fhe_core.client import KernelClient, check_against_twin
 from blindframe.fhe_core.errors import ParameterError
 from blindframe.fhe_core.jobs import PublicJob, task_clear_args
@@ -33,12 +34,15 @@ from blindframe.fhe_core.tiling import (
 )
 
 __all__ = [
+    "VIEW_ZOOM",
     "EncryptedJob",
     "JobSecrets",
+    "check_volume_camera",
     "decrypt_job",
     "encrypt_frame_job",
     "encrypt_volume_job",
     "plain_frame",
+    "plan_volume_job",
 ]
 
 
@@ -105,19 +109,36 @@ class EncryptedJob:
     secrets: JobSecrets
 
 
-def encrypt_volume_job(
-    client: KernelClient,
+# The zoom an artist's camera may ask for. The job's own zoom is smaller, scaled to the canary
+# margin (see plan_volume_job), so the kernel accepts down to 0.005: an 8-pixel side with 16
+# margin tiles each side scales 0.25 by 8 / 264, to 0.0076.
+VIEW_ZOOM = (0.25, 4.0)
+
+
+def check_volume_camera(camera: Mapping[str, Any]) -> None:
+    """Refuse a volume camera (``yaw``, ``pitch``, ``zoom``) outside what an artist may ask for."""
+    lo, hi = VIEW_ZOOM
+    zoom = camera.get("zoom", 1.0) if isinstance(camera, Mapping) else None
+    # Before camera_from_params, whose wider range (the scaled zoom's) is not the artist's.
+    if isinstance(zoom, int | float) and not isinstance(zoom, bool) and not lo <= zoom <= hi:
+        raise ParameterError(f"volume camera zoom = {zoom!r} is outside [{lo}, {hi}]")
+    camera_from_params(camera)
+
+
+def plan_volume_job(
+    kernel_id: str,
     volume: IntArray,
     camera: Mapping[str, Any],
     frame_hw: tuple[int, int],
     *,
     margin_tiles: int = 1,
-) -> EncryptedJob:
-    """Encrypt the volume once; tasks are the tiles of a virtual frame with ``margin_tiles`` of
-    canary tiles on each side (the zoom is scaled so the real frame's view is unchanged)."""
-    kernel = client.kernel
+) -> tuple[PublicJob, JobSecrets]:
+    """The public job and the secrets of a volume frame, before any encryption: the tiles of a
+    virtual frame with ``margin_tiles`` of canary tiles on each side (the zoom is scaled so the
+    real frame's view is unchanged)."""
+    kernel = get_kernel(kernel_id)
     if kernel.name != "volume":
-        raise ParameterError(f"{client.kernel_id} is not a volume kernel")
+        raise ParameterError(f"{kernel_id} is not a volume kernel")
     (vol,) = kernel.check_enc([volume])
     th, tw = kernel.tile_hw
     real = tile_grid(frame_hw, kernel.tile_hw)
@@ -127,9 +148,12 @@ def encrypt_volume_job(
     if not 0 <= margin_tiles <= 16:
         raise ParameterError(f"margin_tiles must be 0..16, not {margin_tiles}")
     vh, vw = ph + 2 * margin_tiles * th, pw + 2 * margin_tiles * tw
+    check_volume_camera(camera)
     params = dict(camera)
-    zoom = float(params.get("zoom", 1.0)) * min(vh, vw) / min(ph, pw)
-    params["zoom"] = zoom
+    # volume_weights sizes the view from the frame it is given, here the virtual one: at the
+    # same zoom the real frame would see the model magnified by virtual/real. Scaling the zoom
+    # by real/virtual gives the real frame's pixels exactly the camera's view.
+    params["zoom"] = float(params.get("zoom", 1.0)) * min(ph, pw) / min(vh, vw)
     virtual = tile_grid((vh, vw), kernel.tile_hw)
     tasks = []
     for index in range(virtual.count):
@@ -139,13 +163,26 @@ def encrypt_volume_job(
             and margin_tiles <= tx < margin_tiles + real.tiles_x
         )
         tasks.append(Task(index, index, not inside))
-    public = PublicJob(client.kernel_id, params, (vh, vw), virtual.count, True)
-    tile_clear_args(client.kernel_id, params, (vh, vw), 0)  # validates the camera early
-    bundle = client.encrypt(vol)
-    secrets = JobSecrets(
-        client.kernel_id, tasks, (ph, pw), (margin_tiles, margin_tiles), volume=vol
+    public = PublicJob(kernel_id, params, (vh, vw), virtual.count, True)
+    tile_clear_args(kernel_id, params, (vh, vw), 0)  # validates the camera early
+    secrets = JobSecrets(kernel_id, tasks, (ph, pw), (margin_tiles, margin_tiles), volume=vol)
+    return public, secrets
+
+
+def encrypt_volume_job(
+    client: KernelClient,
+    volume: IntArray,
+    camera: Mapping[str, Any],
+    frame_hw: tuple[int, int],
+    *,
+    margin_tiles: int = 1,
+) -> EncryptedJob:
+    """Encrypt the volume once; the job is :func:`plan_volume_job`'s."""
+    public, secrets = plan_volume_job(
+        client.kernel_id, volume, camera, frame_hw, margin_tiles=margin_tiles
     )
-    return EncryptedJob(public, [bundle], secrets)
+    assert secrets.volume is not None
+    return EncryptedJob(public, [client.encrypt(secrets.volume)], secrets)
 
 
 def encrypt_frame_job(
@@ -184,27 +221,35 @@ def _plain_inputs(public: PublicJob, secrets: JobSecrets, task: Task) -> tuple[I
 
 
 def plain_frame(public: PublicJob, secrets: JobSecrets) -> IntArray:
-    """The frame the twin computes for this job (the plaintext path)."""
+    """The frame the twin computes for this job (the plaintext path). Only the real frame's
+    tasks are computed: canaries repeat a real tile or lie outside the frame."""
+    kernel = get_kernel(public.kernel_id)
     return _assemble(
         public,
         secrets,
         {
-            t.task_index: get_kernel(public.kernel_id).twin(
+            t.task_index: kernel.twin(
                 _plain_inputs(public, secrets, t), task_clear_args(public, t.task_index)
             )
             for t in secrets.tasks
+            if not t.canary
         },
     )
 
 
 def _assemble(public: PublicJob, secrets: JobSecrets, results: Mapping[int, IntArray]) -> IntArray:
+    """The real frame from the results of its tasks (canaries' are not needed)."""
     kernel = get_kernel(public.kernel_id)
     if public.shared_input:
+        # Task i is tile i of the virtual frame; the real frame sits offset_tiles inside it.
         virtual = tile_grid(public.frame_hw, kernel.tile_hw)
-        frame = assemble_tiles(virtual, [results[i] for i in range(virtual.count)])
-        oy = secrets.offset_tiles[0] * kernel.tile_hw[0]
-        ox = secrets.offset_tiles[1] * kernel.tile_hw[1]
-        return frame[..., oy : oy + secrets.real_hw[0], ox : ox + secrets.real_hw[1]]
+        real = tile_grid(secrets.real_hw, kernel.tile_hw)
+        oy, ox = secrets.offset_tiles
+        tiles = [
+            results[(oy + index // real.tiles_x) * virtual.tiles_x + ox + index % real.tiles_x]
+            for index in range(real.count)
+        ]
+        return assemble_tiles(real, tiles)
     grid = TileGrid(secrets.real_hw, kernel.tile_hw, kernel.halo)
     by_tile = {t.source_tile: results[t.task_index] for t in secrets.tasks if not t.canary}
     return assemble_tiles(grid, [by_tile[i] for i in range(grid.count)])

@@ -378,6 +378,7 @@ def extract_scene(scene: Any, kernel: str, *, resolution: int) -> Scene:
 
 def tile_summary(scene: Any) -> str:
     """'4 tiles of 8x8 (+ canaries)' for the panel: what the output size makes."""
+    from blindframe.client.options import default_canaries
     from blindframe.fhe_core.kernels import get_kernel
 
     props = scene_settings(scene)
@@ -386,10 +387,12 @@ def tile_summary(scene: Any) -> str:
     width, height = frame_size(scene)
     rows, cols = -(-height // th), -(-width // tw)
     if kernel.name == "volume":
-        margin = int(props.canaries) if props.custom_canaries else 1
+        margin = int(props.canaries) if props.custom_canaries else default_canaries("volume", 0)
         total = (rows + 2 * margin) * (cols + 2 * margin)
         return f"{rows * cols} tiles of {tw}x{th}, {total - rows * cols} canary tiles around"
-    extra = int(props.canaries) if props.custom_canaries else max(1, rows * cols // 8)
+    extra = (
+        int(props.canaries) if props.custom_canaries else default_canaries(kernel.name, rows * cols)
+    )
     return f"{rows * cols} tiles of {tw}x{th}, {extra} canary tasks"
 
 

@@ -22,6 +22,7 @@ from blindframe.client.scene import (
     save_scene,
     to_kernel_input,
 )
+from blindframe.client.scene._framing import volume_camera
 from blindframe.coordinator.cli_support import emit
 
 __all__ = ["import_scene"]
@@ -113,6 +114,9 @@ def import_scene(
     if scene.kind == "volume":
         data["occupied"] = int((inputs[0] > 0).sum())
         data["voxels"] = int(inputs[0].size)
+        # What post and render use when given no camera: the model framed in their default
+        # frame (client.options.DEFAULT_FRAME, 64x64).
+        data["camera"] = volume_camera(scene.density, (64, 64))
     if preview is not None:
         data["preview"] = str(save_preview(scene, preview))
         data["previewShows"] = preview_caption(scene)
@@ -153,6 +157,9 @@ def _human(data: dict[str, Any]) -> None:
         colour = ", ".join(f"{c:.3f}" for c in rgba[:3])
         click.echo(f"material  {name}: base colour {colour} (linear; kept in the scene file)")
     click.echo(f"kernel    {kernel}")
+    if "camera" in data:
+        view = ", ".join(f"{key} {value:g}" for key, value in data["camera"].items())
+        click.echo(f"camera    {view} (the model framed; --yaw, --pitch, --zoom to change)")
     click.echo(f"scene     {data['output']}")
     if "preview" in data:
         click.echo(f"preview   {data['preview']} ({data['previewShows']})")

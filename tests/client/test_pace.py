@@ -123,12 +123,19 @@ def test_quote_sums_escrow_gas_and_upload() -> None:
     assert document["expectedSeconds"] == 92
     lines = quote.lines()
     assert [line.split()[0] for line in lines] == [
-        "render", "escrow", "gas", "total", "upload", "time"
+        "render", "escrow", "gas", "total", "upload", "time", "checks"
     ]  # fmt: skip
     assert lines[1] == "escrow    0.032 ETH (16 x 2 x 0.001 ETH)"
     assert (
         lines[5]
         == "time      about 1m 32s (32s rendering on 2 node(s), then the 1m challenge window)"
+    )
+    # 12 canary tiles of 16 are the ring around a 16x16 frame: a faked tile is one with p 12/16,
+    # two both miss them with p 4/16 x 3/15; a node faking only the 4 inner tiles meets none.
+    assert lines[6] == (
+        "checks    twin check of every tile of every replica: p 1; replicas compared (x2): p 1 "
+        "unless all faked alike; 12 ring canaries alone: p 0.750 (1 faked tile), 0.950 (2, 1/8 "
+        "of the tasks), 0 (faking away from the border)"
     )
 
     check_max_cost(quote, quote.total_wei)  # at the limit: allowed

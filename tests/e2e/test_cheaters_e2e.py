@@ -30,6 +30,7 @@ from support.e2e import (
     finish_render,
     fraud_slash,
     job_leases,
+    skip_verdict_window_once_proven_far,
     stack_market,
     start_render,
     warp_past,
@@ -153,6 +154,34 @@ def test_a_withheld_result_is_challenged_forfeited_and_its_slot_refunded(
         )
         honest.wait_for("claimed", timeout=300)
         withholder.wait_for("claimed", timeout=300)
+        # Once the withholder has seen the client's challenge (it answers nothing: it withholds),
+        # the answer window is moved past on the chain's clock rather than waited out.
+        # (A render that ends first is left to say why.)
+        opened = _wait(
+            "the availability challenge",
+            lambda: render.poll() is not None
+            or _logs(market, "AvailabilityChallenged", first_block),
+            600,
+            stack,
+        )
+        if render.poll() is None:
+            ((challenge_id, job),) = [(int(e["challengeId"]), int(e["jobId"])) for e in opened]
+            seen = withholder.wait_for("availability_challenged", timeout=120)
+            assert seen["challenge"] == challenge_id
+            # In that order, as in real time: the honest replica verified (its reveal and the
+            # other lane's plus the challenge window) and paid first; only then the answer
+            # window's end (the forfeit clears the withheld lane's reveal, which would move the
+            # honest lease's verification out to the job's reveal horizon, a lease away).
+            (good,) = [i for i, v in job_leases(market, job) if v.worker == honest.address]
+            warp_past(w3, market.verified_at(good))
+            _wait(
+                "the honest replica paid",
+                lambda: render.poll() is not None
+                or market.lease(good).state is LeaseStatus.SETTLED,
+                300,
+                stack,
+            )
+            warp_past(w3, market.availability_challenge(challenge_id).deadline)
         result = finish_render(stack, render, 900)
         job_id = int(result["job"]["jobId"])
         leases = dict(job_leases(market, job_id))
@@ -296,7 +325,16 @@ def test_b_a_client_disputing_a_correct_tile_loses_its_bond_to_the_jury(
     assert drawn["worker"] == juror.address, "the drawn juror must be the honest node"
 
     # The juror recomputes the tile: same bytes, so the disputed side is not far; once the
-    # verdict's window passes the client resolves the contest and settles the lease.
+    # verdict's window passes the client resolves the contest and settles the lease. (Nothing is
+    # left to prove once the verdict is fixed on the side's own root, asserted below: the window
+    # is moved past on the chain's clock rather than waited out.)
+    def fixed() -> int:
+        verdict, fixed_at = market.verdict(contest_id)
+        return fixed_at if verdict else 0
+
+    fixed_at = _wait("the verdict fixed", fixed, 600, stack)
+    warp_past(w3, fixed_at + int(params["challengeWindow"]))
+
     def done() -> bool:
         artist.step(ref)
         return market.lease(lease_id).state is LeaseStatus.SETTLED
@@ -373,6 +411,8 @@ def _copier_scenario(stack: RenderStack, out: Path) -> None:
     lazy.wait_for("claimed", timeout=300)
     copier = stack.start_node("copy", fault="copy")
     jurors = [stack.start_node(f"juror-{i}") for i in (1, 2)]
+
+    skip_verdict_window_once_proven_far(stack, render, first_block, 900)
     result = finish_render(stack, render, 1200)
     job_id = int(result["job"]["jobId"])
     check_frame(result)

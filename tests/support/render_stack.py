@@ -6,6 +6,7 @@ processes, each with its own IPFS node."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from blindframe.coordinator.config import Settings
 from blindframe.coordinator.deployment import Deployment
 from blindframe.coordinator.market import Market
 from blindframe.coordinator.tx import TxSender
+from blindframe.deploy.ipfs.node import stop_node
 from blindframe.deploy.processes import free_port
 from blindframe.deploy.stack import StackInfo, fund, local_password_file, stack_down, stack_up
 from support.node_process import NodeProcess
@@ -43,6 +45,7 @@ class RenderStack:
     password_file: Path
     workers: list[NodeProcess] = field(default_factory=list)
     accounts: dict[str, str] = field(default_factory=dict)  # staked keystores: name -> address
+    kernels: tuple[str, ...] = (KERNEL,)  # what the render nodes run
 
     @property
     def env(self) -> dict[str, str]:
@@ -74,13 +77,25 @@ class RenderStack:
         fault: str | None = None,
         ipfs_name: str | None = None,
         stake: int | None = None,
+        rpc_url: str | None = None,
+        limit_file_bytes: int | None = None,
+        kernels: tuple[str, ...] | None = None,
     ) -> NodeProcess:
         """A funded, staked render node running as `blindframe worker run` (``fault``: the
         hidden test-only misbehaviour, e.g. ``lazy``). Its IPFS node is ``ipfs_name`` (default:
         the stack's node of the same name). ``stake``: wei staked (default the minimum stake);
-        jurors are drawn with probabilities proportional to stakes."""
+        jurors are drawn with probabilities proportional to stakes. ``rpc_url`` and
+        ``limit_file_bytes``: see :meth:`start_node`."""
         self.staked_account(name, capacity=capacity, stake=stake)
-        return self.start_node(name, tile_seconds=tile_seconds, fault=fault, ipfs_name=ipfs_name)
+        return self.start_node(
+            name,
+            tile_seconds=tile_seconds,
+            fault=fault,
+            ipfs_name=ipfs_name,
+            rpc_url=rpc_url,
+            limit_file_bytes=limit_file_bytes,
+            kernels=kernels,
+        )
 
     def start_node(
         self,
@@ -89,11 +104,28 @@ class RenderStack:
         tile_seconds: float = 4.0,
         fault: str | None = None,
         ipfs_name: str | None = None,
+        rpc_url: str | None = None,
+        limit_file_bytes: int | None = None,
+        kernels: tuple[str, ...] | None = None,
     ) -> NodeProcess:
         """Run the render node of ``name``, an account staked before (:meth:`staked_account`):
-        a node may be staked (and drawn as a juror) before it runs."""
+        a node may be staked (and drawn as a juror) before it runs. ``rpc_url``: the chain's
+        RPC as this node sees it (a proxy a test can cut; default the stack's).
+        ``limit_file_bytes``: the largest file the node may write (RLIMIT_FSIZE), the way a
+        full disk looks to it without root (writes past it fail with EFBIG). ``kernels``: what it
+        runs (default: the stack's)."""
         address = self.accounts[name]
-        worker = _start_worker(self, name, address, tile_seconds, fault, ipfs_name or name)
+        worker = _start_worker(
+            self,
+            name,
+            address,
+            tile_seconds,
+            fault,
+            ipfs_name or name,
+            rpc_url or self.info.rpc_url,
+            limit_file_bytes,
+            kernels or self.kernels,
+        )
         self.workers.append(worker)
         return worker
 
@@ -134,6 +166,21 @@ class RenderStack:
         if info.stake > info.locked:
             market.request_unstake(info.stake - info.locked)
 
+    def stop_ipfs(self, name: str) -> None:
+        """Stop the IPFS node ``name`` (its blocks stay on disk)."""
+        assert stop_node(self.home / "stack" / "ipfs" / name), f"IPFS node {name} was not running"
+
+    def wipe_ipfs(self, name: str) -> None:
+        """Stop the IPFS node ``name`` and delete its blockstore (pins and blocks are gone)."""
+        self.stop_ipfs(name)
+        shutil.rmtree(self.home / "stack" / "ipfs" / name / "blocks")
+
+    def start_ipfs(self) -> None:
+        """Start the stack's stopped IPFS nodes again, on their ports, connected to the others
+        (`stack up` on the running stack)."""
+        info = stack_up(self.home, self.settings.keystores)
+        assert info.ipfs == self.info.ipfs, (info.ipfs, self.info.ipfs)
+
     def close(self) -> None:
         for worker in self.workers:
             worker.kill()
@@ -148,8 +195,10 @@ def start_render_stack(
     tile_seconds: float = 4.0,
     ipfs_nodes: tuple[str, ...] = (),
     windows: dict[str, int] | None = None,
+    kernels: tuple[str, ...] = (KERNEL,),
 ) -> RenderStack:
-    """Start everything under ``root`` (a fresh folder); the caller must ``close()`` it."""
+    """Start everything under ``root`` (a fresh folder); the caller must ``close()`` it.
+    ``kernels``: what its render nodes run (each with the same expected seconds per tile)."""
     home = root / "home"
     keystores = home / "keystores"
     names = tuple(f"node-{i}" for i in range(nodes))
@@ -162,7 +211,7 @@ def start_render_stack(
         parameters={**WINDOWS, **(windows or {})},
     )
 
-    stack = RenderStack(home, info, Settings(), local_password_file(home))
+    stack = RenderStack(home, info, Settings(), local_password_file(home), kernels=kernels)
     try:
         password = read_password_file(stack.password_file)
         artist = create_account(keystores, ARTIST, password)
@@ -191,6 +240,9 @@ def _start_worker(
     tile_seconds: float,
     fault: str | None,
     ipfs_name: str,
+    rpc_url: str,
+    limit_file_bytes: int | None,
+    kernels: tuple[str, ...],
 ) -> NodeProcess:
     data = stack.home.parent / f"worker-{name}"
     data.mkdir(exist_ok=True)  # a node started again keeps its state (its leases, its jobs)
@@ -200,11 +252,11 @@ def _start_worker(
         "--account", name,
         "--password-file", str(stack.password_file),
         "--keystore-dir", str(stack.settings.keystores),
-        "--rpc", stack.info.rpc_url,
+        "--rpc", rpc_url,
         "--deployment", stack.info.deployment,
         "--ipfs-api", stack.info.ipfs[ipfs_name],
-        "--kernels", KERNEL,
-        "--tile-seconds", f"{KERNEL}={tile_seconds}",
+        "--kernels", ",".join(kernels),
+        *(a for k in kernels for a in ("--tile-seconds", f"{k}={tile_seconds}")),
         "--data-dir", str(data),
         "--poll", "0.3",
         "--json-log",
@@ -212,6 +264,11 @@ def _start_worker(
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDFRAME_")}
     env["BLINDFRAME_HOME"] = str(stack.home)
+    if limit_file_bytes is not None:
+        # Python ignores SIGXFSZ, so a write past the limit fails with EFBIG instead of killing
+        # the node. The log file is opened here, outside the limit, but the node's writes to it
+        # are its own: the log is kept short of the limit by the tests that set one.
+        argv = ["prlimit", f"--fsize={limit_file_bytes}", "--", *argv]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             argv, env=env, cwd=data, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

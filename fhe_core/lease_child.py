@@ -20,6 +20,9 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from blindframe.fhe_core.jobs import PublicJob
     from blindframe.fhe_core.server import ExpandedInput
 
 __all__ = ["LeaseAnswer", "LeaseRequest", "TileDone", "run_lease", "tile_path"]
@@ -93,6 +96,38 @@ def _expanded(kernel: str, data: bytes, keys: Any, cache: Path | None) -> Expand
     return expanded
 
 
+def _outputs(
+    kernel: str,
+    public: PublicJob,
+    tiles: list[int],
+    inputs: list[Path],
+    keys: Any,
+    expanded: dict[Path, ExpandedInput],
+) -> Iterator[tuple[int, bytes]]:
+    """Each tile's OUTPUT bundle, in order: a gathered kernel's tiles of one expanded input
+    pipelined (:func:`~blindframe.fhe_core.server.run_gathered_tiles`), others one by one."""
+    from blindframe.fhe_core.jobs import task_clear_args
+    from blindframe.fhe_core.server import run_gathered_tiles, run_tile
+
+    loaded: dict[Path, bytes] = {}  # tiles may share one input: read it once
+    n = 0
+    while n < len(tiles):
+        path = inputs[n]
+        if path in expanded:
+            end = n
+            while end < len(tiles) and inputs[end] == path:
+                end += 1
+            batch = [(t, task_clear_args(public, t)) for t in tiles[n:end]]
+            yield from run_gathered_tiles(kernel, expanded[path], keys, batch)
+            n = end
+            continue
+        if path not in loaded:
+            loaded[path] = path.read_bytes()
+        clear = task_clear_args(public, tiles[n])
+        yield tiles[n], run_tile(kernel, loaded[path], keys, clear, tile_index=tiles[n])
+        n += 1
+
+
 def tile_path(out_dir: Path, tile: int) -> Path:
     """Where a lease writes the OUTPUT bundle of ``tile``."""
     return Path(out_dir) / f"tile-{int(tile)}.bundle"
@@ -103,10 +138,9 @@ def run_lease(payload: dict[str, Any]) -> dict[str, Any]:
     :class:`LeaseAnswer`. Raises ValueError or an FheCoreError on a request that does not fit
     (the child reports it to the parent)."""
     start = time.perf_counter()
-    from blindframe.fhe_core.jobs import PublicJob, task_clear_args
+    from blindframe.fhe_core.jobs import PublicJob
     from blindframe.fhe_core.kernels import compile_kernel, get_kernel
     from blindframe.fhe_core.keys import read_evaluation_keys
-    from blindframe.fhe_core.server import run_gathered_tile, run_tile
 
     kernel = str(payload["kernel"])
     public = PublicJob.from_json(payload["job"])
@@ -124,18 +158,10 @@ def run_lease(payload: dict[str, Any]) -> dict[str, Any]:
     if get_kernel(kernel).gathered:
         expanded = {p: _expanded(kernel, p.read_bytes(), keys, cache) for p in set(inputs)}
     setup = time.perf_counter() - start
-    loaded: dict[Path, bytes] = {}  # a volume job's tiles share one input: read it once
     done: list[TileDone] = []
-    for tile, path in zip(tiles, inputs, strict=True):
-        began = time.perf_counter()
-        clear = task_clear_args(public, tile)
-        if path in expanded:
-            output = run_gathered_tile(kernel, expanded[path], keys, clear, tile_index=tile)
-        else:
-            if path not in loaded:
-                loaded[path] = path.read_bytes()
-            output = run_tile(kernel, loaded[path], keys, clear, tile_index=tile)
-        seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    for tile, output in _outputs(kernel, public, tiles, inputs, keys, expanded):
+        seconds, began = time.perf_counter() - began, time.perf_counter()
         target = tile_path(out_dir, tile)
         target.write_bytes(output)
         done.append({"tile": tile, "path": str(target), "seconds": seconds, "bytes": len(output)})

@@ -8,7 +8,8 @@ from the network go through a sandbox child's ``lease`` call instead
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from blindframe.fhe_core import wire
-from blindframe.fhe_core._kernel import IntArray
+from blindframe.fhe_core._kernel import IntArray, Kernel
 from blindframe.fhe_core.errors import BundleMismatchError
 from blindframe.fhe_core.kernels import (
     EXPAND,
@@ -34,7 +35,14 @@ from blindframe.fhe_core.kernels import (
 from blindframe.fhe_core.keys import read_evaluation_keys
 from blindframe.fhe_core.packing import pack_output
 
-__all__ = ["ExpandedInput", "expand_input", "run_gathered_tile", "run_tile", "tile_clear_args"]
+__all__ = [
+    "ExpandedInput",
+    "expand_input",
+    "run_gathered_tile",
+    "run_gathered_tiles",
+    "run_tile",
+    "tile_clear_args",
+]
 
 
 def tile_clear_args(
@@ -115,20 +123,43 @@ def run_gathered_tile(
     """Compute one tile of a gathered kernel from its expanded shared input; return its OUTPUT
     bundle. ``clear`` is the tile's ``[index, clear]``: the samples are gathered by ``index`` in
     the clear (copies of ciphertexts; no FHE operation), the circuit gets ``clear``."""
+    ((_, output),) = run_gathered_tiles(kernel_id, expanded, evaluation_keys, [(tile_index, clear)])
+    return output
+
+
+def run_gathered_tiles(
+    kernel_id: str,
+    expanded: ExpandedInput,
+    evaluation_keys: Any,
+    tiles: Sequence[tuple[int, IntArray]],
+) -> Iterator[tuple[int, bytes]]:
+    """Compute ``(tile_index, clear)`` tiles in order, yielding each one's OUTPUT bundle as it is
+    done. The next tile's samples are gathered and parsed in a thread while Concrete computes the
+    current one (it releases the GIL): about a tenth of a tile's time, hidden."""
     kernel = get_kernel(kernel_id)
     if expanded.kernel_id != kernel_id:
         raise BundleMismatchError(f"the input was expanded for {expanded.kernel_id}")
-    clear = np.asarray(clear, dtype=np.int64)
-    kernel.check_clear(clear)
+    clears = [np.asarray(clear, dtype=np.int64) for _, clear in tiles]
+    for clear in clears:
+        kernel.check_clear(clear)
+    server = concrete_server(kernel_id)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gather") as pool:
+        ahead = [pool.submit(_gather, kernel, expanded, clear) for clear in clears[:1]]
+        for n, ((tile_index, _), clear) in enumerate(zip(tiles, clears, strict=True)):
+            samples = ahead.pop().result()
+            ahead += [pool.submit(_gather, kernel, expanded, c) for c in clears[n + 1 : n + 2]]
+            result = server.run(
+                samples, clear[1], evaluation_keys=evaluation_keys, function_name=TILE
+            )
+            yield tile_index, _output_bundle(kernel_id, result.serialize(), tile_index)
+
+
+def _gather(kernel: Kernel, expanded: ExpandedInput, clear: IntArray) -> Any:
+    """The tile function's input: the template with the samples' ciphertexts copied in."""
     buffer = bytearray(expanded.template)
     rows = _payload_rows(buffer, kernel.gathered, expanded.ciphertexts.shape[1])
     rows[:] = expanded.ciphertexts[clear[0].ravel()]
-    fhe = import_concrete()
-    samples = fhe.Value.deserialize(bytes(buffer))
-    result = concrete_server(kernel_id).run(
-        samples, clear[1], evaluation_keys=evaluation_keys, function_name=TILE
-    )
-    return _output_bundle(kernel_id, result.serialize(), tile_index)
+    return import_concrete().Value.deserialize(bytes(buffer))
 
 
 def _read_input(kernel_id: str, data: bytes | memoryview, tile_index: int) -> wire.Bundle:

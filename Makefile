@@ -16,7 +16,7 @@ SLITHER := $(VENV)/slither/bin/slither
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := chromium ipfs-cid
 
-.PHONY: help demo test lint format forge slither pytest bench clean bootstrap
+.PHONY: help demo test lint format forge gas-snapshot slither pytest faults soak bench clean bootstrap
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
@@ -39,13 +39,24 @@ format: bootstrap ## apply ruff's formatting and safe fixes
 forge: bootstrap ## Forge unit, fuzz and invariant tests (CI profile: more runs, fixed seed)
 	FOUNDRY_PROFILE=$${FOUNDRY_PROFILE:-ci} forge test
 
+gas-snapshot: bootstrap ## rewrite the committed gas records (contracts/snapshots/, .gas-snapshot) on purpose
+	FOUNDRY_SNAPSHOTS=contracts/snapshots forge test --match-path 'contracts/test/gas/*'
+	forge snapshot --no-match-test '^(testFuzz|invariant)' --no-match-path 'contracts/test/invariant/*'
+	@echo "contracts/snapshots/ rewritten: update the README gas tables to match (pytest tests/coordinator/test_gas_table.py checks them)"
+
 slither: bootstrap $(SLITHER) ## static analysis of the contracts; see contracts/slither.config.json
 	$(SLITHER) . --config-file contracts/slither.config.json
 
 pytest: bootstrap ## the Python suites, against a real Anvil, IPFS and Concrete
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: bootstrap ## benchmarks (BENCH="fhe plans ipfs"): FHE kernels, FFT-plan pinning, IPFS throughput
+faults: bootstrap ## fault scenarios of minutes each (tests/faults): RPC outages, full disks, restarts
+	BLINDFRAME_FAULTS=1 $(PY) -m pytest tests/faults $(PYTEST_ARGS)
+
+soak: bootstrap ## the load run (SOAK_ARGS="--jobs 50"): four nodes, many jobs at once, every wei and RSS checked
+	PYTHONPATH=tests $(PY) -m soak $(SOAK_ARGS)
+
+bench: bootstrap ## benchmarks (BENCH="fhe plans ipfs demo client report", --record): one table + chart
 	$(PY) -m bench $(BENCH)
 
 clean: ## remove build outputs (keeps .venv and node_modules)

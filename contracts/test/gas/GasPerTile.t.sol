@@ -69,6 +69,13 @@ contract GasPerTileTest is GasMeter {
         perTile = total / replicas;
         string memory key = string.concat("replication", vm.toString(replication), "_batch", vm.toString(batch));
         vm.snapshotValue("GasPerTileReplica", key, perTile);
+        // Each step's share too: contracts/README.md's table shows them, and the gas guard
+        // (tests/coordinator/test_gas_table.py) checks every figure there against this snapshot.
+        string[6] memory steps = ["post", "claim", "commit", "reveal", "settle", "withdraw"];
+        uint256[6] memory gas = [t.post, t.claim, t.commit, t.reveal, t.settle, t.withdraw];
+        for (uint256 i; i < steps.length; ++i) {
+            vm.snapshotValue("GasPerTileReplica", string.concat(key, "_", steps[i]), gas[i] / replicas);
+        }
         console.log("replication %s, lease size %s: gas per tile-replica", replication, batch, perTile);
         console.log("  post %s  claim %s  commit %s", t.post / replicas, t.claim / replicas, t.commit / replicas);
         console.log("  reveal %s  settle %s  withdraw %s", t.reveal / replicas, t.settle / replicas, t.withdraw / replicas);

@@ -9,6 +9,7 @@ import {RenderMarket} from "../../src/RenderMarket.sol";
 import {IRenderMarket} from "../../src/interfaces/IRenderMarket.sol";
 import {IStaking} from "../../src/interfaces/IStaking.sol";
 import {TileTrees} from "../utils/TileTrees.sol";
+import {GhostLedger} from "./GhostLedger.sol";
 
 /// @title MarketHandler
 /// @notice Drives random sequences of every market action for the invariant tests, through a
@@ -21,8 +22,9 @@ import {TileTrees} from "../utils/TileTrees.sol";
 /// their result bytes (availability challenges on them go unanswered half the time); honest
 /// workers always answer. Actions whose preconditions fail are skipped, so most calls do
 /// something. Ghost variables track deposits, withdrawals, faults for missed deadlines, the tiles
-/// a contest without verdict refunded, and what each client's cancel refunded.
-contract MarketHandler is CommonBase, StdCheats, StdUtils {
+/// a contest without verdict refunded, and what each client's cancel refunded; GhostLedger keeps
+/// every actor's and every job's books from the rules, action by action.
+contract MarketHandler is CommonBase, StdCheats, StdUtils, GhostLedger {
     RenderMarket internal immutable market;
     IRenderMarket.Params internal params;
 
@@ -61,17 +63,23 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
     /// @dev Cancels whose refund differed from the job's unreserved escrow just before (must stay 0).
     uint256 public ghostBadCancels;
 
-    constructor(RenderMarket market_) {
+    constructor(RenderMarket market_) GhostLedger(market_.params()) {
         market = market_;
         params = market_.params();
         for (uint256 i; i < 6; ++i) {
             workers[i] = makeAddr(string.concat("worker", vm.toString(i)));
-            vm.deal(workers[i], 1e6 ether);
+            _deal(workers[i], 1e6 ether);
         }
         clients = [makeAddr("client0"), makeAddr("client1")];
         keeper = makeAddr("keeper");
-        vm.deal(clients[0], 1e6 ether);
-        vm.deal(clients[1], 1e6 ether);
+        _deal(clients[0], 1e6 ether);
+        _deal(clients[1], 1e6 ether);
+    }
+
+    /// @dev Gives `account` `amount` more wei, in its wallet and in the ledger.
+    function _deal(address account, uint256 amount) internal {
+        vm.deal(account, account.balance + amount);
+        _ledgerDeal(account, amount);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -92,6 +100,12 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
 
     function challenges() external view returns (uint256[] memory) {
         return challengeIds;
+    }
+
+    /// @dev The name of actors()[i], for the per-actor assertions' messages.
+    function actorName(uint256 i) external pure returns (string memory) {
+        if (i < 6) return string.concat("worker", vm.toString(i));
+        return i == 8 ? "keeper" : string.concat("client", vm.toString(i - 6));
     }
 
     function actors() public view returns (address[] memory a) {
@@ -116,6 +130,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         capacity = bound(capacity, 1, 16);
         vm.prank(worker);
         market.stake{value: amount}(uint32(capacity));
+        _ledgerStake(worker, amount);
         ghostIn += amount;
         ++calls["stake"];
     }
@@ -144,6 +159,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         if (_refusedByGate(jobId, job, worker, uint32(lane), first, n)) return;
         vm.prank(worker);
         uint256 leaseId = market.claim(jobId, uint32(lane), first, n);
+        _ledgerClaim(market.getLease(leaseId));
         leaseIds.push(leaseId);
         leasesOf[jobId].push(leaseId);
         forgery[leaseId] = isHonest(worker) ? 0 : (worker == workers[4] ? 1 : 2);
@@ -216,8 +232,10 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         IStaking.WorkerInfo memory info = market.workerInfo(worker);
         uint256 free = info.stake - info.locked;
         if (free < 2) return;
+        amount = bound(amount, 1, free / 2); // keep most workers working
         vm.prank(worker);
-        market.requestUnstake(uint96(bound(amount, 1, free / 2))); // keep most workers working
+        market.requestUnstake(uint96(amount));
+        _ledgerRequestUnstake(worker, amount);
         ++calls["requestUnstake"];
     }
 
@@ -227,6 +245,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         if (info.unbonding == 0 || block.timestamp < info.unbondingEnd) return;
         vm.prank(worker);
         market.unstake();
+        _ledgerUnstake(worker);
         ++calls["unstake"];
     }
 
@@ -265,6 +284,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             maxFaults
         );
         jobIds.push(jobId);
+        _ledgerPost(jobId, clients[c % 2], tiles, uint8(replication), reward);
         ghostIn += escrow;
         ++calls["postJob"];
     }
@@ -276,6 +296,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         _countForfeited(ready);
         vm.prank(market.getJob(jobId).client);
         market.settle(jobId, ready);
+        _ledgerSettleAll(ready);
         ++calls["settle"];
     }
 
@@ -295,6 +316,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         vm.prank(job.client);
         uint256 refunded = market.cancelJob(jobId);
         if (refunded != free || market.refundable(jobId) != 0) ++ghostBadCancels;
+        if (refunded != _ledgerRefund(jobId)) ++ghostBadCancels;
         ++calls["cancelJob"];
     }
 
@@ -310,6 +332,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         if (_contested(lease.jobId, tile)) return;
         vm.prank(job.client);
         uint256 contestId = market.dispute{value: params.disputeBond}(lease.jobId, tile, leaseId);
+        _ledgerPay(job.client, params.disputeBond);
         contestIds.push(contestId);
         _maybeDraw(contestId, tileSeed >> 8);
         ghostIn += params.disputeBond;
@@ -324,10 +347,12 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         if (leaseIds.length == 0) return;
         uint256 leaseId = leaseIds[l % leaseIds.length];
         if (!_reclaimable(leaseId)) return;
-        address worker = market.getLease(leaseId).worker;
+        IRenderMarket.Lease memory lease = market.getLease(leaseId);
+        address worker = lease.worker;
         uint256 faults = market.workerInfo(worker).faults;
         vm.prank(keeper);
         market.reclaim(leaseId);
+        _ledgerReclaim(lease, keeper);
         // A missed deadline faults; an overtaken claim (copy gate) ends without fault.
         ghostReclaims[worker] += market.workerInfo(worker).faults - faults;
         ++calls["reclaim"];
@@ -408,6 +433,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             uint256 id = seated[seat];
             if (id == 0 || (seat < before.length && before[seat] == id)) continue;
             IRenderMarket.Lease memory j = market.getLease(id);
+            _ledgerClaim(j); // a seat locks one tile's collateral, as a claim
             leaseIds.push(id);
             leasesOf[k.jobId].push(id);
             forgery[id] = isHonest(j.worker) ? 0 : (j.worker == workers[4] ? 1 : 2);
@@ -459,6 +485,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             _openings(s, market.getLease(s), k.leaseT, market.getLease(k.leaseT), k.tile);
         vm.prank(keeper);
         market.proveFar(contestId, uint8(side), o);
+        ghostFarMask[contestId] |= side == 0 ? 1 : 2;
         ++calls["proveFar"];
     }
 
@@ -492,6 +519,9 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             IRenderMarket.Opening[] memory o = _openings(id, l, k.leaseT, lt, k.tile);
             vm.prank(keeper);
             market.proveReplicaFar(contestId, id, o);
+            // The replica forfeits the tile: its reward and the whole slash go to the client.
+            (uint256 slashed, uint256 freed) = _ledgerForfeit(id, l, k.tile, true);
+            _ledgerCredit(ghostClient[k.jobId], slashed + freed);
             ++proven;
             if (isHonest(l.worker)) {
                 // Only a forged verdict (no honest majority) proves an honest replica far.
@@ -513,6 +543,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             IRenderMarket.Opening[] memory o = _openings(leaseId, market.getLease(leaseId), k.leaseT, lt, k.tile);
             vm.prank(lt.worker);
             market.proveFar(contestId, uint8(side), o);
+            ghostFarMask[contestId] |= side == 0 ? 1 : 2;
             ++calls["proveFar"];
         }
         if (_proveReplicas(contestId, k) != 0) ++calls["proveReplicaFar"];
@@ -542,8 +573,15 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         IRenderMarket.Contest memory k = _contestLive(contestId);
         uint256 forfeitedA = market.getLease(k.leaseA).forfeitedCount;
         uint256 forfeitedB = k.leaseB == 0 ? 0 : market.getLease(k.leaseB).forfeitedCount;
+        // Which jurors revealed (only they are judged and paid): a structural fact the ledger reads.
+        uint256[] memory seats = market.jurors(contestId);
+        bool[] memory revealed = new bool[](seats.length);
+        for (uint256 s; s < seats.length; ++s) {
+            revealed[s] = seats[s] != 0 && market.getLease(seats[s]).status == IRenderMarket.LeaseStatus.Revealed;
+        }
         vm.prank(keeper);
         market.resolveContest(contestId);
+        _ledgerResolve(contestId, k, seats, revealed);
         _recordOutcome(contestId);
         k = _contestLive(contestId);
         // Outside the honest-majority assumption: the revealed jurors' majority was a forger
@@ -556,6 +594,109 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         }
         for (uint256 w; w < 6; ++w) {
             if (dishonest) ghostReclaims[workers[w]] += market.workerInfo(workers[w]).faults - faults[w];
+        }
+    }
+
+    /// @dev The ledger's side of a settle or finalize of `ready`.
+    function _ledgerSettleAll(uint256[] memory ready) internal {
+        for (uint256 i; i < ready.length; ++i) {
+            _ledgerSettle(ready[i], market.getLease(ready[i]));
+        }
+    }
+
+    /// @dev The ledger's side of a contest's resolution, from the rules: the sides' outcome from
+    /// the far proofs this handler made (`ghostFarMask`) and whether the jury reached a verdict
+    /// (`k.leaseT`), then the jury: revealed jurors whose root (computed here) is not the
+    /// verdict's are slashed into the pool, the rest share it equally, the dust to the client.
+    function _ledgerResolve(
+        uint256 contestId,
+        IRenderMarket.Contest memory k,
+        uint256[] memory seats,
+        bool[] memory revealed
+    ) internal {
+        address client = ghostClient[k.jobId];
+        uint8 far = ghostFarMask[contestId];
+        bool verdict = k.leaseT != 0;
+        // The outcome follows from the verdict and the far proofs made (AFar 1, BFar 2, BothFar 3).
+        IRenderMarket.ContestOutcome expected = !verdict
+            ? IRenderMarket.ContestOutcome.NoTieBreaker
+            : far == 0 ? IRenderMarket.ContestOutcome.NoneFar : IRenderMarket.ContestOutcome(far);
+        require(market.getContest(contestId).outcome == expected, "contest outcome differs from its far proofs");
+        uint256 pool = k.kind == IRenderMarket.ContestKind.Disagreement
+            ? _ledgerDisagreement(k, client, far, verdict)
+            : _ledgerDispute(k, client, far, verdict);
+        bytes32 root = verdict ? _root(k.leaseT, market.getLease(k.leaseT)) : bytes32(0);
+        uint256 majority;
+        for (uint256 s; s < seats.length; ++s) {
+            if (!revealed[s]) continue;
+            IRenderMarket.Lease memory j = market.getLease(seats[s]);
+            if (!verdict) continue; // no verdict: every revealed juror is released, unpaid
+            if (_root(seats[s], j) == root) {
+                ++majority;
+            } else {
+                pool += _ledgerJurorOff(j.worker);
+                revealed[s] = false;
+            }
+        }
+        uint256 share = majority == 0 ? 0 : pool / majority;
+        uint256 paid;
+        for (uint256 s; s < seats.length; ++s) {
+            if (!revealed[s]) continue;
+            _ledgerJurorPaid(market.getLease(seats[s]).worker, share);
+            paid += share;
+        }
+        _ledgerCredit(client, pool - paid);
+    }
+
+    /// @dev A disagreement's sides; returns the jury's pool. One side far: its tile forfeited and
+    /// slashed, the bounty to the other side's worker (the client's when the other side's data
+    /// was unavailable), the reward to the jury. Both far: both forfeited and slashed, rewards and
+    /// bounties to the jury. No verdict: both tiles forfeited unslashed, their rewards refunded.
+    function _ledgerDisagreement(IRenderMarket.Contest memory k, address client, uint8 far, bool verdict)
+        internal
+        returns (uint256 pool)
+    {
+        IRenderMarket.Lease memory a = market.getLease(k.leaseA);
+        IRenderMarket.Lease memory b = market.getLease(k.leaseB);
+        if (!verdict) {
+            (, uint256 freedA) = _ledgerForfeit(k.leaseA, a, k.tile, false);
+            (, uint256 freedB) = _ledgerForfeit(k.leaseB, b, k.tile, false);
+            _ledgerCredit(client, freedA + freedB);
+        } else if (far == 1 || far == 2) {
+            (uint256 farId, uint256 otherId) = far == 1 ? (k.leaseA, k.leaseB) : (k.leaseB, k.leaseA);
+            (uint256 slashed, uint256 freed) = _ledgerForfeit(farId, far == 1 ? a : b, k.tile, true);
+            address other = far == 1 ? b.worker : a.worker;
+            _ledgerShareSlash(client, slashed, ghostLeaseForfeited[otherId] ? client : other);
+            pool = freed;
+        } else if (far == 3) {
+            (uint256 slashedA, uint256 freedA) = _ledgerForfeit(k.leaseA, a, k.tile, true);
+            (uint256 slashedB, uint256 freedB) = _ledgerForfeit(k.leaseB, b, k.tile, true);
+            uint256 bounty = (slashedA + slashedB) * bountyBps / BPS;
+            _ledgerCredit(client, slashedA + slashedB - bounty);
+            pool = freedA + freedB + bounty;
+        }
+    }
+
+    /// @dev A dispute's side; returns the jury's pool. Worker far: its tile forfeited and slashed,
+    /// the bond and the slash less its bounty to the client, reward and bounty to the jury. Not
+    /// far: half the bond to the worker (the client's when its data was unavailable), the rest to
+    /// the jury. No verdict: the bond back to the client.
+    function _ledgerDispute(IRenderMarket.Contest memory k, address client, uint8 far, bool verdict)
+        internal
+        returns (uint256 pool)
+    {
+        uint256 bond = params.disputeBond;
+        if (!verdict) {
+            _ledgerCredit(client, bond);
+        } else if (far == 1) {
+            (uint256 slashed, uint256 freed) = _ledgerForfeit(k.leaseA, market.getLease(k.leaseA), k.tile, true);
+            uint256 bounty = slashed * bountyBps / BPS;
+            _ledgerCredit(client, slashed - bounty + bond);
+            pool = freed + bounty;
+        } else {
+            uint256 half = bond / 2;
+            _ledgerCredit(ghostLeaseForfeited[k.leaseA] ? client : market.getLease(k.leaseA).worker, half);
+            pool = bond - half;
         }
     }
 
@@ -589,9 +730,11 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         uint32[] memory leaves = new uint32[](1);
         leaves[0] = uint32((seed >> 16) % (uint256(1) << LEAF_DEPTH));
         address challenger = (seed >> 24) % 2 == 0 ? job.client : keeper;
-        vm.deal(challenger, challenger.balance + params.disputeBond);
+        _deal(challenger, params.disputeBond);
         vm.prank(challenger);
         uint256 id = market.challengeAvailability{value: params.disputeBond}(leaseId, tile, leaves);
+        _ledgerPay(challenger, params.disputeBond);
+        challengerOf[id] = challenger;
         challengeIds.push(id);
         challengedLeaves[id] = leaves[0];
         ghostIn += params.disputeBond;
@@ -608,12 +751,14 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             if (a.status != IRenderMarket.AvailabilityStatus.Open || block.timestamp <= a.deadline) continue;
             vm.prank(keeper);
             market.resolveAvailability(id);
+            _ledgerUnavailable(a.leaseId, market.getLease(a.leaseId), challengerOf[id], params.disputeBond);
             ++calls["resolveAvailability"];
             return;
         }
     }
 
     mapping(uint256 challengeId => uint32) internal challengedLeaves;
+    mapping(uint256 challengeId => address) internal challengerOf;
 
     function _answer(uint256 id, address answerer) internal {
         IRenderMarket.AvailabilityChallenge memory a = market.getAvailabilityChallenge(id);
@@ -627,9 +772,16 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         bytes32[][] memory proofs = new bytes32[][](1);
         proofs[0] = TileTrees.proof(t, off, leaves[0]);
         vm.txGasPrice(1 gwei); // the answer's gas is paid from the bond
+        uint256 before = market.pendingBalance(answerer);
         vm.prank(answerer);
         market.answerAvailability(id, leaves, data, proofs);
         vm.txGasPrice(0); // a gas price left set would charge (or refund) the fuzzer's next sender
+        // The one measured figure: the answer's gas (at 1 gwei) is the answerer's, the rest of the
+        // bond the challenger's. Reading it from the answerer's balance leaves the split checked.
+        uint256 compensation = market.pendingBalance(answerer) - before;
+        require(compensation > 0 && compensation <= params.disputeBond, "answer compensation outside (0, bond]");
+        _ledgerCredit(answerer, compensation);
+        _ledgerCredit(challengerOf[id], params.disputeBond - compensation);
         ++calls["answerAvailability"];
     }
 
@@ -639,6 +791,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         _countForfeited(ready);
         vm.prank(keeper);
         market.finalize(jobId, ready);
+        _ledgerSettleAll(ready);
         ++calls["finalize"];
     }
 
@@ -650,7 +803,8 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         if ((job.cancelledAt == 0 && block.timestamp <= job.deadline) || market.refundable(jobId) == 0) return;
         if (block.timestamp <= job.deadline) ++calls["refundBeforeDeadline"];
         vm.prank(keeper);
-        market.refund(jobId);
+        uint256 refunded = market.refund(jobId);
+        require(refunded == _ledgerRefund(jobId), "refund differs from the ledger");
         ++calls["refund"];
     }
 
@@ -661,6 +815,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         if (amount == 0) return;
         vm.prank(account);
         market.withdraw();
+        _ledgerWithdraw(account);
         ghostOut += amount;
         ++calls["withdraw"];
     }
@@ -680,17 +835,23 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
         vm.warp(block.timestamp + 30 days);
         for (uint256 i; i < leaseIds.length; ++i) {
             if (_reclaimable(leaseIds[i])) {
-                address worker = market.getLease(leaseIds[i]).worker;
+                IRenderMarket.Lease memory lease = market.getLease(leaseIds[i]);
+                address worker = lease.worker;
                 uint256 faults = market.workerInfo(worker).faults;
                 vm.prank(keeper);
                 market.reclaim(leaseIds[i]);
+                _ledgerReclaim(lease, keeper);
                 ghostReclaims[worker] += market.workerInfo(worker).faults - faults;
             }
         }
         for (uint256 i; i < challengeIds.length; ++i) {
-            if (market.getAvailabilityChallenge(challengeIds[i]).status == IRenderMarket.AvailabilityStatus.Open) {
+            IRenderMarket.AvailabilityChallenge memory a = market.getAvailabilityChallenge(challengeIds[i]);
+            if (a.status == IRenderMarket.AvailabilityStatus.Open) {
                 vm.prank(keeper);
                 market.resolveAvailability(challengeIds[i]);
+                _ledgerUnavailable(
+                    a.leaseId, market.getLease(a.leaseId), challengerOf[challengeIds[i]], params.disputeBond
+                );
             }
         }
         for (uint256 i; i < contestIds.length; ++i) {
@@ -704,10 +865,12 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
                 _countForfeited(ready);
                 vm.prank(keeper);
                 market.finalize(jobIds[i], ready);
+                _ledgerSettleAll(ready);
             }
             if (market.refundable(jobIds[i]) > 0) {
                 vm.prank(keeper);
-                market.refund(jobIds[i]);
+                uint256 refunded = market.refund(jobIds[i]);
+                require(refunded == _ledgerRefund(jobIds[i]), "refund differs from the ledger");
             }
         }
         for (uint256 i; i < 6; ++i) {
@@ -715,6 +878,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             if (info.stake > 0) {
                 vm.prank(workers[i]);
                 market.requestUnstake(info.stake);
+                _ledgerRequestUnstake(workers[i], info.stake);
             }
         }
         vm.warp(block.timestamp + params.unbondingDelay);
@@ -722,6 +886,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             if (market.workerInfo(workers[i]).unbonding > 0) {
                 vm.prank(workers[i]);
                 market.unstake();
+                _ledgerUnstake(workers[i]);
             }
         }
         address[] memory all = actors();
@@ -730,6 +895,7 @@ contract MarketHandler is CommonBase, StdCheats, StdUtils {
             if (amount > 0) {
                 vm.prank(all[i]);
                 market.withdraw();
+                _ledgerWithdraw(all[i]);
                 ghostOut += amount;
             }
         }

@@ -11,8 +11,8 @@ import {Defaults} from "../utils/Defaults.sol";
 import {MarketHandler} from "./MarketHandler.sol";
 
 /// @title RenderMarketInvariantTest
-/// @notice Random sequences of every market action (MarketHandler) must keep the books exact,
-/// never fault an honest worker except for a missed deadline, pay every honest, timely replica,
+/// @notice Random sequences of every market action (MarketHandler) must keep the books exact, in
+/// aggregate and per actor and job (against the handler's GhostLedger), never fault an honest worker except for a missed deadline, pay every honest, timely replica,
 /// and leave no wei behind once every deadline has passed and every exit has run.
 contract RenderMarketInvariantTest is Test {
     RenderMarket internal market;
@@ -87,6 +87,47 @@ contract RenderMarketInvariantTest is Test {
         _assertEscrowCoversReservedSlots();
         _assertHonestWorkersFaultOnlyByMissedDeadlines();
         _assertCancelledJobsTookNoNewReplicas();
+        _assertEveryActorsBooks();
+        _assertEveryJobsBooks();
+    }
+
+    /// @notice Per actor, the market holds exactly what the handler's ledger (GhostLedger: each
+    /// outcome's payouts computed from the rules) says: each worker's, client's, juror's,
+    /// challenger's and the keeper's pending balance, each worker's stake, unbonding stake and
+    /// locked collateral, and each wallet (its start, less stakes, escrows and bonds, plus
+    /// withdrawals). The aggregate checks above cannot see a payout credited to the wrong actor.
+    function _assertEveryActorsBooks() internal view {
+        address[] memory actors = handler.actors();
+        for (uint256 i; i < actors.length; ++i) {
+            address a = actors[i];
+            IStaking.WorkerInfo memory w = market.workerInfo(a);
+            uint256[5] memory ledger = handler.books(a);
+            _same(market.pendingBalance(a), ledger[0], "pending balance of ", i);
+            _same(a.balance, ledger[1], "wallet of ", i);
+            _same(w.stake, ledger[2], "stake of ", i);
+            _same(w.unbonding, ledger[3], "unbonding stake of ", i);
+            _same(w.locked, ledger[4], "locked collateral of ", i);
+        }
+    }
+
+    /// @notice Per job, the escrow and the reserved slots are what the ledger says.
+    function _assertEveryJobsBooks() internal view {
+        uint256[] memory jobs = handler.jobs();
+        for (uint256 j; j < jobs.length; ++j) {
+            IRenderMarket.Job memory job = market.getJob(jobs[j]);
+            (uint256 escrow, uint256 reserved) = handler.jobBooks(jobs[j]);
+            if (job.escrow != escrow || job.reservedSlots != reserved) {
+                string memory name = string.concat(" of job ", vm.toString(jobs[j]));
+                assertEq(job.escrow, escrow, string.concat("escrow", name));
+                assertEq(job.reservedSlots, reserved, string.concat("reserved slots", name));
+            }
+        }
+    }
+
+    /// @dev assertEq naming actor `i`, its message built only on a failure (the check runs after
+    /// every call of every run).
+    function _same(uint256 market_, uint256 ledger, string memory what, uint256 i) internal view {
+        if (market_ != ledger) assertEq(market_, ledger, string.concat(what, handler.actorName(i)));
     }
 
     /// @notice The market holds exactly what it owes: escrow + stakes (incl. unbonding) +
@@ -197,6 +238,9 @@ contract RenderMarketInvariantTest is Test {
     function afterInvariant() public {
         handler.drain();
         assertEq(address(market).balance, 0, "wei left in the market");
+        // Every actor withdrew exactly what the rules gave it, and every job paid out its escrow.
+        _assertEveryActorsBooks();
+        _assertEveryJobsBooks();
         uint256[] memory leases = handler.leases();
         for (uint256 i; i < leases.length; ++i) {
             IRenderMarket.Lease memory l = market.getLease(leases[i]);
@@ -230,6 +274,8 @@ contract RenderMarketInvariantTest is Test {
         _assertBalanceIsEverythingOwed();
         _assertWorkerAccountsMatchTheirLeases();
         _assertEscrowCoversReservedSlots();
+        _assertEveryActorsBooks();
+        _assertEveryJobsBooks();
         afterInvariant();
     }
 
@@ -293,5 +339,9 @@ contract RenderMarketInvariantTest is Test {
         console.log("claimRefused (cancelled)", handler.calls("claimRefused"));
         console.log("claimGated (reputation)", handler.calls("claimGated"));
         console.log("refundBeforeDeadline (cancelled)", handler.calls("refundBeforeDeadline"));
+        address[] memory actors = handler.actors();
+        for (uint256 i; i < actors.length; ++i) {
+            console.log(string.concat("wei credited to ", handler.actorName(i)), handler.ghostCredited(actors[i]));
+        }
     }
 }

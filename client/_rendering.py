@@ -175,18 +175,7 @@ def render(
             snap = artist.snapshot(ref)
             if on_snapshot is not None:
                 on_snapshot(snap)
-            # An open availability challenge is resolved first: its lease is never paid.
-            # Earlier attempts' verified leases are paid before the render ends.
-            done = (
-                snap.complete
-                and not settling
-                and not any(c.status == ChallengeStatus.OPEN for c in snap.challenges)
-            )
-            again = (
-                not snap.complete
-                and not (retrying and _end_early(artist, ref, snap))
-                and _check_progress(artist, ref, snap, dispute, retrying=retrying)
-            )
+            done, again = _outcome(artist, ref, snap, settling, dispute, retrying=retrying)
         except RpcUnreachableError as exc:
             time.sleep(outage.down(exc, last))
             continue
@@ -195,13 +184,8 @@ def render(
         if done:
             break
         if again:
-            follow_up = artist.retry(ref)
-            follow_ups.append(follow_up)
-            if on_retry is not None:
-                on_retry(follow_up)
-            assert follow_up.posted is not None  # not a dry run
             settling.append(ref)
-            ref = follow_up.posted.ref
+            ref = _follow_up(artist, ref, follow_ups, on_retry)
             continue
         _check_timeout(ref, snap, started, timeout)
         time.sleep(interval)
@@ -217,6 +201,46 @@ def render(
         tuple(challenges),
         tuple(f.to_json() for f in follow_ups),
     )
+
+
+def _follow_up(
+    artist: Artist,
+    ref: JobRef,
+    follow_ups: list[RetryReport],
+    on_retry: Callable[[RetryReport], None] | None,
+) -> JobRef:
+    """Post the follow-up job of ``ref``'s unfinished tiles; the job the render goes on with."""
+    follow_up = artist.retry(ref)
+    follow_ups.append(follow_up)
+    if on_retry is not None:
+        on_retry(follow_up)
+    assert follow_up.posted is not None  # not a dry run
+    return follow_up.posted.ref
+
+
+def _outcome(
+    artist: Artist,
+    ref: JobRef,
+    snap: JobSnapshot,
+    settling: list[JobRef],
+    dispute: bool,
+    *,
+    retrying: bool,
+) -> tuple[bool, bool]:
+    """(the render is done, a follow-up job is due) after one round."""
+    # An open availability challenge is resolved first: its lease is never paid. Earlier
+    # attempts' verified leases are paid before the render ends.
+    done = (
+        snap.complete
+        and not settling
+        and not any(c.status == ChallengeStatus.OPEN for c in snap.challenges)
+    )
+    again = (
+        not snap.complete
+        and not (retrying and _end_early(artist, ref, snap))
+        and _check_progress(artist, ref, snap, dispute, retrying=retrying)
+    )
+    return done, again
 
 
 def _check_frame_files(output: Path | None, twin: Path | bool, frame_format: str | None) -> None:

@@ -386,21 +386,7 @@ class LeaseRunner(NodePart):
                         lease=lease.lease_id,
                     )
                 return
-        # The result was added to IPFS when computed, but the IPFS node may have lost it since
-        # (wiped, replaced, garbage-collected): once revealed, the artist and the replicas fetch
-        # it at once, so add it again from our file first (adding is idempotent; once per lease
-        # and run: a juror's reveal may be tried every few seconds).
-        try:
-            if lease.lease_id not in self._republished:
-                self.republish(lease)
-                self._republished.add(lease.lease_id)
-        except (StoreError, OSError) as exc:
-            self.log.warning(
-                "republish_failed",
-                f"could not add lease {lease.lease_id}'s result to IPFS again before revealing "
-                f"it: {exc}; revealing anyway (the file answers availability challenges)",
-                lease=lease.lease_id,
-            )
+        self._republish_before_reveal(lease)
         try:
             self.market.reveal(
                 lease.lease_id,
@@ -445,6 +431,23 @@ class LeaseRunner(NodePart):
             cid=lease.result_cid,
         )
         self.on_revealed(lease.lease_id)
+
+    def _republish_before_reveal(self, lease: OwnLease) -> None:
+        """The result was added to IPFS when computed, but the IPFS node may have lost it since
+        (wiped, replaced, garbage-collected): once revealed, the artist and the replicas fetch
+        it at once, so add it again from our file first (adding is idempotent; once per lease
+        and run: a juror's reveal may be tried every few seconds)."""
+        try:
+            if lease.lease_id not in self._republished:
+                self.republish(lease)
+                self._republished.add(lease.lease_id)
+        except (StoreError, OSError) as exc:
+            self.log.warning(
+                "republish_failed",
+                f"could not add lease {lease.lease_id}'s result to IPFS again before revealing "
+                f"it: {exc}; revealing anyway (the file answers availability challenges)",
+                lease=lease.lease_id,
+            )
 
     def lose(self, lease: OwnLease, reason: str, *, committed: bool) -> None:
         self.state.update_own(lease.lease_id, state=OwnState.FAILED, error=reason)

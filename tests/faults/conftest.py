@@ -1,7 +1,7 @@
 """The fault scenarios of issue 14 that take minutes each (a stack, a job, outages that must
 outlast a lease): `make faults` runs them (BLINDFRAME_FAULTS=1). `make test` leaves them out
-and says so at the end of its run, never silently; tests/e2e/test_faults_e2e.py keeps the
-cheap ones in the default suite."""
+and says so at the end of its run, never silently. The reorganisation test stays in the default
+suite (tests/worker/test_worker_faults.py)."""
 
 from __future__ import annotations
 

@@ -4,12 +4,13 @@ unpinned output, the root binds every byte, and lazy results and a one-pixel cha
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from blindframe.fhe_core import wire
+from blindframe.fhe_core import packing, wire
 from blindframe.fhe_core.agreement import (
     AGREEMENT_FAR_COUNT,
     AGREEMENT_TOLERANCE,
@@ -19,7 +20,7 @@ from blindframe.fhe_core.agreement import (
 from blindframe.fhe_core.client import KernelClient, check_against_twin
 from blindframe.fhe_core.errors import FheCoreError, TwinMismatchError
 from blindframe.fhe_core.jobs import PublicJob
-from blindframe.fhe_core.kernels import client_spec_hash, output_words
+from blindframe.fhe_core.kernels import client_spec_hash, expected_outputs, output_words
 from blindframe.fhe_core.keys import evaluation_keys_path, generate_keys
 from blindframe.fhe_core.lease_child import tile_path
 from blindframe.fhe_core.merkle import (
@@ -149,11 +150,9 @@ def test_the_root_binds_every_byte_of_the_output(honest: dict[str, object]) -> N
     either makes the bundle invalid or changes the committed stream (hence the root)."""
     out = honest["outs"][0]  # type: ignore[index]
     ref = coefficient_stream(KID, out)
-    payload = ciphertext_coefficients(KID, out).astype("<u8").tobytes()
-    start = out.find(payload)
-    assert start > 0
-    framing = [*range(start), *range(start + len(payload), len(out))]
-    sampled = np.random.default_rng(3).integers(start, start + len(payload), 64).tolist()
+    start, length = _packed_payload(out)
+    framing = [*range(start), *range(start + length, len(out))]
+    sampled = np.random.default_rng(3).integers(start, start + length, 64).tolist()
     bound = refused = 0
     for position in framing + sampled:
         flipped = bytearray(out)
@@ -168,7 +167,7 @@ def test_the_root_binds_every_byte_of_the_output(honest: dict[str, object]) -> N
     assert bound > 64  # framing bytes that still parse are bound too, not only refused
     assert refused > 0
     tampered = bytearray(out)
-    tampered[-100] ^= 0x01  # inside the framing after the payload
+    tampered[-1] ^= 0x80  # the last mask's top kept bit
     assert tile_tree(KID, bytes(tampered)).root != tile_tree(KID, out).root
 
 
@@ -181,14 +180,53 @@ def test_runs_in_one_process_are_bit_identical(
     assert not disagree(coefficient_stream(KID, a), coefficient_stream(KID, b))
 
 
-def _splice(out: bytes, new_stream: np.ndarray) -> bytes:
-    """Replace an output bundle's coefficients in place (same length, same framing)."""
-    data = bytearray(out)
-    old = ciphertext_coefficients(KID, out).astype("<u8").tobytes()
-    at = bytes(data).find(old)
+def _output_value(out: bytes) -> wire.Bundle:
+    return wire.read_bundle(
+        out,
+        kind=wire.BundleKind.OUTPUT,
+        kernel_id=KID,
+        spec_hash=client_spec_hash(KID),
+        expected=expected_outputs(KID),
+    )
+
+
+def _packed_payload(out: bytes) -> tuple[int, int]:
+    """Where the packed coefficients (bodies, then rounded masks) sit in an OUTPUT bundle."""
+    packed = bytes(_output_value(out).values[0].data)
+    head, tail = struct.unpack_from("<HH", packed)
+    at = out.find(packed)
     assert at > 0
-    data[at : at + len(old)] = new_stream.astype("<u8").tobytes()
-    return bytes(data)
+    skip = 4 + head + tail
+    return at + skip, len(packed) - skip
+
+
+def _rounded(stream: np.ndarray) -> np.ndarray:
+    """What packing keeps of coefficients: mask words rounded to their top bits, bodies whole."""
+    cts = stream.astype(np.uint64).reshape(-1, output_words(KID)).copy()
+    shift = np.uint64(64 - packing.MASK_BITS)
+    half = np.uint64(1) << np.uint64(63 - packing.MASK_BITS)
+    cts[:, :-1] = ((cts[:, :-1] + half) >> shift) << shift
+    return cts.reshape(-1)
+
+
+def _splice(out: bytes, new_stream: np.ndarray) -> bytes:
+    """Replace an output bundle's coefficients (same framing), packed as a worker packs them."""
+    bundle = _output_value(out)
+    entry = bundle.values[0]
+    words = output_words(KID)
+    value = packing.unpack_output(entry.data, entry.shape, words)
+    old = bytes(wire.value_payload(value, entry.shape, words))
+    at = value.find(old)
+    assert at > 0
+    new = value[:at] + new_stream.astype("<u8").tobytes() + value[at + len(old) :]
+    packed = packing.pack_output(new, entry.shape, words)
+    return wire.write_bundle(
+        wire.BundleKind.OUTPUT,
+        KID,
+        client_spec_hash(KID),
+        [wire.ValueEntry(entry.name, entry.shape, packed)],
+        bundle.tile_index,
+    )
 
 
 def test_lazy_results_never_agree(
@@ -234,7 +272,7 @@ def test_lazy_results_never_agree(
         assert needed is not None, name
         assert needed <= 3, (name, needed)
         forged = _splice(out, stream)
-        assert ciphertext_coefficients(KID, forged).tolist() == stream.tolist()
+        assert ciphertext_coefficients(KID, forged).tolist() == _rounded(stream).tolist()
         # the committed stream (digest leaf included) disagrees too
         assert disagree(coefficient_stream(KID, out), coefficient_stream(KID, forged)), name
     assert AGREEMENT_FAR_COUNT >= 1

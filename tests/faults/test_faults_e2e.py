@@ -1,7 +1,7 @@
 """Faults on the real stack (issue 14): Anvil, the stack's IPFS nodes, render nodes as separate
 processes and the artist's `client render`. Each scenario ends with the job complete, the frame
 equal to the plaintext twin and every balance exact to the wei; several faults that do not
-interfere share one job, so the default suite pays for one stack."""
+interfere share one job. `make faults` runs it (minutes on 2 cores, beyond make test's budget)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,6 @@ lists the bricks a tile reads.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +60,7 @@ import numpy.typing as npt
 from blindframe.fhe_core._kernel import EncInput, IntArray, Kernel, Lookup, check_range
 
 # The camera and its fixed-point scale are volume's: both kernels see the same view.
-from blindframe.fhe_core._volume import _F, _basis, camera_from_params
+from blindframe.fhe_core._volume import _F, tile_rays
 from blindframe.fhe_core.errors import ParameterError
 
 __all__ = [
@@ -239,26 +238,8 @@ def surface_samples(
     brick beyond those its rays cross. Integer fixed point throughout, as in ``volume``: a
     client and a worker get the same integers.
     """
-    yaw, pitch, zoom = camera_from_params(params)
-    height, width = frame_hw
-    tiles_x = width // TILE[1]
-    if height % TILE[0] or width % TILE[1] or tiles_x == 0:
-        raise ParameterError(f"frame {frame_hw} is not a multiple of the {TILE} tile")
-    if not 0 <= tile_index < (height // TILE[0]) * tiles_x:
-        raise ParameterError(f"tile {tile_index} is outside a frame of {frame_hw}")
-    ty, tx = divmod(tile_index, tiles_x)
-    basis = _basis(yaw, pitch)
     grid = geo.grid
-    radius = grid * math.sqrt(3) / 2
-    pix_per_unit = zoom * min(height, width) / (2 * radius)
-    py, px = np.meshgrid(
-        np.arange(ty * TILE[0], (ty + 1) * TILE[0]),
-        np.arange(tx * TILE[1], (tx + 1) * TILE[1]),
-        indexing="ij",
-    )
-    # Image-plane offsets (voxel units, 2**-16); only +, *, / on exact values: IEEE-exact.
-    u = np.round((px.ravel() + 0.5 - width / 2) / pix_per_unit * _F).astype(np.int64)
-    v = np.round((height / 2 - py.ravel() - 0.5) / pix_per_unit * _F).astype(np.int64)
+    basis, u, v, radius = tile_rays(params, frame_hw, tile_index, grid)
     # origin[p, axis]: where the ray crosses the plane through the centre, in 2**-32 voxels.
     origin = (grid * _F * _F) // 2 + u[:, None] * basis[0][None, :] + v[:, None] * basis[1][None, :]
     forward = basis[2]

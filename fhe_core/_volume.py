@@ -33,6 +33,7 @@ __all__ = [
     "VOXEL_MAX",
     "camera_from_params",
     "make_volume_kernel",
+    "tile_rays",
     "volume_samples",
 ]
 
@@ -89,6 +90,33 @@ def _basis(yaw: float, pitch: float) -> IntArray:
     return np.array([[round(c * _F) for c in vec] for vec in (right, up, forward)], dtype=np.int64)
 
 
+def tile_rays(
+    params: Mapping[str, Any], frame_hw: tuple[int, int], tile_index: int, grid: int
+) -> tuple[IntArray, IntArray, IntArray, float]:
+    """The orbit camera's rays through one 8x8 tile of a ``grid``-voxel cube: the camera basis
+    (right, up, forward; 2**-16 units), each pixel's image-plane offsets ``u``, ``v`` (voxel
+    units in 2**-16, only +, *, / and sqrt on exact values: IEEE-exact) and the radius of the
+    cube's bounding sphere, which ``zoom = 1`` fits in the frame's smaller side."""
+    yaw, pitch, zoom = camera_from_params(params)
+    height, width = frame_hw
+    tiles_x = width // TILE[1]
+    if height % TILE[0] or width % TILE[1] or tiles_x == 0:
+        raise ParameterError(f"frame {frame_hw} is not a multiple of the {TILE} tile")
+    if not 0 <= tile_index < (height // TILE[0]) * tiles_x:
+        raise ParameterError(f"tile {tile_index} is outside a frame of {frame_hw}")
+    ty, tx = divmod(tile_index, tiles_x)
+    radius = grid * math.sqrt(3) / 2
+    pix_per_unit = zoom * min(height, width) / (2 * radius)
+    py, px = np.meshgrid(
+        np.arange(ty * TILE[0], (ty + 1) * TILE[0]),
+        np.arange(tx * TILE[1], (tx + 1) * TILE[1]),
+        indexing="ij",
+    )
+    u = np.round((px.ravel() + 0.5 - width / 2) / pix_per_unit * _F).astype(np.int64)
+    v = np.round((height / 2 - py.ravel() - 0.5) / pix_per_unit * _F).astype(np.int64)
+    return _basis(yaw, pitch), u, v, radius
+
+
 def volume_samples(
     params: Mapping[str, Any], frame_hw: tuple[int, int], tile_index: int
 ) -> IntArray:
@@ -102,25 +130,7 @@ def volume_samples(
     worker gathers each sample's ciphertext by ``index`` in the clear, so the circuit's cost per
     pixel follows the ray's 24 samples, not the grid's 4096 voxels.
     """
-    yaw, pitch, zoom = camera_from_params(params)
-    height, width = frame_hw
-    tiles_x = width // TILE[1]
-    if height % TILE[0] or width % TILE[1] or tiles_x == 0:
-        raise ParameterError(f"frame {frame_hw} is not a multiple of the {TILE} tile")
-    if not 0 <= tile_index < (height // TILE[0]) * tiles_x:
-        raise ParameterError(f"tile {tile_index} is outside a frame of {frame_hw}")
-    ty, tx = divmod(tile_index, tiles_x)
-    basis = _basis(yaw, pitch)
-    radius = GRID * math.sqrt(3) / 2
-    pix_per_unit = zoom * min(height, width) / (2 * radius)
-    py, px = np.meshgrid(
-        np.arange(ty * TILE[0], (ty + 1) * TILE[0]),
-        np.arange(tx * TILE[1], (tx + 1) * TILE[1]),
-        indexing="ij",
-    )
-    # Image-plane offsets (voxel units) in fixed point; only +, *, / and sqrt: IEEE-exact.
-    u = np.round((px.ravel() + 0.5 - width / 2) / pix_per_unit * _F).astype(np.int64)
-    v = np.round((height / 2 - py.ravel() - 0.5) / pix_per_unit * _F).astype(np.int64)
+    basis, u, v, radius = tile_rays(params, frame_hw, tile_index, GRID)
     n = len(PROFILE)
     t = np.round((-radius + (np.arange(n) + 0.5) * (2 * radius / n)) * _F).astype(np.int64)
     centre = (GRID * _F * _F) // 2

@@ -38,6 +38,7 @@ from blindframe.fhe_core.packing import pack_output
 __all__ = [
     "ExpandedInput",
     "expand_input",
+    "read_input",
     "run_gathered_tile",
     "run_gathered_tiles",
     "run_tile",
@@ -73,7 +74,7 @@ def run_tile(
     kernel = get_kernel(kernel_id)
     clear = np.asarray(clear, dtype=np.int64)
     kernel.check_clear(clear)
-    bundle = _read_input(kernel_id, input_bundle, tile_index)
+    bundle = read_input(kernel_id, input_bundle, tile_index)
     keys = _evaluation_keys(kernel_id, evaluation_keys)
     if kernel.gathered:
         expanded = _expand(kernel_id, bundle, keys)
@@ -108,7 +109,7 @@ def expand_input(
     (1–2 s for the 4096 voxels of ``volume``; 16 KiB per ciphertext after)."""
     if not get_kernel(kernel_id).gathered:
         raise BundleMismatchError(f"{kernel_id} does not gather from a shared input")
-    bundle = _read_input(kernel_id, input_bundle, wire.NO_TILE)
+    bundle = read_input(kernel_id, input_bundle, wire.NO_TILE)
     return _expand(kernel_id, bundle, _evaluation_keys(kernel_id, evaluation_keys))
 
 
@@ -162,7 +163,9 @@ def _gather(kernel: Kernel, expanded: ExpandedInput, clear: IntArray) -> Any:
     return import_concrete().Value.deserialize(bytes(buffer))
 
 
-def _read_input(kernel_id: str, data: bytes | memoryview, tile_index: int) -> wire.Bundle:
+def read_input(kernel_id: str, data: bytes | memoryview, tile_index: int) -> wire.Bundle:
+    """Validate an INPUT bundle for ``tile_index`` (header, values' framing and shapes) before
+    Concrete sees a byte of it."""
     kernel = get_kernel(kernel_id)
     bundle = wire.read_bundle(
         data,

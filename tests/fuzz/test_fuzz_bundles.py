@@ -14,9 +14,8 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from blindframe.fhe_core import wire
-from blindframe.fhe_core.errors import BundleMismatchError, FheCoreError
+from blindframe.fhe_core.errors import FheCoreError
 from blindframe.fhe_core.kernels import (
-    INPUT_WORDS,
     KERNEL_IDS,
     client_spec_hash,
     expected_inputs,
@@ -24,6 +23,7 @@ from blindframe.fhe_core.kernels import (
 )
 from blindframe.fhe_core.keys import EVAL_VALUE, MAX_EVAL_BYTES, read_evaluation_keys
 from blindframe.fhe_core.merkle import coefficient_stream
+from blindframe.fhe_core.server import read_input
 
 from .tally import FUZZ, tally
 
@@ -35,20 +35,9 @@ _U64 = 2**64 - 1
 
 
 def input_checks(kernel_id: str, data: bytes, tile: int) -> None:
-    """What a render node checks of a tile's INPUT bundle before Concrete deserializes it: the
-    first lines of ``fhe_core.server.run_tile``, which the sandbox child runs on every input."""
-    kernel = get_kernel(kernel_id)
-    bundle = wire.read_bundle(
-        data,
-        kind=wire.BundleKind.INPUT,
-        kernel_id=kernel_id,
-        spec_hash=client_spec_hash(kernel_id),
-        expected=expected_inputs(kernel_id),
-    )
-    if bundle.tile_index not in (wire.NO_TILE, tile):
-        raise BundleMismatchError(f"input bundle is for tile {bundle.tile_index}, not {tile}")
-    for spec, entry in zip(kernel.enc, bundle.values, strict=True):
-        wire.value_payload(entry.data, spec.shape, INPUT_WORDS)
+    """What a render node checks of a tile's INPUT bundle before Concrete deserializes it
+    (``fhe_core.server.read_input``, which the sandbox child runs on every input)."""
+    read_input(kernel_id, data, tile)
 
 
 def _header_len(bundle: bytes) -> int:

@@ -96,11 +96,6 @@ class ExpandedInput:
     ciphertexts: npt.NDArray[np.uint64]
     template: bytes
 
-    @property
-    def nbytes(self) -> int:
-        """Memory held (the expanded ciphertexts and the template)."""
-        return int(self.ciphertexts.nbytes) + len(self.template)
-
 
 def expand_input(
     kernel_id: str, input_bundle: bytes | memoryview, evaluation_keys: bytes | memoryview | Any

@@ -11,10 +11,13 @@ Layout: ``b"BFLR" | version u16 | reserved u16 | header length u32 | header JSON
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -58,20 +61,32 @@ def max_result_bytes(kernel: str, tiles: int) -> int:
 
 @dataclass
 class LeaseResult:
-    """A lease's outputs with their Merkle trees."""
+    """A lease's outputs with their tile roots; each tile's coefficient stream and Merkle tree
+    are built when first asked for (a proof, an opening): checking a root needs only the roots,
+    and those of outputs seen before come from :func:`_tile_root`'s memo."""
 
     kernel: str
     job_id: int
     lease_id: int
     first_tile: int
     outputs: list[bytes]
-    streams: list[U64Array]
-    trees: list[TileTree]
+    leaf_depth: int
+    tile_roots: list[bytes]
+    _built: dict[int, tuple[U64Array, TileTree]] = field(default_factory=dict, repr=False)
 
-    @property
-    def tile_roots(self) -> list[bytes]:
-        """Tile roots in tile order."""
-        return [tree.root for tree in self.trees]
+    def _tree_of(self, position: int) -> tuple[U64Array, TileTree]:
+        if position not in self._built:
+            stream = _stream(self.kernel, self.outputs[position], self.leaf_depth, position)
+            self._built[position] = (stream, TileTree.build(stream, self.leaf_depth))
+        return self._built[position]
+
+    def stream(self, tile: int) -> U64Array:
+        """``tile``'s coefficient stream."""
+        return self._tree_of(self._position(tile))[0]
+
+    def tree(self, tile: int) -> TileTree:
+        """``tile``'s Merkle tree."""
+        return self._tree_of(self._position(tile))[1]
 
     @property
     def root(self) -> bytes:
@@ -95,7 +110,7 @@ class LeaseResult:
     def proof(self, tile: int, leaf: int) -> list[bytes]:
         """leafDepth siblings of ``leaf`` in ``tile``'s tree, then the lease-tree siblings."""
         position = self._position(tile)
-        return self.trees[position].proof(leaf) + lease_proof(self.tile_roots, position)
+        return self.tree(tile).proof(leaf) + lease_proof(self.tile_roots, position)
 
     def to_bytes(self) -> bytes:
         """The file to upload."""
@@ -114,20 +129,51 @@ class LeaseResult:
         return _FIXED.pack(MAGIC, VERSION, 0, len(header)) + header + b"".join(self.outputs)
 
 
-def _trees(
-    kernel: str, outputs: Sequence[bytes], leaf_depth: int
-) -> tuple[list[U64Array], list[TileTree]]:
-    streams, trees = [], []
-    for index, output in enumerate(outputs):
-        try:
-            stream = coefficient_stream(kernel, output, leaf_depth)
-        except FheCoreError as exc:
-            raise LeaseResultError(
-                f"the output of tile #{index} of the lease is invalid: {exc.message}"
-            ) from None
-        streams.append(stream)
-        trees.append(TileTree.build(stream, leaf_depth))
-    return streams, trees
+def _stream(kernel: str, output: bytes, leaf_depth: int, index: int) -> U64Array:
+    try:
+        return coefficient_stream(kernel, output, leaf_depth)
+    except FheCoreError as exc:
+        raise LeaseResultError(
+            f"the output of tile #{index} of the lease is invalid: {exc.message}"
+        ) from None
+
+
+# Tile roots of outputs seen before, by a hash of the bytes: bit-identical replicas (the
+# honest case) and a result opened again to decrypt it cost one tree, not one per opening.
+# A tree is ~2^leafDepth keccak calls (0.2-1.7 s a tile); an entry here is 64 bytes.
+_ROOTS: OrderedDict[bytes, bytes] = OrderedDict()
+_ROOTS_KEPT = 1 << 14
+_ROOTS_LOCK = threading.Lock()
+
+
+def _tile_root(kernel: str, output: bytes, leaf_depth: int, index: int) -> bytes:
+    """The root of one tile's tree (checking its output, unless the same bytes were seen)."""
+    key = hashlib.blake2b(f"{kernel}/{leaf_depth}/".encode() + output, digest_size=32).digest()
+    with _ROOTS_LOCK:
+        root = _ROOTS.get(key)
+        if root is not None:
+            _ROOTS.move_to_end(key)
+            return root
+    root = TileTree.build(_stream(kernel, output, leaf_depth, index), leaf_depth).root
+    with _ROOTS_LOCK:
+        _ROOTS[key] = root
+        while len(_ROOTS) > _ROOTS_KEPT:
+            _ROOTS.popitem(last=False)
+    return root
+
+
+def _result(
+    kernel: str,
+    job_id: int,
+    lease_id: int,
+    first_tile: int,
+    outputs: Sequence[bytes],
+    leaf_depth: int,
+) -> LeaseResult:
+    roots = [_tile_root(kernel, o, leaf_depth, i) for i, o in enumerate(outputs)]
+    return LeaseResult(
+        kernel, job_id, lease_id, first_tile, [bytes(o) for o in outputs], leaf_depth, roots
+    )
 
 
 def pack_lease_result(
@@ -142,10 +188,7 @@ def pack_lease_result(
     """Wrap a lease's OUTPUT bundles (tile order) and compute their trees and root."""
     if not outputs:
         raise LeaseResultError("a lease result holds at least one tile")
-    streams, trees = _trees(kernel, outputs, leaf_depth)
-    return LeaseResult(
-        kernel, job_id, lease_id, first_tile, [bytes(o) for o in outputs], streams, trees
-    )
+    return _result(kernel, job_id, lease_id, first_tile, outputs, leaf_depth)
 
 
 def open_lease_result(
@@ -210,8 +253,7 @@ def open_lease_result(
     for size in sizes:
         outputs.append(data[offset : offset + size])
         offset += size
-    streams, trees = _trees(kernel, outputs, leaf_depth)
-    result = LeaseResult(kernel, job_id, lease_id, first_tile, outputs, streams, trees)
+    result = _result(kernel, job_id, lease_id, first_tile, outputs, leaf_depth)
     if result.root != root:
         raise LeaseResultError(
             f"lease {lease_id}'s bytes give root 0x{result.root.hex()}, "
@@ -231,8 +273,11 @@ def disagreement_openings(
     Two outputs that differ in any byte differ there. Otherwise the coefficient rule applies:
     the leaves with the most coefficient pairs farther apart than ``tolerance`` (fewest leaves,
     ascending indices), None when the whole tile does not hold ``far_count`` of them within the
-    contract's limit of openings."""
-    ta, tb = a.trees[a._position(tile)], b.trees[b._position(tile)]
+    contract's limit of openings. Equal tile roots (bit-identical replicas, the honest case)
+    are None at once, without building either tree."""
+    if a.tile_roots[a._position(tile)] == b.tile_roots[b._position(tile)]:
+        return None
+    ta, tb = a.tree(tile), b.tree(tile)
     if ta.depth != tb.depth:
         raise LeaseResultError(
             f"leases {a.lease_id} and {b.lease_id} have tile trees of depth {ta.depth} and "
@@ -261,7 +306,7 @@ def _far_leaves(
 ) -> list[int] | None:
     """The coefficient rule: the fewest leaves holding ``far_count`` far pairs (most far pairs
     first), None when the whole tile does not hold them within MAX_OPENINGS leaves."""
-    sa, sb = a.streams[a._position(tile)], b.streams[b._position(tile)]
+    sa, sb = a.stream(tile), b.stream(tile)
     n = max(len(sa), len(sb))
     pa = np.pad(sa, (0, (-n) % 4 + n - len(sa)))
     pb = np.pad(sb, (0, (-n) % 4 + n - len(sb)))

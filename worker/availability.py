@@ -57,7 +57,7 @@ class AvailabilityDefence(NodePart):
     ) -> tuple[list[bytes], list[list[bytes]]]:
         """(io thread) The challenged leaves of our result and their proofs."""
         result = load_result(self.core, job, ref)
-        tree = result.trees[challenge.tile - result.first_tile]
+        tree = result.tree(challenge.tile)
         leaves = challenge.leaf_indices
         return (
             [tree.leaf(leaf) for leaf in leaves],

@@ -146,9 +146,17 @@ def test_lease_result_gives_its_root_and_nothing_else(volume_job: VolumeJob) -> 
     }
     opened = open_lease_result(data, root=packed.root, **common)
     assert opened.outputs == outputs
+    # A replica's bit-identical result (another lease) is checked from the tile roots already
+    # known for these bytes: no tree is built until a proof asks for one.
+    replica = pack_lease_result(
+        kernel="volume@1", job_id=7, lease_id=4, first_tile=0, leaf_depth=depth, outputs=outputs
+    ).to_bytes()
+    again = open_lease_result(replica, root=packed.root, **{**common, "lease_id": 4})
+    assert again.tile_roots == opened.tile_roots
+    assert not again._built
     leaf = 5
     assert verify_proof(
-        opened.trees[1].leaf(leaf), leaf, 1, opened.proof(1, leaf), packed.root, depth
+        opened.tree(1).leaf(leaf), leaf, 1, opened.proof(1, leaf), packed.root, depth
     )
 
     with pytest.raises(LeaseResultError, match="do not pay"):
@@ -203,15 +211,14 @@ def test_openings_prove_a_lazy_result_far(volume_job: VolumeJob) -> None:
         )
         is None
     )
-    assert np.array_equal(honest.streams[0], honest.streams[0])
+    assert np.array_equal(honest.stream(1), honest.stream(1))
 
 
 def _synthetic(lease_id: int, stream: np.ndarray, depth: int) -> LeaseResult:
     """A one-tile lease result over a given stream (no bundle behind it: only its trees and
     streams are read by the openings)."""
-    return LeaseResult(
-        "volume@1", 1, lease_id, 0, [b"x"], [stream], [TileTree.build(stream, depth)]
-    )
+    tree = TileTree.build(stream, depth)
+    return LeaseResult("volume@1", 1, lease_id, 0, [b"x"], depth, [tree.root], {0: (stream, tree)})
 
 
 def test_openings_fall_back_to_far_coefficients_when_the_digest_leaves_agree() -> None:
@@ -229,7 +236,7 @@ def test_openings_fall_back_to_far_coefficients_when_the_digest_leaves_agree() -
     near = base.copy()
     near[:-4] += np.uint64(AGREEMENT_TOLERANCE)  # every coefficient moved, none far
     a, b, c = _synthetic(1, base, depth), _synthetic(2, far, depth), _synthetic(3, near, depth)
-    assert a.trees[0].leaf(digest) == b.trees[0].leaf(digest) == c.trees[0].leaf(digest)
+    assert a.tree(0).leaf(digest) == b.tree(0).leaf(digest) == c.tree(0).leaf(digest)
     openings = disagreement_openings(
         a, b, 0, tolerance=AGREEMENT_TOLERANCE, far_count=AGREEMENT_FAR_COUNT
     )

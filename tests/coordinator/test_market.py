@@ -204,8 +204,9 @@ def _tile(rng: np.random.Generator, depth: int) -> np.ndarray:
 
 
 def _result(job_id: int, lease_id: int, stream: np.ndarray, depth: int) -> LeaseResult:
+    tree = TileTree.build(stream, depth)
     return LeaseResult(
-        "volume@1", job_id, lease_id, 0, [b"-"], [stream], [TileTree.build(stream, depth)]
+        "volume@1", job_id, lease_id, 0, [b"-"], depth, [tree.root], {0: (stream, tree)}
     )
 
 
@@ -312,7 +313,7 @@ def test_a_contest_draws_its_jury_and_a_lease_answers_for_its_data(fresh_chain: 
     assert (challenge.leaseId, challenge.tile) == (leases["a"], 0)
     assert challenge.challenger == accounts["client"].address
     assert markets["client"].open_challenge(leases["a"]) == challenge_id
-    tree = results["a"].trees[0]
+    tree = results["a"].tree(0)
     markets["a"].answer_availability(
         challenge_id,
         leaves,

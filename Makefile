@@ -13,6 +13,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(FOUNDRY_BIN):$(PATH)
 # Torch comes from this machine's disk as a CPU build; left alone pip picks a CUDA build of several GB.
 TORCH := torch==2.13.0
 SLITHER := $(VENV)/slither/bin/slither
+# pytest's worker processes: the suite waits on chains, nodes and windows about half its time,
+# so two workers on two cores finish it in well under the serial time (tests/conftest.py keeps
+# each area's tests, and so its session fixtures, on one worker). PYTEST_WORKERS=0: serial.
+PYTEST_WORKERS ?= 2
+BENCH_MESHES := $(VENV)/bench-meshes/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := chromium ipfs-cid
 
@@ -48,7 +53,7 @@ slither: bootstrap $(SLITHER) ## static analysis of the contracts; see contracts
 	$(SLITHER) . --config-file contracts/slither.config.json
 
 pytest: bootstrap ## the Python suites, against a real Anvil, IPFS and Concrete
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 faults: bootstrap ## fault scenarios of minutes each (tests/faults): RPC outages, full disks, restarts
 	BLINDFRAME_FAULTS=1 $(PY) -m pytest tests/faults $(PYTEST_ARGS)

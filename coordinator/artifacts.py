@@ -89,7 +89,8 @@ def compile_contracts(root: Path | None = None) -> dict[str, Artifact]:
     else:
         output = _run_solc(root, sources, settings, remappings)
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".tmp")
+        # Several processes may compile at once (pytest's workers): each writes its own file.
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(output), encoding="utf-8")
         tmp.replace(cache_file)
     artifacts: dict[str, Artifact] = {}

@@ -32,8 +32,22 @@ if TYPE_CHECKING:
 _EXIT_STATUS = pytest.StashKey[int]()
 
 
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers, ``--dist loadgroup``) each area of the
+    suite (a folder under tests/) runs on one worker: its session fixtures (key sets, IPFS
+    nodes, the end-to-end render stack) are built once, not once per worker."""
+    for item in items:
+        area = item.path.resolve().relative_to(_TESTS).parts[0]
+        item.add_marker(pytest.mark.xdist_group(area))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     session.config.stash[_EXIT_STATUS] = int(exitstatus)
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller writes the figures once every worker is done
     # tests/RELIABILITY.md from the figures the runs recorded (none recorded: left as it is).
     render_reliability()
 

@@ -185,18 +185,25 @@ def test_a_node_dying_mid_lease_has_its_tiles_retried_in_a_follow_up_job(
     )  # fmt: skip
     claimed = dies.wait_for("claimed", timeout=300)
     dies.kill()
-    # The dead lease expires 60 s after its claim. Once the finisher has revealed the other
-    # tiles (no lease of its is left for the jump to expire), the chain's clock is moved past the
-    # dead lease's commit deadline and past the last moment nodes claim tiles of this job (its
-    # deadline less a lease and their 15 s margin), rather than waiting both out.
+    # The dead lease expires 60 s after its claim, and the finisher, having committed, waits to
+    # reveal until every slot has committed or its own commit window closes. Once it has
+    # committed the other tiles, the chain's clock is moved past every commit deadline of the
+    # job's leases and past the last moment nodes claim tiles of this job (its deadline less a
+    # lease and their 15 s margin), rather than waiting them out; the finisher's reveal window
+    # (120 s) is left whole.
     dead = market.lease(int(claimed["lease"]))
     job = market.job(dead.jobId)
     deadline = time.monotonic() + 300
     while render.poll() is None:
         theirs = [v for _, v in job_leases(market, dead.jobId) if v.worker == finisher.address]
-        done = [v for v in theirs if v.state in (LeaseStatus.REVEALED, LeaseStatus.SETTLED)]
+        done = [
+            v
+            for v in theirs
+            if v.state in (LeaseStatus.COMMITTED, LeaseStatus.REVEALED, LeaseStatus.SETTLED)
+        ]
         if theirs and len(done) == len(theirs) and sum(v.count for v in done) == 4 - dead.count:
-            warp_past(w3, max(dead.commitDeadline, job.deadline - job.leaseLength - 15))
+            commits = [v.commitDeadline for v in theirs] + [dead.commitDeadline]
+            warp_past(w3, max(*commits, job.deadline - job.leaseLength - 15))
             break
         assert time.monotonic() < deadline, f"the finisher's tiles\n{stack.worker_logs()}"
         time.sleep(0.5)

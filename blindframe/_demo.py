@@ -69,7 +69,20 @@ def _say(text: str) -> None:
     show_default=True,
     help="Where the demo keeps the chain, IPFS nodes, keystores, jobs and logs (wiped first).",
 )
-@click.option("--size", default=64, show_default=True, help="Frame side in pixels (multiple of 8).")
+@click.option(
+    "--size",
+    default="64",
+    show_default=True,
+    help="Frame side in pixels (multiple of 8), or SIDExSIDE.",
+)
+@click.option(
+    "--kernel",
+    type=click.Choice(["volume@1", "surface@1"]),
+    default="volume@1",
+    show_default=True,
+    help="The kernel: surface@1 (colour, nearest surface, 64^3 grid) costs ~1 s a pixel; "
+    "try --size 32x32.",
+)
 @click.option("--nodes", default=2, show_default=True, help="Render nodes to start.")
 @click.option("--replication", default=2, show_default=True, help="Replicas of every tile.")
 @click.option(
@@ -91,7 +104,8 @@ def _say(text: str) -> None:
 def demo(
     ctx: click.Context,
     home: Path,
-    size: int,
+    size: str,
+    kernel: str,
     nodes: int,
     replication: int,
     canaries: int | None,
@@ -108,8 +122,7 @@ def demo(
     """
     from blindframe.coordinator.cli_support import is_json
 
-    if size <= 0 or size % 8:
-        raise click.BadParameter(f"the frame side must be a positive multiple of 8 (not {size})")
+    side = _side(size)
     if not 1 <= replication <= nodes:
         raise click.BadParameter(f"replication must be 1..{nodes} with {nodes} node(s)")
     as_json = is_json(ctx)
@@ -126,12 +139,19 @@ def demo(
         frame_png, twin_png = home / "frame.png", home / "twin.png"
         clock.render_started = time.time()
         status = _render_as_artist(
-            env, info, size, replication, canaries, (frame_png, twin_png), quiet=as_json
+            env,
+            info,
+            side,
+            replication,
+            canaries,
+            (frame_png, twin_png),
+            quiet=as_json,
+            kernel=kernel,
         )
         clock.render_ended = time.time()
         _check_render_finished(running, status)
         _say("5/5 summary")
-        summary = _summary(info, home, size, names, addresses, (frame_png, twin_png), clock)
+        summary = _summary(info, home, side, names, addresses, (frame_png, twin_png), clock)
         summary["wallSeconds"] = round(time.monotonic() - started, 1)
         if as_json:
             click.echo(json.dumps(summary, sort_keys=True))
@@ -252,6 +272,7 @@ def _render_as_artist(
     pngs: tuple[Path, Path],
     *,
     quiet: bool,
+    kernel: str = "volume@1",
 ) -> int:
     """Step 4: `blindframe client render` as the artist: encrypt the sample asset, post the job,
     wait for the nodes, verify, settle and decrypt. Its output goes straight to the terminal
@@ -259,7 +280,7 @@ def _render_as_artist(
     ``pngs``: where the decrypted frame and its twin go."""
     frame_png, twin_png = pngs
     _say(
-        f"4/5 the artist encrypts the sample asset, posts a {size}x{size} volume render at "
+        f"4/5 the artist encrypts the sample asset, posts a {size}x{size} {kernel} render at "
         f"replication {replication}, and waits for the nodes"
     )
     artist_env = {
@@ -275,7 +296,7 @@ def _render_as_artist(
             "--scene",
             "sample",
             "--kernel",
-            "volume@1",
+            kernel,
             "--size",
             f"{size}x{size}",
             "--replication",
@@ -299,6 +320,17 @@ def _render_as_artist(
         stdout=sys.stderr if quiet else None,
     )
     return render.returncode
+
+
+def _side(size: str) -> int:
+    """``--size``: ``N`` or ``NxN`` (the demo's frame is square), a positive multiple of 8."""
+    parts = size.lower().split("x")
+    if len(parts) > 2 or not all(p.isdigit() for p in parts) or len(set(parts)) != 1:
+        raise click.BadParameter(f"the frame size must be N or NxN, a square (not {size!r})")
+    side = int(parts[0])
+    if side <= 0 or side % 8:
+        raise click.BadParameter(f"the frame side must be a positive multiple of 8 (not {side})")
+    return side
 
 
 def _check_render_finished(running: list[_Node], render_status: int) -> None:

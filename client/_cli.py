@@ -288,6 +288,18 @@ _JOB_OPTIONS = [
     click.option(
         "--zoom", type=float, help="volume camera zoom 0.25..4 (default: the model framed)."
     ),
+    click.option(
+        "--frames",
+        type=int,
+        help="volume: render N frames of the one encrypted scene as one job (1..256; one "
+        "upload, one key set): a numbered PNG sequence and an animated preview.",
+    ),
+    click.option(
+        "--orbit",
+        type=float,
+        help="volume, with --frames: degrees the camera's yaw turns over the frames (a "
+        "turntable: --frames 48 --orbit 360 turns 7.5 degrees a frame; -360..360).",
+    ),
     click.option("--light", help="shade light direction x,y,z (sample: -0.4,0.6,0.7)."),
     click.option(
         "--filter",
@@ -414,6 +426,8 @@ def _build_options(values: dict[str, Any]) -> tuple[str, JobOptions]:
         fft_plan=values.pop("fft_plan"),
         min_completed=values.pop("min_completed"),
         max_faults=values.pop("max_faults"),
+        frames=values.pop("frames"),
+        orbit=values.pop("orbit"),
     )
     options.check()  # a bad option is said before any account, chain or IPFS is touched
     scene = str(values.pop("scene"))
@@ -953,6 +967,7 @@ def fetch_command(
     def human(data: dict[str, Any]) -> None:
         shape = "x".join(map(str, data["shape"]))
         click.echo(f"frame     {data['image']} ({shape}, {data['format']})")
+        _animation_lines(data)
         if data["twinPng"]:
             same = "equal" if data["matchesTwin"] else "DIFFERENT"
             click.echo(f"twin      {data['twinPng']} ({same})")
@@ -1277,11 +1292,21 @@ def render_command(
     emit(ctx, result.to_json(), lambda data: _render_human(data, result.snapshot))
 
 
+def _animation_lines(frame: dict[str, Any]) -> None:
+    """An animation's sequence and preview (DecryptResult JSON), for people."""
+    if frame.get("frames"):
+        click.echo(f"frames    {len(frame['frames'])}: {frame['frames'][0]} ...")
+        click.echo(f"preview   {frame['preview']} (animated PNG)")
+        if frame["emptyFrames"]:
+            click.echo(f"warning   frames {frame['emptyFrames']} are all background")
+
+
 def _render_human(data: dict[str, Any], snapshot: JobSnapshot) -> None:
     """`client render`'s summary for people: the frame, payments, contests and retries."""
     job, frame = data["job"], data["frame"]
     click.echo(f"job       {job['jobId']} ({job['key']})")
     click.echo(f"frame     {frame['image']} ({frame['format']})")
+    _animation_lines(frame)
     if frame["twinPng"]:
         click.echo(
             f"twin      {frame['twinPng']} ({'equal' if frame['matchesTwin'] else 'DIFFERENT'})"

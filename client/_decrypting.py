@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blindframe.client._frames import FrameFormat, write_frame
+from blindframe.client._frames import FrameFormat, write_frame, write_preview, write_sequence
 from blindframe.client._frames import frame_format as format_of
 from blindframe.client.errors import (
     ResultUnavailableError,
@@ -44,7 +44,13 @@ def decrypt(
     format its extension names (:mod:`blindframe.client._frames`). ``frame_format`` without
     ``output``: the job directory's ``frame.exr`` or ``frame16.png`` too. ``twin``: also write
     the plaintext twin's frame (True: ``twin.png`` in the job directory; a path: there, in
-    ``frame_format`` or the path's format)."""
+    ``frame_format`` or the path's format).
+
+    An animation job (``frames`` in its manifest) writes each of its frames instead: the job
+    directory's ``frames/frame-0001.png``... and ``frame.png``, their animated preview; an
+    ``output`` ``NAME.png`` or ``NAME.exr`` is the sequence ``NAME/frame-0001.<ext>``... and the
+    preview ``NAME.png``; the twin's likewise (``twin/``, ``twin.png``). Every frame's every
+    task is checked against the twin."""
     from blindframe.fhe_core.artist_jobs import decrypt_job, plain_frame
     from blindframe.fhe_core.kernels import get_kernel
 
@@ -78,14 +84,29 @@ def decrypt(
         np.save(array, frame)
     progress(DECRYPT, public.tasks, public.tasks)
     top = get_kernel(public.kernel_id).out_max
-    png = write_frame(directory.path / "frame.png", frame, top, scale=scale)
+    if public.frames is not None:
+        expected = plain_frame(public, secrets) if twin else None
+        return _animation(
+            directory,
+            frame,
+            expected,
+            top,
+            wanted,
+            twin,
+            scale,
+            frame_format,
+            leases,
+            secrets.palette,
+        )
+    shown, shown_top = _painted(frame, top, secrets.palette)
+    png = write_frame(directory.path / "frame.png", shown, shown_top, scale=scale)
     image, image_format = png, FrameFormat.PNG8
     if wanted is not None:
         path, image_format = wanted
         image = write_frame(
             path or directory.path / _JOB_FILES[image_format],
-            frame,
-            top,
+            shown,
+            shown_top,
             scale=scale,
             fmt=image_format,
         )
@@ -98,11 +119,78 @@ def decrypt(
         np.save(directory.path / "twin.npy", expected)
         target = directory.path / "twin.png" if twin is True else Path(twin)
         twin_format = frame_format if twin is not True else None
-        twin_png = write_frame(target, expected, top, scale=scale, fmt=twin_format)
+        twin_shown, _ = _painted(expected, top, secrets.palette)
+        twin_png = write_frame(target, twin_shown, shown_top, scale=scale, fmt=twin_format)
         matches = bool(np.array_equal(frame, expected))
     directory.log_action("decrypt", png=str(png), image=str(image), format=str(image_format))
     return DecryptResult(ref, frame, png, array, twin_png, matches, leases, image, image_format)
 
+
+def _animation(
+    directory: JobDir,
+    frames: np.ndarray[Any, np.dtype[np.int64]],
+    expected: np.ndarray[Any, np.dtype[np.int64]] | None,
+    top: int,
+    wanted: tuple[Path | None, FrameFormat] | None,
+    twin: Path | bool,
+    scale: int,
+    frame_format: str | FrameFormat | None,
+    leases: tuple[int, ...],
+    palette: np.ndarray[Any, np.dtype[np.float64]] | None = None,
+) -> DecryptResult:
+    """An animation job's files (see :func:`decrypt`): sequences and previews."""
+    decrypted, twin_frames = frames, expected
+    (frames, top), expected = _painted(frames, top, palette), _painted_or_none(expected, palette)
+    preview = write_preview(directory.path / "frame.png", frames, top, scale=scale)
+    sequence = write_sequence(directory.path / "frames", frames, top, scale=scale)
+    image_format = FrameFormat.PNG8
+    if wanted is not None:
+        path, image_format = wanted
+        if path is not None:
+            preview = write_preview(path.with_suffix(".png"), frames, top, scale=scale)
+            folder = path.with_suffix("")
+        else:
+            folder = directory.path / _JOB_SEQUENCES[image_format]
+        if path is not None or image_format != FrameFormat.PNG8:
+            sequence = write_sequence(folder, frames, top, scale=scale, fmt=image_format)
+    twin_preview: Path | None = None
+    twin_sequence: tuple[Path, ...] = ()
+    matches: bool | None = None
+    if expected is not None and twin_frames is not None:
+        np.save(directory.path / "twin.npy", twin_frames)
+        target = directory.path / "twin.png" if twin is True else Path(str(twin))
+        twin_format = format_of(target, frame_format if twin is not True else None)
+        twin_preview = write_preview(target.with_suffix(".png"), expected, top, scale=scale)
+        twin_sequence = write_sequence(
+            target.with_suffix(""), expected, top, scale=scale, fmt=twin_format
+        )
+        matches = bool(np.array_equal(decrypted, twin_frames))
+    directory.log_action(
+        "decrypt", png=str(preview), frames=len(sequence), format=str(image_format)
+    )
+    return DecryptResult(
+        directory.ref,
+        decrypted,
+        preview,
+        directory.path / "frame.npy",
+        twin_preview,
+        matches,
+        leases,
+        sequence[0],
+        image_format,
+        sequence=sequence,
+        preview=preview,
+        twin_sequence=twin_sequence,
+    )
+
+
+# The job directory's sequence folder for each format when --format is given without an
+# output file (png16's names would be png8's).
+_JOB_SEQUENCES = {
+    FrameFormat.PNG8: "frames",
+    FrameFormat.PNG16: "frames16",
+    FrameFormat.EXR: "frames",
+}
 
 # The job directory's file for each format when --format is given without an output file.
 _JOB_FILES = {
@@ -196,3 +284,25 @@ def _tile_outputs(
             results[verdict.lease_id] = result
         outputs[tile] = result.output(tile)
     return outputs, tuple(sorted(results))
+
+
+def _painted(
+    frame: np.ndarray[Any, np.dtype[np.int64]],
+    top: int,
+    palette: np.ndarray[Any, np.dtype[np.float64]] | None,
+) -> tuple[np.ndarray[Any, np.dtype[np.int64]], int]:
+    """What a frame file shows: the decrypted integers, or for ``surface`` the palette indices
+    painted with the job's secret palette, as RGB ``(..., 3, H, W)`` in [0, 255]."""
+    if palette is None:
+        return frame, top
+    from blindframe.fhe_core._surface import paint
+
+    rgb = np.rint(paint(frame, palette) * 255).astype(np.int64)
+    return np.moveaxis(rgb, -1, -3), 255
+
+
+def _painted_or_none(
+    frame: np.ndarray[Any, np.dtype[np.int64]] | None,
+    palette: np.ndarray[Any, np.dtype[np.float64]] | None,
+) -> np.ndarray[Any, np.dtype[np.int64]] | None:
+    return None if frame is None else _painted(frame, 0, palette)[0]

@@ -14,6 +14,10 @@ The formats, and how each maps a kernel's integers ``v`` in ``0..top`` (``top`` 
   header attribute ``blindframeOutMax`` holds ``top``.
 
 The format is ``--format`` when given, else the file's extension (``.png``: png8; ``.exr``).
+
+An animation job's frames are a numbered sequence, ``frame-0001.png`` ... (or ``.exr``), in one
+directory (:func:`write_sequence`), and an animated PNG of them, 8-bit, looping
+(:func:`write_preview`): browsers, the dashboard and most image viewers play it.
 """
 
 from __future__ import annotations
@@ -36,9 +40,15 @@ __all__ = [
     "frame_rgb",
     "frame_uint16",
     "parse_frame_format",
+    "sequence_name",
     "write_frame",
     "write_frame_png",
+    "write_preview",
+    "write_sequence",
 ]
+
+# The preview's pace: a turntable of 48 frames turns in 2 s.
+PREVIEW_FPS = 24
 
 
 class FrameFormat(StrEnum):
@@ -215,3 +225,56 @@ def write_frame_png(path: Path, frame: npt.ArrayLike, top: int, *, scale: int = 
     if Path(path).suffix.lower() != ".png":
         raise FrameFormatError(f"frames are written as PNG files here (not {str(path)!r})")
     return write_frame(path, frame, top, scale=scale, fmt=FrameFormat.PNG8)
+
+
+def sequence_name(index: int, fmt: FrameFormat = FrameFormat.PNG8) -> str:
+    """Frame ``index``'s (0-based) file in a sequence: ``frame-0001.png`` for the first."""
+    return f"frame-{index + 1:04d}{FORMAT_SUFFIX[fmt]}"
+
+
+def write_sequence(
+    directory: Path,
+    frames: npt.ArrayLike,
+    top: int,
+    *,
+    scale: int = 1,
+    fmt: str | FrameFormat | None = None,
+) -> tuple[Path, ...]:
+    """Write each frame of ``frames`` (the first axis) as ``directory/frame-0001.png``... in
+    ``fmt`` (png8 by default); returns the paths, in order."""
+    chosen = parse_frame_format(fmt) or FrameFormat.PNG8
+    return tuple(
+        write_frame(Path(directory) / sequence_name(i, chosen), frame, top, scale=scale, fmt=chosen)
+        for i, frame in enumerate(np.asarray(frames))
+    )
+
+
+def write_preview(
+    path: Path, frames: npt.ArrayLike, top: int, *, scale: int = 1, fps: int = PREVIEW_FPS
+) -> Path:
+    """The frames as one looping animated PNG (8-bit RGB, ``fps`` frames a second); one frame
+    is a plain PNG. Pillow merges a frame equal to the one before into it (its time added): the
+    preview plays the same, in fewer APNG frames; the sequence keeps every frame."""
+    from PIL import Image
+
+    if not 1 <= scale <= 64:
+        raise ClientError(f"the frame scale must be 1..64 (not {scale})")
+    target = Path(path)
+    if target.suffix.lower() != ".png":
+        raise FrameFormatError(f"the animated preview is a .png file (not {str(target)!r})")
+    images = [Image.fromarray(frame_rgb(frame, top, scale)) for frame in np.asarray(frames)]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp.png")
+        images[0].save(
+            tmp,
+            format="PNG",
+            save_all=len(images) > 1,
+            append_images=images[1:],
+            duration=round(1000 / fps),
+            loop=0,
+        )
+        tmp.replace(target)
+    except OSError as exc:
+        raise ClientError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
+    return target

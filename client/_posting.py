@@ -79,6 +79,15 @@ class _Prepared:
     scene: dict[str, Any]
     # The frame's own tiles (tile_count less the canary tiles); None: every tile is.
     real_tiles: int | None = None
+    # An animation's frames: each one's camera angles over ``params`` (None: one frame).
+    frames: tuple[dict[str, float], ...] | None = None
+    # surface: the baked palette the decrypted indices are painted with (a job secret).
+    palette: np.ndarray[Any, np.dtype[np.float64]] | None = None
+
+    @property
+    def frame_count(self) -> int:
+        """Frames the job renders."""
+        return 1 if self.frames is None else len(self.frames)
 
 
 def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared:
@@ -88,6 +97,8 @@ def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared
     from blindframe.fhe_core.tiling import tile_grid
 
     options.check()
+    palette = None
+    inputs: Callable[[], tuple[np.ndarray[Any, np.dtype[np.int64]], ...]]
     if isinstance(scene, str) and scene == SAMPLE:
         kernel_id = options.kernel or "volume@1"
         kernel = get_kernel(kernel_id)
@@ -95,6 +106,8 @@ def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared
         summary: dict[str, Any] = {"kind": "sample", "source": "the sample torus knot"}
         inputs = functools.partial(sample_inputs, kernel.name, frame)
         density = None
+        if kernel.brick_values:
+            inputs, palette = _surface_input(_sample_density(), None)
     else:
         loaded = (
             scene
@@ -103,11 +116,16 @@ def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared
         )
         kernel_id = options.kernel or default_kernel(loaded.kind)
         kernel = get_kernel(kernel_id)
-        converted = _to_kernel_input(loaded, kernel_id)  # now: a wrong scene fails early
-        inputs = functools.partial(tuple, converted)
+        if kernel.brick_values:
+            # surface: the model baked here (its grey or its colours under the public light),
+            # the palette kept for decryption.
+            inputs, palette = _surface_input(loaded.density, getattr(loaded, "albedo", None))
+        else:
+            converted = _to_kernel_input(loaded, kernel_id)  # now: a wrong scene fails early
+            inputs = functools.partial(tuple, converted)
         summary = loaded.summary()
         density = loaded.density
-        if kernel.name == "volume":
+        if kernel.gathered:
             frame = options.frame or DEFAULT_FRAME
         else:
             frame = loaded.frame_hw
@@ -117,7 +135,7 @@ def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared
                     f"{options.frame[1]}x{options.frame[0]} would need resampling",
                     hint="drop --size, or re-render the passes at that size",
                 )
-    if kernel.name == "volume":
+    if kernel.gathered:
         # A model is framed unless the artist gives the camera (each of yaw, pitch, zoom).
         params = volume_camera(density, frame, options.params)
         check_volume_camera(params)
@@ -127,8 +145,8 @@ def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared
     real = tile_grid(frame, kernel.tile_hw, kernel.halo)
     canaries = options.canaries
     if canaries is None:
-        canaries = default_canaries(kernel.name, real.count)
-    if kernel.name == "volume":
+        canaries = default_canaries("volume" if kernel.gathered else kernel.name, real.count)
+    if kernel.gathered:
         if frame[0] % th or frame[1] % tw:
             raise JobOptionsError(
                 f"volume frames are whole {tw}x{th} tiles: {frame[1]}x{frame[0]} is not",
@@ -140,14 +158,78 @@ def _prepare(artist: Artist, scene: SceneLike, options: JobOptions) -> _Prepared
     else:
         tiles = real.count + canaries
     tile_clear_args(kernel_id, params, real.padded_hw, 0)  # the public params, checked now
+    frames = _frame_angles(kernel_id, params, options)
+    count = 1 if frames is None else len(frames)
+    for angles in frames or ():
+        tile_clear_args(kernel_id, {**params, **angles}, real.padded_hw, 0)
     if options.fft_plan is not None:
         job_plan(kernel_id, artist.home, given=options.fft_plan)  # a given plan, checked now
-    if tiles > 4096:
+    if tiles * count > 4096:
+        each = f" ({count} frames of {tiles})" if count > 1 else ""
         raise JobOptionsError(
-            f"{tiles} tiles is more than one job takes here (4096)",
-            hint="render a smaller frame, or split it into several jobs",
+            f"{tiles * count} tiles{each} is more than one job takes here (4096)",
+            hint="render a smaller frame or fewer --frames, or split it into several jobs",
         )
-    return _Prepared(kernel_id, inputs, frame, params, canaries, tiles, summary, real.count)
+    return _Prepared(
+        kernel_id,
+        inputs,
+        frame,
+        params,
+        canaries,
+        tiles * count,
+        summary,
+        real.count * count,
+        frames,
+        palette,
+    )
+
+
+def _surface_input(
+    density: Any, albedo: Any
+) -> tuple[Callable[[], tuple[np.ndarray[Any, np.dtype[np.int64]], ...]], Any]:
+    """A model baked for ``surface``: (its plaintext input, made now, and its palette). The
+    scene's sRGB colours are lit in linear light and the palette encoded back to sRGB, the
+    space the decrypted frame is shown in (as a renderer's "Standard" view transform does)."""
+    from blindframe.client.scene._images import srgb_decode, srgb_encode
+    from blindframe.fhe_core._surface import scene_grid
+
+    linear = None if albedo is None else srgb_decode(albedo)
+    baked = scene_grid(density, linear)  # a model that does not fit: a one-line ParameterError
+    return functools.partial(tuple, (baked.values,)), srgb_encode(baked.palette).astype(np.float64)
+
+
+def _sample_density() -> Any:
+    from blindframe.fhe_core import sample
+    from blindframe.fhe_core._surface import GRID
+
+    return sample.sample_density(GRID)
+
+
+def _frame_angles(
+    kernel_id: str, params: Mapping[str, Any], options: JobOptions
+) -> tuple[dict[str, float], ...] | None:
+    """Each frame's camera angles (the manifest's ``frames``): ``options.frame_angles`` as
+    given, or a turntable of ``options.frames`` whose yaw advances ``orbit / frames`` degrees a
+    frame from the camera's own; None for a one-frame job."""
+    from blindframe.fhe_core.kernels import get_kernel
+
+    if options.frames is None and options.frame_angles is None:
+        return None
+    if not get_kernel(kernel_id).gathered:
+        # Frames share the one encrypted input; per-tile inputs would be uploaded per frame.
+        raise JobOptionsError(
+            f"--frames renders a volume scene from each frame's camera; {kernel_id} jobs "
+            "render the one frame their scene is",
+            hint="drop --frames, or render a mesh or the sample with a volume kernel",
+        )
+    if options.frame_angles is not None:
+        return tuple({k: float(v) for k, v in a.items()} for a in options.frame_angles)
+    assert options.frames is not None
+    yaw, step = float(params.get("yaw", 0.0)), (options.orbit or 0.0) / options.frames
+    # Wrapped to [-180, 180): the camera takes -360..360, and a turn from yaw 300 leaves it.
+    return tuple(
+        {"yaw": round((yaw + i * step + 180.0) % 360.0 - 180.0, 6)} for i in range(options.frames)
+    )
 
 
 def _estimate_post(
@@ -281,6 +363,7 @@ def _quote(artist: Artist, staged: _Staged) -> Quote:
         profiles=profiles,
         challenge_window=int(market.params.get("challengeWindow", 0)),
         max_fee=market.sender.max_fee,
+        frames=prepared.frame_count,
     )
 
 
@@ -386,11 +469,11 @@ def check_not_empty(kernel_id: str, camera: Mapping[str, Any], encrypted: Encryp
     from blindframe.fhe_core.artist_jobs import plain_frame
     from blindframe.fhe_core.kernels import get_kernel
 
-    if get_kernel(kernel_id).name != "volume":
+    if not get_kernel(kernel_id).gathered:
         return
     frame = plain_frame(encrypted.public, encrypted.secrets)
     if frame.any():
-        return
+        return  # an animation: some frame shows the model (one may pass out of view)
     view = ", ".join(f"{key} {camera[key]:g}" for key in ("yaw", "pitch", "zoom") if key in camera)
     raise JobOptionsError(
         f"the frame would be empty: the camera misses the model ({view} at "
@@ -470,14 +553,16 @@ def _encrypt(artist: Artist, prepared: _Prepared, progress: Progress) -> Encrypt
     plain = prepared.inputs()
     with artist._fhe_lock:
         client = artist._kernel_client(prepared.kernel)
-        if kernel.name == "volume":
+        if kernel.gathered:
             encrypted = encrypt_volume_job(
                 client,
                 plain[0],
                 prepared.params,
                 prepared.frame,
                 margin_tiles=prepared.canaries,
+                frames=prepared.frames,
             )
+            encrypted.secrets.palette = prepared.palette
         else:
             encrypted = encrypt_frame_job(
                 client, plain, prepared.params, canaries=prepared.canaries
@@ -588,6 +673,7 @@ def _job_state(
         "fftPlan": plan.to_json(),
         "canaries": prepared.canaries,
         "params": prepared.params,
+        "frames": None if prepared.frames is None else list(prepared.frames),
         "manifestCid": uploaded.manifest_cid,
         "evaluationKeysCid": uploaded.evaluation_keys.cid,
         "inputCids": [ref.cid for ref in uploaded.inputs],

@@ -101,8 +101,11 @@ def _layout(
         grid = tile_grid(public.frame_hw, kernel.tile_hw)
         frame = public.frame_hw
         for task in secrets.tasks:
-            row, col = divmod(task.task_index, grid.tiles_x)
-            layout[task.task_index] = TileLayout(row, col, task.canary)
+            # An animation's task is tile task % grid.count of frame task // grid.count.
+            frame_index, tile = divmod(task.task_index, grid.count)
+            row, col = divmod(tile, grid.tiles_x)
+            shown = None if public.frames is None else frame_index
+            layout[task.task_index] = TileLayout(row, col, task.canary, shown)
     else:
         grid = tile_grid(secrets.real_hw, kernel.tile_hw, kernel.halo)
         frame = secrets.real_hw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_REWARD_WEI",
     "MAX_CANARIES",
+    "MAX_ORBIT",
     "MAX_RETRIES",
     "JobOptions",
     "check_retries",
@@ -35,6 +37,8 @@ MAX_CANARIES = 1024
 # time, so they are asked for.
 DEFAULT_RETRIES = 1
 MAX_RETRIES = 10
+# The widest turntable (--orbit, degrees over the frame range): one turn either way.
+MAX_ORBIT = 360.0
 
 
 def default_canaries(kernel_name: str, real_tiles: int) -> int:
@@ -80,6 +84,11 @@ class JobOptions:
     on the jurors of the job's contests): nodes with at least that many tiles paid, ever, and at
     most that many faults (slashes); 0 and None (any number) leave the job open to every staked
     node.
+    ``frames``: render that many frames of the one encrypted scene as one job (an animation;
+    1..``fhe_core.jobs.MAX_FRAMES``, volume kernels), the camera's yaw advancing ``orbit``
+    degrees over them (a turntable: frame ``i`` at ``yaw + i * orbit / frames``; -360..360,
+    default 0); or ``frame_angles``, each frame's ``yaw``/``pitch`` given (the Blender add-on's
+    camera path). None: one frame, as before.
     """
 
     kernel: str | None = None
@@ -96,6 +105,9 @@ class JobOptions:
     fft_plan: str | None = None
     min_completed: int = 0
     max_faults: int | None = None
+    frames: int | None = None
+    orbit: float | None = None
+    frame_angles: tuple[Mapping[str, float], ...] | None = None
 
     @property
     def max_faults_on_chain(self) -> int:
@@ -139,6 +151,7 @@ class JobOptions:
                 f"--max-faults must be 0..{NO_FAULT_LIMIT - 1} (not {self.max_faults})",
                 hint="leave --max-faults out to admit nodes with any number of faults",
             )
+        self._check_frames()
         if self.fft_plan is not None:
             from blindframe.fhe_core.errors import FheCoreError
             from blindframe.fhe_core.plans import parse_plan
@@ -147,6 +160,37 @@ class JobOptions:
                 parse_plan(self.fft_plan)  # its sizes are checked once the kernel is known
             except FheCoreError as exc:
                 raise JobOptionsError(f"--fft-plan: {exc.message}") from None
+
+    def _check_frames(self) -> None:
+        """--frames, --orbit and frame_angles: a frame count the manifest takes, finite angles."""
+        from blindframe.fhe_core.jobs import MAX_FRAMES
+
+        if self.orbit is not None and self.frames is None:
+            raise JobOptionsError(
+                "--orbit needs --frames: it is the turn over the frame range",
+                hint="e.g. --frames 48 --orbit 360 (a turntable of 48 frames)",
+            )
+        if self.frame_angles is not None and (self.frames is not None or self.orbit is not None):
+            raise JobOptionsError("give either the frames' angles or --frames/--orbit, not both")
+        count = len(self.frame_angles) if self.frame_angles is not None else self.frames
+        if count is not None and (isinstance(count, bool) or not 1 <= count <= MAX_FRAMES):
+            raise JobOptionsError(
+                f"--frames must be 1..{MAX_FRAMES} (not {count})",
+                hint="render a longer animation as several jobs",
+            )
+        if self.orbit is not None and not (
+            math.isfinite(self.orbit) and -MAX_ORBIT <= self.orbit <= MAX_ORBIT
+        ):
+            raise JobOptionsError(
+                f"--orbit must be a finite number of degrees in -{MAX_ORBIT:g}..{MAX_ORBIT:g} "
+                f"(not {self.orbit})"
+            )
+        for index, angles in enumerate(self.frame_angles or ()):
+            for key, value in angles.items():
+                if key not in ("yaw", "pitch") or not math.isfinite(value):
+                    raise JobOptionsError(
+                        f"frame {index}: {key} = {value!r} is not a finite yaw or pitch angle"
+                    )
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (kept in job.json)."""
@@ -165,4 +209,9 @@ class JobOptions:
             "fftPlan": self.fft_plan,
             "minCompleted": self.min_completed,
             "maxFaults": self.max_faults,
+            "frames": self.frames,
+            "orbit": self.orbit,
+            "frameAngles": (
+                None if self.frame_angles is None else [dict(a) for a in self.frame_angles]
+            ),
         }

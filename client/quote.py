@@ -71,6 +71,8 @@ class Quote:
     nodes: int  # nodes advertising the kernel with room to claim
     render_seconds: int | None  # None: unknown
     settle_wait_seconds: int  # the challenge window after the last reveal (replication > 1)
+    # Frames of an animation job: tile_count and canary_tiles are over all of them.
+    frames: int = 1
 
     @property
     def detection(self) -> Detection:
@@ -104,6 +106,7 @@ class Quote:
         return {
             "kernel": self.kernel,
             "frame": list(self.frame),
+            "frames": self.frames,
             "tileCount": self.tile_count,
             "canaryTiles": self.canary_tiles,
             "detection": self.detection.to_json(),
@@ -145,8 +148,9 @@ class Quote:
         h, w = self.frame
         gas = sum(self.gas.values())
         keys = _mib(self.upload["evaluationKeys"]) if self.upload["evaluationKeys"] else "pinned"
+        frames = f" x {self.frames} frames" if self.frames > 1 else ""
         return [
-            f"render    {self.kernel} {w}x{h}: {self.tile_count} tiles "
+            f"render    {self.kernel} {w}x{h}{frames}: {self.tile_count} tiles "
             f"({self.canary_tiles} canary) x {self.replication} replica(s), {self.leases} "
             f"lease(s) of up to "
             f"{self.lease_size} tiles, {format_duration(self.lease_length)} each",
@@ -197,9 +201,11 @@ def build_quote(
     profiles: Sequence[WorkerProfile],
     challenge_window: int,
     max_fee: Callable[[int], int],
+    frames: int = 1,
 ) -> Quote:
     """The quote of a prepared job: ``post_gas`` is postJob's estimate, ``profiles`` the staked
-    nodes (:meth:`Market.worker_profiles`), ``max_fee`` the sender's fee rule."""
+    nodes (:meth:`Market.worker_profiles`), ``max_fee`` the sender's fee rule; ``frames``: of an
+    animation, whose every frame's tiles (canaries too) ``tile_count`` counts."""
     nodes = [(p.ms_per_tile, p.free_capacity) for p in profiles if p.ms_per_tile > 0]
     size = lease_size(tile_count, lease_length, nodes)
     leases = replication * math.ceil(tile_count / size)
@@ -224,6 +230,7 @@ def build_quote(
         render_seconds=expected_render_seconds(tile_count, replication, nodes),
         # Replication 1 has no replica to compare: its leases are verified when they reveal.
         settle_wait_seconds=challenge_window if replication > 1 else 0,
+        frames=frames,
     )
 
 

@@ -235,10 +235,26 @@ class DecryptResult:
     leases: tuple[int, ...]
     image: Path | None = None
     image_format: str = "png8"
+    # An animation job's frames (``frame`` is then ``(frames, H, W)``): the numbered sequence
+    # written in ``image_format``, its animated PNG preview, and the twin's sequence if asked.
+    sequence: tuple[Path, ...] = ()
+    preview: Path | None = None
+    twin_sequence: tuple[Path, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
+        animation = (
+            {
+                "frames": [str(p) for p in self.sequence],
+                "preview": str(self.preview) if self.preview else None,
+                "twinFrames": [str(p) for p in self.twin_sequence],
+                "emptyFrames": [i for i, f in enumerate(self.frame) if not np.any(f)],
+            }
+            if self.sequence
+            else {}
+        )
         return {
+            **animation,
             "job": self.ref.key,
             "image": str(self.image or self.png),
             "format": self.image_format,

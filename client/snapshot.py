@@ -55,6 +55,7 @@ __all__ = [
     "TileState",
     "TileStatus",
     "build_snapshot",
+    "frame_progress",
     "job_events",
     "job_ids",
 ]
@@ -179,6 +180,7 @@ class TileLayout:
     row: int
     col: int
     canary: bool
+    frame: int | None = None  # an animation job's frame (0-based); None: a one-frame job
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,8 @@ class TileState:
         }
         if self.layout is not None:
             out.update(row=self.layout.row, col=self.layout.col, canary=self.layout.canary)
+            if self.layout.frame is not None:
+                out["frame"] = self.layout.frame
         return out
 
 
@@ -459,6 +463,10 @@ class JobSnapshot:
         width = self.frame[1] * cols // grid_cols
         return (height, width), len(real)
 
+    def frame_progress(self) -> list[dict[str, int]]:
+        """An animation job's tiles done per frame (:func:`frame_progress`)."""
+        return frame_progress(self.tiles)
+
     def progress(self) -> dict[SlotStatus, int]:
         """Replica slots at or past each state (monotone counts for progress bars)."""
         out = {}
@@ -524,12 +532,31 @@ class JobSnapshot:
             "etaSeconds": pace.eta_seconds,
             "etaSource": pace.source,
             "tiles": [t.to_json() for t in self.tiles],
+            # An animation's tiles done per frame (empty for one frame).
+            "frames": self.frame_progress(),
             "leases": [lease.to_json() for lease in self.leases],
             "contests": [c.to_json() for c in self.contests],
             "challenges": [c.to_json() for c in self.challenges],
             "payments": self.payments,
             "events": [e.to_dict() for e in self.events],
         }
+
+
+def frame_progress(tiles: Sequence[TileState]) -> list[dict[str, int]]:
+    """An animation job's progress per frame: ``{"frame", "tiles", "done"}``, ``done`` its
+    tiles with a verified result (settled or not), canary tiles counted in both; empty for a
+    one-frame job."""
+    frames: dict[int, list[int]] = {}
+    for tile in tiles:
+        if tile.layout is None or tile.layout.frame is None:
+            continue
+        counts = frames.setdefault(tile.layout.frame, [0, 0])
+        counts[0] += 1
+        counts[1] += tile.state in (TileStatus.VERIFIED, TileStatus.SETTLED)
+    return [
+        {"frame": frame, "tiles": total, "done": done}
+        for frame, (total, done) in sorted(frames.items())
+    ]
 
 
 # Fields of ``JobSnapshot.to_json()`` that change with the clock alone: left out when deciding

@@ -7,6 +7,11 @@ the evaluation keys and encrypted inputs. Nothing secret goes in it. Workers val
 use and cross-check it with the job on chain (kernel, tile count, leaf depth), since a manifest is
 whatever the client uploaded.
 
+An animation job's description has ``frames`` (:class:`~blindframe.fhe_core.jobs.PublicJob`):
+1..``MAX_FRAMES`` frames of finite camera angles over its ``params``, one shared input for all of
+them, a task per (frame, tile). A description without it (every manifest before animations) is
+one frame, and a one-frame job's manifest carries none: its bytes and CID are unchanged.
+
 A follow-up job (failed tiles posted again, see ``client retry``) has a manifest with
 ``followUp``: the jobs it retries (oldest first) and, per tile, the task of the first job it
 computes. Its ``job``, ``inputs`` and ``evaluationKeys`` are the first job's, so nothing is

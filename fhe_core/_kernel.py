@@ -73,6 +73,11 @@ class Kernel:
     the worker copies the ciphertexts of the shared input at ``index`` (flattened: ``gathered``
     of them) into the tile's input, and ``circuit(samples, clear)`` sees only those samples in
     order. Its ``inputset`` gives ``(*encrypted, [index, clear])`` like ``twin`` takes them.
+
+    A *bricked* gathered kernel (``brick_values > 0``, e.g. ``surface``) has a shared input too
+    large to expand whole: it travels and is expanded in chunks of ``brick_values`` values (its
+    flat layout is the concatenation of the chunks), and a worker expands only the chunks a
+    tile's ``index`` reads.
     """
 
     name: str
@@ -92,6 +97,7 @@ class Kernel:
     inputset: Callable[[np.random.Generator], list[tuple[IntArray, ...]]]
     describe: str = ""
     gathered: int = 0
+    brick_values: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,9 +1,9 @@
 """The ``surface`` kernel: the nearest surface of an encrypted colour voxel grid, in colour.
 
-Not yet in the registry (:mod:`blindframe.fhe_core.kernels`): a node must first expand the grid
-brick by brick (the whole 64^3 grid expanded at once would be 8.6 GB), which the gathered path
-does not do yet. Its maths, twin, geometry and baking are here and tested
-(tests/fhe_core/test_surface.py, one small instance under FHE).
+Registered as ``surface@1`` (:mod:`blindframe.fhe_core.kernels`). The whole 64^3 grid expanded
+at once would take 8.6 GB, so it is a *bricked* gathered kernel: the client encrypts it brick by
+brick, and a node expands only the bricks a tile reads (:func:`tile_bricks`), caching them per
+job (:class:`blindframe.fhe_core.server.BrickedInput`).
 
 Each voxel holds two encrypted values (*lanes*): occupancy ``o`` (0/1) and a palette index
 ``c`` (``1..COLOURS`` where occupied, 0 where empty). The client bakes the palette: a voxel's
@@ -67,6 +67,7 @@ __all__ = [
     "BRICK",
     "BRICK_VALUES",
     "COLOURS",
+    "DEFAULT_LIGHT",
     "GRID",
     "LANES",
     "SAMPLES",
@@ -78,6 +79,7 @@ __all__ = [
     "grid_values",
     "make_surface_kernel",
     "paint",
+    "scene_grid",
     "surface_samples",
     "tile_bricks",
     "voxel_normals",
@@ -395,6 +397,7 @@ def make_surface_kernel(geo: Geometry = DEFAULT, version: int = 1) -> Kernel:
         clear_args=clear_args,
         inputset=_inputset_for(geo),
         gathered=PIXELS * LANES * geo.samples,
+        brick_values=geo.brick_values,
         describe=(
             f"{geo.grid}^3 colour grid in {geo.brick}^3 bricks, nearest surface, "
             f"{geo.samples} samples per ray, {COLOURS}-colour palette baked by the client"
@@ -414,13 +417,14 @@ class Baked:
     palette: FloatArray
 
 
-def voxel_normals(occupancy: npt.ArrayLike, radius: int = 2) -> FloatArray:
-    """Outward unit normals ``(G, G, G, 3)`` from the occupancy's smoothed gradient (zero where
-    the neighbourhood is uniform). A box blur of ``2 * radius + 1`` voxels first, so voxels a
-    sample step under the surface still get the surface's normal."""
+def _blurred_gradient(occupancy: npt.ArrayLike, radius: int) -> FloatArray:
+    """The gradient ``(G, G, G, 3)`` of the occupancy after a box blur of ``2 * radius + 1``
+    voxels (so voxels a sample step under the surface still see the surface)."""
     occ = np.asarray(occupancy, dtype=np.float64)
     if occ.ndim != 3:
         raise ParameterError(f"occupancy must be a 3-D grid, not shape {occ.shape}")
+    if radius < 0:
+        raise ParameterError(f"the normals' blur radius must be >= 0, not {radius}")
     smooth = occ
     width = 2 * radius + 1
     for axis in range(3):
@@ -432,10 +436,35 @@ def voxel_normals(occupancy: npt.ArrayLike, radius: int = 2) -> FloatArray:
             np.take(c, np.arange(width, width + n), axis=axis)
             - np.take(c, np.arange(0, n), axis=axis)
         ) / width
-    grad = np.stack(np.gradient(np.pad(smooth, 1), axis=(0, 1, 2)), axis=-1)[1:-1, 1:-1, 1:-1]
-    norm = np.linalg.norm(grad, axis=-1, keepdims=True)
-    out: FloatArray = np.where(norm > 1e-9, -grad / np.maximum(norm, 1e-12), 0.0)
-    return out
+    grad: FloatArray = np.stack(np.gradient(np.pad(smooth, 1), axis=(0, 1, 2)), axis=-1)[
+        1:-1, 1:-1, 1:-1
+    ]
+    return grad
+
+
+def _normals_and_strength(occupancy: npt.ArrayLike, radius: int) -> tuple[FloatArray, FloatArray]:
+    """Outward unit normals from the blurred occupancy's gradient (zero where it is flat), and
+    the gradient's length."""
+    grad = _blurred_gradient(occupancy, radius)
+    strength = np.linalg.norm(grad, axis=-1)
+    normals: FloatArray = np.where(
+        strength[..., None] > 1e-9, -grad / np.maximum(strength, 1e-12)[..., None], 0.0
+    )
+    return normals, strength
+
+
+def voxel_normals(occupancy: npt.ArrayLike, radius: int = 2) -> FloatArray:
+    """Outward unit normals ``(G, G, G, 3)`` from the occupancy's blurred gradient (zero where
+    the neighbourhood is uniform)."""
+    return _normals_and_strength(occupancy, radius)[0]
+
+
+# Below this blurred-occupancy gradient a voxel's normal says nothing: a part thinner than the
+# blur (a leg, an antenna, a wing's edge) has no outside to point to, and its noisy or zero
+# normal would render it black. Such voxels are lit as a surface 60 degrees from the light
+# (n . l = 0.5). Measured by `make bench BENCH=quality` against Cycles (SSIM at 128x128, 64^3):
+# Suzanne 0.814 -> 0.825, pyvista's ant 0.751 -> 0.808, its airplane 0.890 -> 0.921.
+THIN_GRADIENT = 0.05
 
 
 def bake(
@@ -446,6 +475,8 @@ def bake(
     normals: npt.ArrayLike | None = None,
     ambient: float = 0.25,
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    normal_radius: int = 2,
+    thin: float = THIN_GRADIENT,
     geo: Geometry = DEFAULT,
 ) -> Baked:
     """Light and quantize a coloured voxel model for ``surface``.
@@ -454,8 +485,10 @@ def bake(
     texture colour) are indexed ``[x, y, z]`` with +y up; ``light`` points from the model towards
     a directional light, in the same axes. Each occupied voxel's colour is
     ``albedo * (ambient + (1 - ambient) * max(0, n . light))`` with ``n`` from
-    :func:`voxel_normals` unless given; the colours are then quantized to a ``COLOURS``-entry
-    palette (k-means, deterministic).
+    :func:`voxel_normals` (blur ``normal_radius``) unless given, and ``n . light = 0.5`` where
+    the blurred occupancy's gradient is below ``thin`` (see :data:`THIN_GRADIENT`; 0: never);
+    the colours are then quantized to a ``COLOURS``-entry palette (k-means, deterministic).
+    Colours are blended as given: pass linear albedo for physically mixed light.
     """
     occ = np.asarray(occupancy).astype(bool)
     alb = np.asarray(albedo, dtype=np.float64)
@@ -468,10 +501,15 @@ def bake(
         raise ParameterError(f"light must be a non-zero 3-vector, not {np.asarray(light)!r}")
     if not 0.0 <= ambient <= 1.0:
         raise ParameterError(f"ambient must be in [0, 1], not {ambient}")
-    nrm = voxel_normals(occ) if normals is None else np.asarray(normals, dtype=np.float64)
+    if normals is None:
+        nrm, strength = _normals_and_strength(occ, normal_radius)
+    else:
+        nrm = np.asarray(normals, dtype=np.float64)
+        strength = np.full(occ.shape, np.inf)
     if nrm.shape != alb.shape:
         raise ParameterError(f"normals have shape {nrm.shape}, expected {alb.shape}")
     lambert = np.clip(nrm @ (lvec / np.linalg.norm(lvec)), 0.0, 1.0)
+    lambert = np.where(strength < thin, 0.5, lambert)
     shaded = alb * (ambient + (1.0 - ambient) * lambert)[..., None]
     palette, labels = _quantize(shaded[occ], COLOURS)
     index = np.zeros(occ.shape, dtype=np.int64)
@@ -479,6 +517,40 @@ def bake(
     values = grid_values(occ, index, geo)
     full = np.vstack([np.asarray(background, dtype=np.float64)[None, :], palette])
     return Baked(values, full)
+
+
+# A light from above, to the right and in front of the model (+y up, +z towards the default
+# camera): the public light a scene is baked under unless the artist gives one.
+DEFAULT_LIGHT = (0.4, 0.7, 0.6)
+# The albedo of a model without colours: a light grey.
+GREY = 0.8
+
+
+def scene_grid(
+    density: npt.ArrayLike | None,
+    albedo: npt.ArrayLike | None = None,
+    *,
+    light: npt.ArrayLike = DEFAULT_LIGHT,
+    geo: Geometry = DEFAULT,
+) -> Baked:
+    """A voxelized model (``density`` ``(G, G, G)`` in [0, 1], occupied from 0.5; ``albedo``
+    ``(G, G, G, 3)`` or None for grey) baked for ``surface``; the one-line errors an artist
+    sees for a model that does not fit."""
+    if density is None:
+        raise ParameterError("the model has no volume: surface renders a voxelized model")
+    dens = np.asarray(density, dtype=np.float64)
+    if dens.ndim != 3 or len(set(dens.shape)) != 1:
+        raise ParameterError(f"the model's grid must be a cube, not {dens.shape}")
+    if dens.shape[0] != geo.grid:
+        raise ParameterError(
+            f"surface renders a {geo.grid}^3 grid; the model is voxelized at {dens.shape[0]}^3",
+            hint=f"import it at resolution {geo.grid}",
+        )
+    occupancy = dens >= 0.5
+    if not occupancy.any():
+        raise ParameterError("the model has no volume: no voxel is occupied")
+    colours = np.full((*occupancy.shape, 3), GREY) if albedo is None else np.asarray(albedo)
+    return bake(occupancy, colours, light, geo=geo)
 
 
 def _quantize(colours: FloatArray, k: int, rounds: int = 12) -> tuple[FloatArray, IntArray]:

@@ -10,12 +10,13 @@ artist's code imports it (import-linter checks it).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from blindframe.fhe_core._kernel import IntArray
 from blindframe.fhe_core._volume import camera_from_params
@@ -56,15 +57,19 @@ class JobSecrets:
     offset_tiles: tuple[int, int]
     plain: dict[int, tuple[IntArray, ...]] = field(default_factory=dict)
     volume: IntArray | None = None
+    # surface: the baked palette (index -> RGB in [0, 1]) the decrypted indices are painted with.
+    palette: npt.NDArray[np.float64] | None = None
 
     def save(self, path: Path) -> None:
         """Write to an ``.npz`` (no pickle); keep it with the key directory."""
-        arrays: dict[str, IntArray] = {}
+        arrays: dict[str, npt.NDArray[Any]] = {}
         for tile, planes in self.plain.items():
             for i, plane in enumerate(planes):
                 arrays[f"plain_{tile}_{i}"] = plane
         if self.volume is not None:
             arrays["volume"] = self.volume
+        if self.palette is not None:
+            arrays["palette"] = self.palette
         meta = {
             "kernel_id": self.kernel_id,
             "tasks": [[t.task_index, t.source_tile, t.canary] for t in self.tasks],
@@ -86,6 +91,7 @@ class JobSecrets:
                     _, tile, i = key.split("_")
                     plain.setdefault(int(tile), []).append((int(i), data[key]))
             volume = data["volume"] if "volume" in data.files else None
+            palette = data["palette"] if "palette" in data.files else None
         return cls(
             kernel_id=meta["kernel_id"],
             tasks=[Task(int(a), int(b), bool(c)) for a, b, c in meta["tasks"]],
@@ -93,6 +99,7 @@ class JobSecrets:
             offset_tiles=(int(meta["offset_tiles"][0]), int(meta["offset_tiles"][1])),
             plain={k: tuple(a for _, a in sorted(v, key=lambda x: x[0])) for k, v in plain.items()},
             volume=volume,
+            palette=palette,
         )
 
 
@@ -132,12 +139,14 @@ def plan_volume_job(
     frame_hw: tuple[int, int],
     *,
     margin_tiles: int = 1,
+    frames: Sequence[Mapping[str, float]] | None = None,
 ) -> tuple[PublicJob, JobSecrets]:
     """The public job and the secrets of a volume frame, before any encryption: the tiles of a
     virtual frame with ``margin_tiles`` of canary tiles on each side (the zoom is scaled so the
-    real frame's view is unchanged)."""
+    real frame's view is unchanged). ``frames``: each frame's camera angles over ``camera`` (an
+    animation of the one volume: frame ``f``'s tasks follow frame ``f - 1``'s)."""
     kernel = get_kernel(kernel_id)
-    if kernel.name != "volume":
+    if not kernel.gathered:  # volume, surface: one shared grid seen by the orbit camera
         raise ParameterError(f"{kernel_id} is not a volume kernel")
     (vol,) = kernel.check_enc([volume])
     th, tw = kernel.tile_hw
@@ -155,16 +164,25 @@ def plan_volume_job(
     # by real/virtual gives the real frame's pixels exactly the camera's view.
     params["zoom"] = float(params.get("zoom", 1.0)) * min(ph, pw) / min(vh, vw)
     virtual = tile_grid((vh, vw), kernel.tile_hw)
+    count = 1 if frames is None else len(frames)
     tasks = []
-    for index in range(virtual.count):
-        ty, tx = divmod(index, virtual.tiles_x)
+    for index in range(virtual.count * count):
+        ty, tx = divmod(index % virtual.count, virtual.tiles_x)
         inside = (
             margin_tiles <= ty < margin_tiles + real.tiles_y
             and margin_tiles <= tx < margin_tiles + real.tiles_x
         )
         tasks.append(Task(index, index, not inside))
-    public = PublicJob(kernel_id, params, (vh, vw), virtual.count, True)
-    tile_clear_args(kernel_id, params, (vh, vw), 0)  # validates the camera early
+    public = PublicJob(
+        kernel_id,
+        params,
+        (vh, vw),
+        virtual.count * count,
+        True,
+        None if frames is None else tuple(dict(f) for f in frames),
+    )
+    # Validates the camera, and each frame's, early (PublicJob.from_json checks them again).
+    PublicJob.from_json(public.to_json())
     secrets = JobSecrets(kernel_id, tasks, (ph, pw), (margin_tiles, margin_tiles), volume=vol)
     return public, secrets
 
@@ -176,10 +194,11 @@ def encrypt_volume_job(
     frame_hw: tuple[int, int],
     *,
     margin_tiles: int = 1,
+    frames: Sequence[Mapping[str, float]] | None = None,
 ) -> EncryptedJob:
-    """Encrypt the volume once; the job is :func:`plan_volume_job`'s."""
+    """Encrypt the volume once, for every frame; the job is :func:`plan_volume_job`'s."""
     public, secrets = plan_volume_job(
-        client.kernel_id, volume, camera, frame_hw, margin_tiles=margin_tiles
+        client.kernel_id, volume, camera, frame_hw, margin_tiles=margin_tiles, frames=frames
     )
     assert secrets.volume is not None
     return EncryptedJob(public, [client.encrypt(secrets.volume)], secrets)
@@ -196,7 +215,7 @@ def encrypt_frame_job(
     """Tile a frame (one array ``(..., H, W)`` per encrypted input), add ``canaries`` tasks that
     re-encrypt random real tiles, shuffle, encrypt each task separately."""
     kernel = client.kernel
-    if kernel.name == "volume":
+    if kernel.gathered:
         raise ParameterError("use encrypt_volume_job for volume kernels")
     rng = rng or np.random.default_rng()
     frame_hw = tuple(np.asarray(planes[0]).shape[-2:])
@@ -221,8 +240,9 @@ def _plain_inputs(public: PublicJob, secrets: JobSecrets, task: Task) -> tuple[I
 
 
 def plain_frame(public: PublicJob, secrets: JobSecrets) -> IntArray:
-    """The frame the twin computes for this job (the plaintext path). Only the real frame's
-    tasks are computed: canaries repeat a real tile or lie outside the frame."""
+    """The frame the twin computes for this job (the plaintext path; a job with ``frames``:
+    every frame, stacked on a first axis). Only the real frame's tasks are computed: canaries
+    repeat a real tile or lie outside the frame."""
     kernel = get_kernel(public.kernel_id)
     return _assemble(
         public,
@@ -238,18 +258,31 @@ def plain_frame(public: PublicJob, secrets: JobSecrets) -> IntArray:
 
 
 def _assemble(public: PublicJob, secrets: JobSecrets, results: Mapping[int, IntArray]) -> IntArray:
-    """The real frame from the results of its tasks (canaries' are not needed)."""
+    """The real frame from the results of its tasks (canaries' are not needed); a job with
+    ``frames``: each frame, stacked on a first axis."""
     kernel = get_kernel(public.kernel_id)
     if public.shared_input:
-        # Task i is tile i of the virtual frame; the real frame sits offset_tiles inside it.
+        # Task i is tile i of the virtual frame (of frame i // its tile count); the real
+        # frame sits offset_tiles inside it.
         virtual = tile_grid(public.frame_hw, kernel.tile_hw)
         real = tile_grid(secrets.real_hw, kernel.tile_hw)
         oy, ox = secrets.offset_tiles
-        tiles = [
-            results[(oy + index // real.tiles_x) * virtual.tiles_x + ox + index % real.tiles_x]
-            for index in range(real.count)
+        images = [
+            assemble_tiles(
+                real,
+                [
+                    results[
+                        frame * virtual.count
+                        + (oy + index // real.tiles_x) * virtual.tiles_x
+                        + ox
+                        + index % real.tiles_x
+                    ]
+                    for index in range(real.count)
+                ],
+            )
+            for frame in range(public.frame_count)
         ]
-        return assemble_tiles(real, tiles)
+        return images[0] if public.frames is None else np.stack(images)
     grid = TileGrid(secrets.real_hw, kernel.tile_hw, kernel.halo)
     by_tile = {t.source_tile: results[t.task_index] for t in secrets.tasks if not t.canary}
     return assemble_tiles(grid, [by_tile[i] for i in range(grid.count)])

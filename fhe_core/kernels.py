@@ -1,4 +1,5 @@
-"""The kernel registry: ``volume@1``, ``shade@1``, ``post@1`` -> circuit, twin, bounds, compiler.
+"""The kernel registry: ``volume@1``, ``shade@1``, ``post@1``, ``surface@1`` -> circuit, twin,
+bounds, compiler.
 
 Workers and clients compile every kernel from this registry themselves (never from a job), with a
 fixed inputset and configuration, so both get the same client specs; :func:`client_spec_hash` is
@@ -18,6 +19,7 @@ import numpy as np
 from blindframe.fhe_core._kernel import EncInput, IntArray, Kernel, Lookup
 from blindframe.fhe_core._post import make_post_kernel
 from blindframe.fhe_core._shade import make_shade_kernel
+from blindframe.fhe_core._surface import make_surface_kernel
 from blindframe.fhe_core._volume import make_volume_kernel
 from blindframe.fhe_core.errors import UnknownKernelError
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from concrete import fhe
 
 __all__ = [
+    "BRICK_FRAME",
+    "BRICK_ROWS",
     "EXPAND",
     "INPUT_WORDS",
     "KERNEL_IDS",
@@ -34,6 +38,7 @@ __all__ = [
     "IntArray",
     "Kernel",
     "Lookup",
+    "brick_count",
     "client_spec_hash",
     "compile_kernel",
     "concrete_client",
@@ -54,6 +59,7 @@ _FACTORIES = {
     "volume@1": make_volume_kernel,
     "shade@1": make_shade_kernel,
     "post@1": make_post_kernel,
+    "surface@1": make_surface_kernel,
 }
 KERNEL_IDS: tuple[str, ...] = tuple(_FACTORIES)
 _ID = re.compile(r"^([a-z][a-z0-9_]{0,31})@([1-9][0-9]{0,3})$")
@@ -109,7 +115,13 @@ def configuration() -> fhe.Configuration:
 # The functions of a gathered kernel's module (see :class:`Kernel`): the client encrypts the shared
 # input for EXPAND and decrypts TILE's output; the worker runs EXPAND once per job (seeded
 # ciphertexts in, plain ones out), TAKE once for a template of TILE's input, then TILE per tile.
+# A bricked kernel's EXPAND takes one brick, and the worker runs it once per brick a tile reads.
 EXPAND, TAKE, TILE = "expand", "take", "tile"
+# A bricked kernel's INPUT bundle: the seeded ciphertexts of every brick as raw rows
+# (``(bricks, brick_values)`` of INPUT_WORDS words each, brick-major), then one brick as a
+# Concrete value, whose framing a worker reuses to expand any brick (it copies the brick's rows
+# into it). Concrete's values cannot be cut, and a bundle holds at most 8 of them.
+BRICK_ROWS, BRICK_FRAME = "bricks", "brick"
 
 
 @functools.cache
@@ -123,6 +135,8 @@ def compile_kernel(kernel_id: str) -> Any:
     kernel = get_kernel(kernel_id)
     fhe_mod = import_concrete()
     inputset = kernel.inputset(np.random.default_rng(_INPUTSET_SEED))
+    if kernel.brick_values:
+        return _compile_bricked(kernel, inputset)
     if kernel.gathered:
         return _compile_gathered(kernel, inputset)
     status = {spec.name: "encrypted" for spec in kernel.enc}
@@ -164,6 +178,48 @@ def _compile_gathered(kernel: Kernel, inputset: list[tuple[IntArray, ...]]) -> A
     samples = [(entry[0][entry[-1][0]].ravel(), entry[-1][1]) for entry in inputset]
     module = fhe_mod.module()(type(f"{kernel.name}_{kernel.version}", (), functions))
     return module.compile({EXPAND: shared, TAKE: shared, TILE: samples}, configuration())
+
+
+def brick_count(kernel: Kernel) -> int:
+    """Bricks of a bricked kernel's shared input."""
+    return int(np.prod(kernel.enc[0].shape)) // kernel.brick_values
+
+
+def _compile_bricked(kernel: Kernel, inputset: list[tuple[IntArray, ...]]) -> Any:
+    """A gathered module whose EXPAND takes one brick (``kernel.brick_values`` values) and whose
+    TAKE makes TILE's template from one expanded brick, wired as :func:`_compile_gathered`'s."""
+    fhe_mod = import_concrete()
+    count, size = kernel.gathered, kernel.brick_values
+    copies = -(-count // size)
+    tile_circuit = kernel.circuit
+
+    def expand(brick: Any) -> Any:
+        return brick + 0
+
+    def take(brick: Any) -> Any:
+        # Only the template's framing matters: its ciphertexts are overwritten by the gather.
+        return np.concatenate(tuple([brick] * copies))[:count] + 0
+
+    def tile(samples: Any, clear: Any) -> Any:
+        return tile_circuit(samples, clear)
+
+    functions: dict[str, Any] = {
+        EXPAND: fhe_mod.function({"brick": "encrypted"})(expand),
+        TAKE: fhe_mod.function({"brick": "encrypted"})(take),
+        TILE: fhe_mod.function({"samples": "encrypted", "clear": "clear"})(tile),
+    }
+    functions["composition"] = fhe_mod.Wired(
+        {
+            fhe_mod.Wire(fhe_mod.Output(functions[EXPAND], 0), fhe_mod.Input(functions[TAKE], 0)),
+            fhe_mod.Wire(fhe_mod.Output(functions[EXPAND], 0), fhe_mod.Input(functions[TILE], 0)),
+            fhe_mod.Wire(fhe_mod.Output(functions[TAKE], 0), fhe_mod.Input(functions[TILE], 0)),
+        }
+    )
+    # Every brick of every shared input: the bricks' values span the lanes' whole ranges.
+    bricks = [b for entry in inputset for b in entry[0].reshape(-1, size)]
+    samples = [(entry[0][entry[-1][0]].ravel(), entry[-1][1]) for entry in inputset]
+    module = fhe_mod.module()(type(f"{kernel.name}_{kernel.version}", (), functions))
+    return module.compile({EXPAND: bricks, TAKE: bricks, TILE: samples}, configuration())
 
 
 def concrete_client(kernel_id: str) -> Any:
@@ -237,6 +293,16 @@ def output_words(kernel_id: str) -> int:
 def expected_inputs(kernel_id: str) -> list[tuple[str, tuple[int, ...], int]]:
     """``(name, shape, max_bytes)`` of an input bundle's values, for :func:`wire.read_bundle`."""
     kernel = get_kernel(kernel_id)
+    if kernel.brick_values:
+        shape = (brick_count(kernel), kernel.brick_values)
+        return [
+            (BRICK_ROWS, shape, int(np.prod(shape)) * INPUT_WORDS * 8),
+            (
+                BRICK_FRAME,
+                (kernel.brick_values,),
+                kernel.brick_values * INPUT_WORDS * 8 + _VALUE_OVERHEAD,
+            ),
+        ]
     return [
         (spec.name, spec.shape, int(np.prod(spec.shape)) * INPUT_WORDS * 8 + _VALUE_OVERHEAD)
         for spec in kernel.enc

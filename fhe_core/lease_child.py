@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from blindframe.fhe_core.jobs import PublicJob
-    from blindframe.fhe_core.server import ExpandedInput
+    from blindframe.fhe_core.server import SharedInput
 
 __all__ = ["LeaseAnswer", "LeaseRequest", "TileDone", "run_lease", "tile_path"]
 
@@ -62,17 +63,26 @@ class LeaseAnswer(TypedDict):
 # A gathered kernel's shared input is expanded once per job and node: each call runs in a fresh
 # fork of the pinned child, so the expansion (``volume``: 4096 voxels, 64 MiB) is kept on disk in
 # the parent's ``expanded_dir``, keyed by the kernel and the input's hash, for the job's next
-# leases; only the last few inputs are kept.
+# leases; only the last few inputs are kept. A bricked kernel's input (``surface``) gets a folder
+# there instead, of the bricks its tiles have read so far (16 MiB each), at most
+# BRICK_CACHE_BYTES of them: the least recently read go first.
 EXPANDED_KEEP = 2
+BRICK_CACHE_BYTES = 4 << 30
 
 
-def _expanded(kernel: str, data: bytes, keys: Any, cache: Path | None) -> ExpandedInput:
+def _expanded(kernel: str, data: bytes, keys: Any, cache: Path | None) -> SharedInput:
+    from blindframe.fhe_core.kernels import get_kernel
     from blindframe.fhe_core.server import ExpandedInput, expand_input
 
     digest = hashlib.sha256(data).hexdigest()
     if cache is None:
         return expand_input(kernel, data, keys)
     stem = cache / f"{kernel.replace('@', '-')}-{digest}"
+    if get_kernel(kernel).brick_values:
+        stem.mkdir(parents=True, exist_ok=True)
+        os.utime(stem)
+        _keep_latest(cache)
+        return expand_input(kernel, data, keys, cache=stem, budget_bytes=BRICK_CACHE_BYTES)
     rows, template = stem.with_suffix(".npy"), stem.with_suffix(".template")
     if rows.is_file() and template.is_file():
         os.utime(rows)
@@ -80,6 +90,7 @@ def _expanded(kernel: str, data: bytes, keys: Any, cache: Path | None) -> Expand
             kernel, np.load(rows, mmap_mode="r", allow_pickle=False), template.read_bytes()
         )
     expanded = expand_input(kernel, data, keys)
+    assert isinstance(expanded, ExpandedInput)
     cache.mkdir(parents=True, exist_ok=True)
     for path, write in (
         (template, lambda fh: fh.write(expanded.template)),
@@ -89,11 +100,20 @@ def _expanded(kernel: str, data: bytes, keys: Any, cache: Path | None) -> Expand
         with part.open("wb") as fh:
             write(fh)
         part.replace(path)  # the rows last: a reader that finds them finds the template too
-    kept = sorted(cache.glob("*.npy"), key=lambda f: f.stat().st_mtime, reverse=True)
+    _keep_latest(cache)
+    return expanded
+
+
+def _keep_latest(cache: Path) -> None:
+    """Remove all but the EXPANDED_KEEP most recently used expanded inputs (files and folders)."""
+    kept = [*cache.glob("*.npy"), *(p for p in cache.iterdir() if p.is_dir())]
+    kept.sort(key=lambda f: f.stat().st_mtime, reverse=True)
     for old in kept[EXPANDED_KEEP:]:
+        if old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+            continue
         old.unlink(missing_ok=True)
         old.with_suffix(".template").unlink(missing_ok=True)
-    return expanded
 
 
 def _outputs(
@@ -102,7 +122,7 @@ def _outputs(
     tiles: list[int],
     inputs: list[Path],
     keys: Any,
-    expanded: dict[Path, ExpandedInput],
+    expanded: dict[Path, SharedInput],
 ) -> Iterator[tuple[int, bytes]]:
     """Each tile's OUTPUT bundle, in order: a gathered kernel's tiles of one expanded input
     pipelined (:func:`~blindframe.fhe_core.server.run_gathered_tiles`), others one by one."""
@@ -154,7 +174,7 @@ def run_lease(payload: dict[str, Any]) -> dict[str, Any]:
     compile_kernel(kernel)
     keys = read_evaluation_keys(kernel, Path(payload["eval_keys"]).read_bytes())
     cache = Path(payload["expanded_dir"]) if payload.get("expanded_dir") else None
-    expanded: dict[Path, ExpandedInput] = {}
+    expanded: dict[Path, SharedInput] = {}
     if get_kernel(kernel).gathered:
         expanded = {p: _expanded(kernel, p.read_bytes(), keys, cache) for p in set(inputs)}
     setup = time.perf_counter() - start

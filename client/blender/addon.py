@@ -29,6 +29,7 @@ password file. Passwords are never stored in the .blend file.
 """
 
 import contextlib
+import math
 import time
 import traceback
 import webbrowser
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import bpy
+import numpy as np
 
 from blindframe.client.artist import Artist, JobOptions
 from blindframe.client.blender.tasks import Cancelled, Runner, Status, Task, TaskContext
@@ -148,6 +150,32 @@ class BlindframeSettings(bpy.types.PropertyGroup):  # type: ignore[misc]
     )
     zoom: bpy.props.FloatProperty(  # type: ignore[valid-type]
         name="Zoom", description="Orbit camera zoom", default=1.15, min=0.25, max=4.0
+    )
+    frame_range: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Frame range",
+        description="Render the scene's frame range (Start..End) as one job: one encrypted "
+        "upload and one key set for every frame",
+        default=False,
+    )
+    motion: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Motion",
+        items=[
+            ("ORBIT", "Turntable", "The orbit camera's yaw turns Orbit degrees over the range"),
+            (
+                "CAMERA",
+                "Scene camera",
+                "Each frame's yaw and pitch from the scene camera's position around the "
+                "selected objects (the orbit camera keeps looking at their centre, at Zoom)",
+            ),
+        ],
+        default="ORBIT",
+    )
+    orbit: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Orbit",
+        description="Degrees the yaw turns over the frame range (360: one turn)",
+        default=360.0,
+        min=-360,
+        max=360,
     )
     light: bpy.props.FloatVectorProperty(  # type: ignore[valid-type]
         name="Light",
@@ -348,6 +376,14 @@ def job_options(scene: Any) -> JobOptions:
         params = {"light": [float(v) for v in props.light]}
     else:
         params = {"filter": str(props.filter)}
+    motion: dict[str, Any] = {}
+    if family == "volume" and props.frame_range:
+        count = int(scene.frame_end) - int(scene.frame_start) + 1
+        if props.motion == "CAMERA":
+            motion["frame_angles"] = camera_path_angles(scene)
+        else:
+            # A range of 0 frames (End before Start) reaches options.check's error.
+            motion.update(frames=count, orbit=float(props.orbit))
     options = JobOptions(
         kernel=kernel,
         frame=(height, width) if family == "volume" else None,
@@ -359,9 +395,59 @@ def job_options(scene: Any) -> JobOptions:
         canaries=int(props.canaries) if props.custom_canaries else None,
         params=params,
         resolution=int(props.voxel_resolution),
+        **motion,
     )
     options.check()
     return options
+
+
+def camera_path_angles(scene: Any) -> tuple[dict[str, float], ...]:
+    """The scene camera's path over the frame range as the orbit camera's angles: each frame's
+    yaw and pitch are the direction from the selected objects' centre (the voxel grid's, which
+    the orbit camera looks at) to the camera. The orbit camera is orthographic and keeps its
+    zoom: the camera's distance, lens and aim are not mapped, and a pitch past +-89 degrees is
+    held there."""
+    from blindframe.client.blender import extract
+    from blindframe.client.scene._meshes import to_y_up
+    from blindframe.client.scene._voxelize import mesh_bounds
+
+    if scene.camera is None:
+        raise JobOptionsError(
+            "the scene has no camera to follow",
+            hint="add a camera (or pick Motion: Turntable)",
+        )
+    from blindframe.fhe_core.jobs import MAX_FRAMES
+
+    start, end = int(scene.frame_start), int(scene.frame_end)
+    if not 1 <= end - start + 1 <= MAX_FRAMES:
+        # Said before stepping the scene through every frame of a long range.
+        raise JobOptionsError(
+            f"--frames must be 1..{MAX_FRAMES} (not {end - start + 1}): the frame range "
+            f"{start}..{end}",
+            hint="render a shorter range per job",
+        )
+    meshes = [o for o in bpy.context.selected_objects if o.type in extract.GEOMETRY_TYPES]
+    if not meshes:
+        raise JobOptionsError("no mesh object is selected: the camera path circles the selection")
+    vertices, faces = extract.mesh_arrays(meshes)
+    centre = mesh_bounds(to_y_up(vertices), faces).mean(axis=0)
+    current = int(scene.frame_current)
+    angles = []
+    try:
+        for frame in range(start, end + 1):
+            scene.frame_set(frame)
+            where = to_y_up(np.array([scene.camera.matrix_world.translation]))[0] - centre
+            x, y, z = (float(v) for v in where)
+            pitch = math.degrees(math.atan2(y, math.hypot(x, z)))
+            angles.append(
+                {
+                    "yaw": round(math.degrees(math.atan2(x, z)), 6),
+                    "pitch": round(max(-89.0, min(89.0, pitch)), 6),
+                }
+            )
+    finally:
+        scene.frame_set(current)
+    return tuple(angles)
 
 
 def extract_scene(scene: Any, kernel: str, *, resolution: int) -> Scene:
@@ -426,6 +512,11 @@ def snapshot_line(snap: JobSnapshot) -> tuple[str, float]:
     line = f"Job {snap.ref.job_id}: " + ", ".join(parts)
     if failed:
         line += f" ({failed} failed)"
+    frames = snap.frame_progress()
+    if frames:
+        # An animation: frames whose every tile has a verified result.
+        done = sum(1 for f in frames if f["done"] == f["tiles"])
+        line += f"; frames done {done}/{len(frames)}"
     if snap.phase == JobPhase.RENDERING:
         line += f"; {format_pace(snap.pace)}"
     fraction = sum(progress.values()) / (len(progress) * total)
@@ -553,9 +644,12 @@ class BLINDFRAME_OT_submit(bpy.types.Operator):  # type: ignore[misc]  # noqa: N
             if target is not None:
                 scene_settings(target).job_key = posted.ref.key
             h, w = posted.frame
+            count = posted.quote.frames if posted.quote is not None else 1
+            frames = f" x {count} frames" if count > 1 else ""
             _set_status(
                 name,
-                f"Posted job {posted.ref.job_id}: {posted.kernel} {w}x{h}, {posted.tile_count} "
+                f"Posted job {posted.ref.job_id}: {posted.kernel} {w}x{h}{frames}, "
+                f"{posted.tile_count} "
                 f"tiles x {posted.replication}, escrow {format_eth(posted.escrow_wei)}"
                 + (f". {posted.quote.summary()}" if posted.quote is not None else ""),
                 1.0,
@@ -747,6 +841,15 @@ class RENDER_PT_blindframe(bpy.types.Panel):  # type: ignore[misc]  # noqa: N801
             col.prop(props, "yaw")
             col.prop(props, "pitch")
             col.prop(props, "zoom")
+            col.prop(props, "frame_range")
+            if props.frame_range:
+                col.label(
+                    text=f"Frames {scene.frame_start}..{scene.frame_end} (Output Properties)",
+                    icon="RENDER_ANIMATION",
+                )
+                col.prop(props, "motion")
+                if props.motion == "ORBIT":
+                    col.prop(props, "orbit")
         elif family == "shade":
             col.prop(props, "light")
         else:

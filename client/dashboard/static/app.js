@@ -25,6 +25,8 @@ const state = {
   seen: new Set(),    // event ids shown
   tiles: new Map(),   // tile index -> element
   gridShape: "",
+  frame: 0,           // an animation job's frame the tile grid shows
+  doc: null,          // the last snapshot shown (re-rendered when another frame is picked)
   nodes: new Map(),   // address -> {label, hue}
   jobs: [],
 };
@@ -162,8 +164,11 @@ function select(key, byUser) {
   state.seen = new Set();
   state.tiles = new Map();
   state.gridShape = "";
+  state.frame = 0;
+  state.doc = null;
   $("grid").replaceChildren();
   $("extra").replaceChildren();
+  $("frames").replaceChildren();
   $("events").tBodies[0].replaceChildren();
   renderJobs();
   setConnection("connecting", "connecting…");
@@ -181,6 +186,7 @@ function select(key, byUser) {
 
 function render(doc) {
   $("job").hidden = false;
+  state.doc = doc;
   const job = doc.job || {};
   const listed = state.jobs.find((j) => j.key === job.key);
   if (listed && !doc.error) {
@@ -202,7 +208,9 @@ function render(doc) {
   const tiles = job.imageTiles ?? job.tileCount;
   const canaries = job.tileCount - tiles;
   const extra = canaries > 0 ? ` (+${canaries} ${canaries === 1 ? "canary" : "canaries"})` : "";
-  $("job-title").textContent = `Job ${job.jobId} · ${job.kernel} · ${w}×${h} · ${tiles} tiles${extra} × ${job.replication}`;
+  const frames = (doc.frames || []).length;
+  const animation = frames ? ` × ${frames} frames` : "";
+  $("job-title").textContent = `Job ${job.jobId} · ${job.kernel} · ${w}×${h}${animation} · ${tiles} tiles${extra} × ${job.replication}`;
   document.title = `Job ${job.jobId} · blindframe`;
   $("phase").textContent = doc.phase;
   $("phase").dataset.phase = doc.phase;
@@ -211,6 +219,7 @@ function render(doc) {
   $("eta").textContent = doc.phase === "rendering" ? paceText(doc) : "";
   $("fetch-hint").textContent = `blindframe client fetch ${job.jobId}`;
   renderBars(doc);
+  renderFrames(doc.frames || []);
   renderGrid(doc);
   renderHolders(doc);
   renderPayments(doc.payments || {});
@@ -237,11 +246,37 @@ function renderBars(doc) {
   }
 }
 
+// An animation job: one bar per frame (its tiles with a verified result); a click shows that
+// frame's tiles in the grid.
+function renderFrames(frames) {
+  const box = $("frames");
+  $("frames-box").hidden = !frames.length;
+  if (box.children.length !== frames.length) box.replaceChildren();
+  for (const row of frames) {
+    let item = box.children[row.frame];
+    if (!item) {
+      item = el("button", { data: { frame: row.frame } }, el("span", { cls: "label" }),
+        el("div", { cls: "track" }, el("div", { cls: "fill" })));
+      item.setAttribute("role", "listitem");
+      item.addEventListener("click", () => {
+        state.frame = row.frame;
+        if (state.doc) render(state.doc);
+      });
+      box.append(item);
+    }
+    item.setAttribute("aria-pressed", String(row.frame === state.frame));
+    item.querySelector(".label").textContent = `${row.frame + 1}: ${row.done}/${row.tiles}`;
+    item.title = `frame ${row.frame + 1}: ${row.done} of ${row.tiles} tiles verified`;
+    item.querySelector(".fill").style.setProperty("width", `${(100 * row.done) / Math.max(row.tiles, 1)}%`);
+  }
+}
+
 function renderGrid(doc) {
   const grid = $("grid");
   const rows = doc.job.grid.rows;
   const cols = doc.job.grid.cols;
-  const shape = `${rows}x${cols}`;
+  // An animation's tiles repeat the grid once per frame: the grid shows the picked frame's.
+  const shape = `${rows}x${cols}:${state.frame}`;
   if (state.gridShape !== shape) {
     grid.replaceChildren();
     $("extra").replaceChildren();
@@ -253,6 +288,7 @@ function renderGrid(doc) {
   // shade/post job) goes to the strip below.
   const cells = new Map();
   for (const tile of doc.tiles) {
+    if (tile.frame !== undefined && tile.frame !== state.frame) continue;
     let element = state.tiles.get(tile.tile);
     if (!element) {
       element = el("div", { cls: "tile", data: { tile: tile.tile } },
@@ -291,7 +327,8 @@ function renderGrid(doc) {
       }
     }
     const who = holders.map((a) => `node ${node(a).label} ${short(a)}`).join(", ") || "no node yet";
-    element.title = `tile ${tile.tile}${tile.canary ? " (canary)" : ""}: ${tile.state} · ${who}` +
+    const where = tile.frame !== undefined ? ` of frame ${tile.frame + 1}` : "";
+    element.title = `tile ${tile.tile}${where}${tile.canary ? " (canary)" : ""}: ${tile.state} · ${who}` +
       tile.slots.map((s) => `\n${s.juror ? "juror, lane" : "lane"} ${s.lane}: ${s.state}${s.leaseId !== null ? ` (lease ${s.leaseId})` : ""}`).join("");
   }
   const legend = $("legend");

@@ -7,12 +7,16 @@ process. This process imports SRC into an empty Blender scene with
 ``bpy.ops.import_scene.fbx`` (the file's own axes and units applied, as Blender does for 3ds
 Max, Maya and Cinema 4D exports), then takes every mesh object's evaluated triangles in world
 space with :func:`blindframe.client.blender.extract.mesh_arrays` (the add-on's own path, still
-Z-up) and each material's base colour, and writes:
+Z-up), each triangle's colour (:func:`blindframe.client.blender.extract.mesh_parts`) and each
+material's base colour, and writes:
 
-- ``OUT.npz``: ``vertices`` ``(N, 3)`` float64 and ``faces`` ``(M, 3)`` int64;
-- ``OUT.json``: ``{"objects": n, "materials": {name: [r, g, b, a]}}`` (linear base colours as
-  Blender holds them), or ``{"error": kind, "message": text}`` where ``kind`` is ``empty`` (no
-  mesh), ``large`` (over ``max_triangles``) or ``format`` (the importer refused the file).
+- ``OUT.npz``: ``vertices`` ``(N, 3)`` float64, ``faces`` ``(M, 3)`` int64, ``base`` ``(M, 3)``
+  linear colours and, where a material's colour is an image texture, ``uv`` ``(M, 3, 2)``,
+  ``texture`` ``(M,)`` and the images ``texture_0``, ``texture_1``... (8-bit sRGB);
+- ``OUT.json``: ``{"objects": n, "materials": {name: [r, g, b, a]}, "textures": k}`` (linear
+  base colours as Blender holds them), or ``{"error": kind, "message": text}`` where ``kind``
+  is ``empty`` (no mesh), ``large`` (over ``max_triangles``), ``texture`` (an image texture
+  that cannot be read) or ``format`` (the importer refused the file).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["base_colour", "import_fbx", "main"]
 
@@ -45,12 +50,13 @@ def import_fbx(source: Path, out: Path, max_triangles: int) -> dict[str, Any]:
     """Import ``source`` into an empty scene; write ``out.npz``; return what ``out.json`` holds."""
     import bpy
 
-    from blindframe.client.blender.extract import mesh_arrays
+    from blindframe.client.blender.extract import mesh_parts
+    from blindframe.client.scene import SceneError
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     try:
-        # No texture search: textures are not used, and the search walks every folder below
-        # the file's own (slow beside a large project tree).
+        # No texture search: textures are found where the file says (or embedded), and the
+        # search walks every folder below the file's own (slow beside a large project tree).
         done = bpy.ops.import_scene.fbx(filepath=str(source), use_image_search=False)
     except RuntimeError as exc:
         # The operator wraps the importer's exception: its last line says what went wrong.
@@ -68,16 +74,24 @@ def import_fbx(source: Path, out: Path, max_triangles: int) -> dict[str, Any]:
     triangles = sum(len(obj.data.loop_triangles) for obj in meshes)
     if triangles > max_triangles:
         return {"error": "large", "message": f"it has {triangles:,} triangles"}
-    vertices, faces = mesh_arrays(meshes)
-    if len(faces) == 0:
+    try:
+        vertices, faces, colours = mesh_parts(meshes)
+    except SceneError as exc:
+        return {"error": "texture", "message": exc.message}
+    if len(faces) == 0 or colours is None:
         return {"error": "empty", "message": "its meshes hold no faces"}
-    np.savez(out.with_suffix(".npz"), vertices=vertices, faces=faces)
+    arrays: dict[str, npt.NDArray[Any]] = {"vertices": vertices, "faces": faces}
+    arrays["base"] = colours.base
+    if colours.uv is not None and colours.texture is not None:
+        arrays.update(uv=colours.uv, texture=colours.texture)
+        arrays.update({f"texture_{i}": image for i, image in enumerate(colours.textures)})
+    np.savez(out.with_suffix(".npz"), **arrays)
     materials: dict[str, list[float]] = {}
     for obj in meshes:
         for slot in obj.material_slots:
             if slot.material is not None and slot.material.name not in materials:
                 materials[slot.material.name] = [round(c, 6) for c in base_colour(slot.material)]
-    return {"objects": len(meshes), "materials": materials}
+    return {"objects": len(meshes), "materials": materials, "textures": len(colours.textures)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ What a scene holds and which files make one: :mod:`blindframe.client.scene._scen
 ``blindframe client import`` command: :mod:`blindframe.client.scene.importer`.
 """
 
+from blindframe.client.scene._colours import MeshColours, bake_albedo
 from blindframe.client.scene._scene import (
     DEFAULT_RESOLUTION,
     KINDS,
@@ -15,6 +16,7 @@ from blindframe.client.scene._scene import (
     MESH_SUFFIXES,
     MIN_RESOLUTION,
     SCENE_FORMAT,
+    SCENE_FORMAT_COLOURED,
     BlenderSceneError,
     EmptySceneError,
     Scene,
@@ -53,8 +55,10 @@ __all__ = [
     "MESH_SUFFIXES",
     "MIN_RESOLUTION",
     "SCENE_FORMAT",
+    "SCENE_FORMAT_COLOURED",
     "BlenderSceneError",
     "EmptySceneError",
+    "MeshColours",
     "Scene",
     "SceneError",
     "SceneFileError",
@@ -63,6 +67,7 @@ __all__ = [
     "SceneKindError",
     "SceneTooLargeError",
     "UpAxis",
+    "bake_albedo",
     "default_kernel",
     "fit_bounds",
     "load_scene",

@@ -6,7 +6,8 @@ setting that fixes them. The importer runs in ``python -m
 blindframe.client.blender.fbx_import`` (``bpy`` as a module): Blender's global state, its
 console output and a crash on a malformed file stay out of this process. It applies the
 file's own axes and units and hands back world-space triangles in Blender's Z-up frame, turned
-+y up here like every other mesh, and each material's base colour.
++y up here like every other mesh, each triangle's colour (its material's base colour or image
+texture, read as the Blender add-on reads them) and each material's base colour.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blindframe.client.scene._colours import MeshColours
 from blindframe.client.scene._errors import (
     EmptySceneError,
     SceneError,
@@ -103,13 +105,20 @@ def read_fbx(path: Path) -> FbxMesh:
         with np.load(out.with_suffix(".npz")) as arrays:
             vertices = np.asarray(arrays["vertices"], dtype=np.float64)
             faces = np.asarray(arrays["faces"], dtype=np.int64)
+            colours = MeshColours(
+                arrays["base"],
+                uv=arrays.get("uv"),
+                texture=arrays.get("texture"),
+                textures=tuple(arrays[f"texture_{i}"] for i in range(int(result["textures"]))),
+            )
     if not np.isfinite(vertices).all():
         raise SceneFormatError(f"{str(path)!r} has NaN or infinite vertex coordinates")
     materials = {
         str(name): (float(r), float(g), float(b), float(a))
         for name, (r, g, b, a) in result["materials"].items()
     }
-    return FbxMesh(Mesh(to_y_up(vertices), faces, int(result["objects"])), materials)
+    mesh = Mesh(to_y_up(vertices), faces, int(result["objects"]), colours)
+    return FbxMesh(mesh, materials)
 
 
 def _check_header(path: Path) -> None:
@@ -150,6 +159,11 @@ def _child_error(path: Path, kind: str, message: str) -> SceneError:
             f"FBX file {str(path)!r} holds no mesh to render ({message})",
             hint="export the mesh objects themselves (in 3ds Max/Maya/Cinema 4D: select the "
             "geometry, not only cameras, lights or nulls)",
+        )
+    if kind == "texture":
+        return SceneFormatError(
+            f"FBX file {str(path)!r}: {message}",
+            hint="put the textures where the FBX file names them, or embed them in the FBX",
         )
     if kind == "large":
         return SceneTooLargeError(

@@ -41,6 +41,7 @@ __all__ = [
     "Image",
     "check_file",
     "read_image",
+    "srgb_decode",
     "srgb_encode",
 ]
 
@@ -240,6 +241,13 @@ def _native_output_silenced() -> Iterator[None]:
         for fd, copy in saved:
             os.dup2(copy, fd)
             os.close(copy)
+
+
+def srgb_decode(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """sRGB-encoded values in [0, 1] -> linear (the inverse of :func:`srgb_encode`)."""
+    x = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    out: npt.NDArray[np.float64] = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    return out
 
 
 def srgb_encode(linear: npt.ArrayLike) -> F32:

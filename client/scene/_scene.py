@@ -4,6 +4,9 @@ A :class:`Scene` is one of three kinds, each what one kernel family renders:
 
 - ``volume``: ``density`` ``(R, R, R)`` in [0, 1], indexed ``[x, y, z]``, +y up, the grid
   covering the cube ``bounds`` (world units) -- from a mesh, through :func:`voxelize_mesh`;
+  optionally ``albedo`` ``(R, R, R, 3)`` in [0, 1], the surface colour of each voxel (0 where
+  the density is 0), from the mesh's materials, vertex colours and textures (see
+  :mod:`blindframe.client.scene._colours`); ``volume@1`` renders occupancy only;
 - ``gbuffer``: ``normals`` ``(3, H, W)`` camera-space unit vectors (+x right, +y up, +z towards
   the viewer; ``0`` where no surface is) and ``albedo`` ``(3, H, W)`` in [0, 1] -- for ``shade``;
 - ``frame``: ``frame`` ``(C, H, W)`` in [0, 1], ``C`` 1 (grey) or 3 (RGB) -- for ``post``.
@@ -20,7 +23,7 @@ File conventions (:func:`load_scene`):
 - ``.fbx`` (binary FBX 7.1+, from 3ds Max, Maya, Cinema 4D): read by Blender's own FBX importer
   in a child process (the file's axes and units applied; ``up`` unused), voxelized likewise;
   each material's base colour (linear RGBA, as Blender holds it) is kept in the scene's meta as
-  ``materials``, a JSON object ``{name: [r, g, b, a]}`` (``volume@1`` renders occupancy only);
+  ``materials``, a JSON object ``{name: [r, g, b, a]}``, and colours the albedo grid;
 - a normal pass: PNG stores ``(n + 1) / 2`` per channel (a tangent-space-map style encoding
   of camera-space normals); EXR stores ``n`` raw in [-1, 1]. A pixel is background where the
   decoded vector is not close to unit length (black, or mid-grey, in a PNG; zero in an EXR) or
@@ -54,6 +57,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from blindframe.client.scene._colours import MeshColours, bake_albedo
 from blindframe.client.scene._errors import (
     BlenderSceneError,
     EmptySceneError,
@@ -93,6 +97,7 @@ __all__ = [
     "MESH_SUFFIXES",
     "MIN_RESOLUTION",
     "SCENE_FORMAT",
+    "SCENE_FORMAT_COLOURED",
     "BlenderSceneError",
     "EmptySceneError",
     "Scene",
@@ -126,6 +131,9 @@ SceneKind = Literal["volume", "gbuffer", "frame"]
 KINDS: tuple[SceneKind, ...] = ("volume", "gbuffer", "frame")
 DEFAULT_RESOLUTION = 64
 SCENE_FORMAT = "blindframe-scene/1"
+# Written instead of SCENE_FORMAT when a volume carries an albedo grid: a reader that knows only
+# /1 then names the format rather than refusing an unknown entry. Both are read.
+SCENE_FORMAT_COLOURED = "blindframe-scene/2"
 # Uncompressed bytes of a scene file's arrays: a 4096x4096 G-buffer (six float32 planes) fits.
 MAX_SCENE_BYTES = 512 * 1024 * 1024
 # Which kernel family renders which scene kind.
@@ -135,6 +143,8 @@ _ARRAYS: dict[SceneKind, tuple[str, ...]] = {
     "gbuffer": ("normals", "albedo"),
     "frame": ("frame",),
 }
+# Arrays a kind may hold besides its own: a volume's colours.
+_OPTIONAL: dict[SceneKind, tuple[str, ...]] = {"volume": ("albedo",), "gbuffer": (), "frame": ()}
 _NORMAL_LAYERS = ("normal", "normals", "n")
 _ALBEDO_LAYERS = ("diffcol", "diffuse color", "albedo", "denoising albedo", "base color")
 _FRAME_LAYERS = ("combined", "image", "composite", "beauty", "rgba", "")
@@ -174,6 +184,8 @@ class Scene:
                 if value is None:
                     raise SceneFormatError(f"a {self.kind} scene needs {name}")
                 object.__setattr__(self, name, _float_array(name, value))
+            elif name in _OPTIONAL[self.kind] and value is not None:
+                object.__setattr__(self, name, _float_array(name, value))
             elif value is not None:
                 raise SceneKindError(f"a {self.kind} scene has no {name}")
         if self.kind == "volume":
@@ -201,6 +213,16 @@ class Scene:
                 f"density grid side {side} is outside {MIN_RESOLUTION}..{MAX_RESOLUTION}"
             )
         _check_unit_range("density", density)
+        albedo = self.albedo
+        if albedo is not None:
+            if albedo.shape != (*density.shape, 3):
+                raise SceneFormatError(
+                    f"a volume's albedo must have shape {(*density.shape, 3)} (the density's "
+                    f"grid, RGB), not {albedo.shape}"
+                )
+            _check_unit_range("albedo", albedo)
+            if (albedo[density == 0] != 0).any():
+                raise SceneFormatError("a volume's albedo must be 0 where the density is 0")
 
     def _check_image(self) -> None:
         planes = [getattr(self, name) for name in _ARRAYS[self.kind]]
@@ -248,11 +270,16 @@ class Scene:
         source: str = "mesh",
         bounds: npt.ArrayLike | None = None,
         meta: Mapping[str, MetaValue] | None = None,
+        colours: MeshColours | None = None,
     ) -> Scene:
         """Voxelize triangles (+y up, world units) into a volume scene. ``bounds`` defaults to
-        the fitted cube (:func:`mesh_bounds`: the vertices the faces use, centred, aspect kept)."""
+        the fitted cube (:func:`mesh_bounds`: the vertices the faces use, centred, aspect kept).
+        With ``colours`` (one per triangle) the scene gets an albedo grid (:func:`bake_albedo`)."""
         box = mesh_bounds(vertices, faces) if bounds is None else bounds
         density = voxelize_mesh(vertices, faces, resolution, bounds=box)
+        albedo = None
+        if colours is not None:
+            albedo = bake_albedo(density, box, vertices, faces, colours).astype(np.float32)
         tris, pts = np.shape(faces), np.shape(vertices)
         info: dict[str, MetaValue] = {"triangles": int(tris[0]), "vertices": int(pts[0])}
         info.update(meta or {})
@@ -260,6 +287,7 @@ class Scene:
             "volume",
             source,
             density=density.astype(np.float32),
+            albedo=albedo,
             bounds=np.asarray(box, dtype=np.float64),
             meta=info,
         )
@@ -334,6 +362,7 @@ class Scene:
             assert self.density is not None
             out["resolution"] = self.resolution
             out["filled"] = round(float(self.density.mean()), 6)
+            out["coloured"] = self.albedo is not None
             if self.bounds is not None:
                 out["bounds"] = [[round(float(c), 6) for c in row] for row in self.bounds]
         else:
@@ -421,6 +450,7 @@ def load_scene(
             resolution=resolution,
             source=file.name,
             meta={"objects": mesh.objects, "up": up},
+            colours=mesh.colours,
         )
     if suffix in IMAGE_SUFFIXES:
         return _image_scene(read_image(file))
@@ -443,6 +473,7 @@ def _fbx_scene(file: Path, resolution: int) -> Scene:
         resolution=resolution,
         source=file.name,
         meta={"objects": fbx.mesh.objects, "up": "file", "materials": materials},
+        colours=fbx.mesh.colours,
     )
 
 
@@ -585,24 +616,28 @@ def _image_scene(image: Image) -> Scene:
 def save_scene(scene: Scene, path: str | os.PathLike[str]) -> Path:
     """Write ``scene`` as a ``.npz`` scene file (no pickle; atomic replace); return its path.
 
-    Entries: ``format`` (``"blindframe-scene/1"``), ``kind``, ``source``, ``meta`` (a JSON
-    object), the kind's float32 arrays (``density``; ``normals`` + ``albedo``; ``frame``) and,
-    for volumes with known bounds, ``bounds`` (float64 ``(2, 3)``). Strings are 0-d unicode
-    arrays, so ``numpy.load(path, allow_pickle=False)`` reads every entry.
+    Entries: ``format`` (``"blindframe-scene/1"``, or ``"blindframe-scene/2"`` for a volume
+    with an albedo grid), ``kind``, ``source``, ``meta`` (a JSON object), the kind's float32
+    arrays (``density`` and, when coloured, ``albedo`` ``(R, R, R, 3)``; ``normals`` +
+    ``albedo`` ``(3, H, W)``; ``frame``) and, for volumes with known bounds, ``bounds`` (float64
+    ``(2, 3)``). Strings are 0-d unicode arrays, so ``numpy.load(path, allow_pickle=False)``
+    reads every entry.
     """
     out = Path(path)
     if out.suffix.lower() != ".npz":
         raise SceneFormatError(
             f"scene files end in .npz (not {str(out)!r})", hint="name the output e.g. scene.npz"
         )
+    coloured = scene.kind == "volume" and scene.albedo is not None
     entries: dict[str, npt.NDArray[Any]] = {
-        "format": np.array(SCENE_FORMAT),
+        "format": np.array(SCENE_FORMAT_COLOURED if coloured else SCENE_FORMAT),
         "kind": np.array(scene.kind),
         "source": np.array(scene.source),
         "meta": np.array(json.dumps(dict(scene.meta), sort_keys=True)),
     }
-    for name in _ARRAYS[scene.kind]:
-        entries[name] = np.asarray(getattr(scene, name), dtype=np.float32)
+    for name in (*_ARRAYS[scene.kind], *_OPTIONAL[scene.kind]):
+        if getattr(scene, name) is not None:
+            entries[name] = np.asarray(getattr(scene, name), dtype=np.float32)
     if scene.bounds is not None:
         entries["bounds"] = np.asarray(scene.bounds, dtype=np.float64)
     try:
@@ -641,7 +676,7 @@ def _read_scene_file(path: Path) -> Scene:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise SceneFormatError(f"cannot read scene file {str(path)!r}: {exc}") from None
     fmt = _string(entries, "format", path)
-    if fmt != SCENE_FORMAT:
+    if fmt not in (SCENE_FORMAT, SCENE_FORMAT_COLOURED):
         raise SceneFormatError(
             f"{str(path)!r} is a {fmt!r} file, not a {SCENE_FORMAT} scene",
             hint="re-import the original model with this version of blindframe",
@@ -650,7 +685,8 @@ def _read_scene_file(path: Path) -> Scene:
     if kind not in KINDS:
         raise SceneFormatError(f"scene file {str(path)!r} has unknown kind {kind!r}")
     scene_kind: SceneKind = kind
-    allowed = {"format", "kind", "source", "meta", "bounds", *_ARRAYS[scene_kind]}
+    optional = _OPTIONAL[scene_kind] if fmt == SCENE_FORMAT_COLOURED else ()
+    allowed = {"format", "kind", "source", "meta", "bounds", *_ARRAYS[scene_kind], *optional}
     extra = sorted(set(entries) - allowed)
     if extra:
         raise SceneFormatError(f"scene file {str(path)!r} has unexpected entries {extra}")
@@ -663,6 +699,9 @@ def _read_scene_file(path: Path) -> Scene:
         if name not in entries:
             raise SceneFormatError(f"scene file {str(path)!r} ({kind}) lacks {name}")
         arrays[name] = entries[name]
+    for name in optional:
+        if name in entries:
+            arrays[name] = entries[name]
     bounds = entries.get("bounds")
     try:
         return Scene(
@@ -764,7 +803,9 @@ def preview_image(scene: Scene) -> npt.NDArray[np.float32]:
     """An RGB picture ``(H, W, 3)`` in [0, 1] of what the scene holds.
 
     volume: top row, the density seen along -z (front), -x (side) and -y (top), as thickness;
-    bottom row, the same views of the 16^3 occupancy ``volume@1`` encrypts. gbuffer: the
+    next row, the same views of the 16^3 occupancy ``volume@1`` encrypts; last, for a volume
+    with an albedo grid, the colour of the first occupied voxel seen from +z, +x and +y (the
+    same three views, unlit). gbuffer: the
     normals as ``(n + 1) / 2`` (background black) beside the albedo. frame: the frame.
     """
     if scene.kind == "volume":
@@ -780,7 +821,11 @@ def preview_image(scene: Scene) -> npt.NDArray[np.float32]:
         if occupancy.shape == scene.density.shape:
             rows.append(_projections(occupancy))
         grey = np.concatenate(rows, axis=0)
-        return np.repeat(grey[:, :, None], 3, axis=2).astype(np.float32)
+        rgb = np.repeat(grey[:, :, None], 3, axis=2)
+        if scene.albedo is not None:
+            colour = _colour_projections(scene.density > 0, scene.albedo.astype(np.float64))
+            rgb = np.concatenate([rgb, colour], axis=0)
+        return rgb.astype(np.float32)
     if scene.kind == "gbuffer":
         assert scene.normals is not None
         assert scene.albedo is not None
@@ -804,6 +849,29 @@ def _projections(grid: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return np.concatenate([views[0], gap, views[1], gap, views[2]], axis=1)
 
 
+def _colour_projections(
+    occupied: npt.NDArray[np.bool_], albedo: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The first occupied voxel's colour seen from +z (front), +x (side) and +y (top), laid out
+    like :func:`_projections` ``(R, 3R + 4, 3)``; black where a ray meets nothing."""
+
+    def first_hit(axis: int) -> npt.NDArray[np.float64]:
+        side = occupied.shape[axis]
+        # The viewer is on the + side: the last occupied index along the axis.
+        index = side - 1 - np.argmax(np.flip(occupied, axis), axis=axis)
+        seen = np.take_along_axis(albedo, np.expand_dims(index, axis)[..., None], axis=axis)
+        out: npt.NDArray[np.float64] = np.where(
+            occupied.any(axis=axis)[..., None], seen.squeeze(axis), 0.0
+        )
+        return out
+
+    front = first_hit(2).transpose(1, 0, 2)[::-1]  # rows: y from the top; columns: x
+    side = first_hit(0)[::-1, ::-1]  # rows: y; columns: -z
+    top = first_hit(1).transpose(1, 0, 2)  # rows: z from the back; columns: x
+    gap = np.zeros((occupied.shape[0], _PANEL_GAP, 3))
+    return np.concatenate([front, gap, side, gap, top], axis=1)
+
+
 # Height in pixels of the caption strip above each row of panels in a saved preview.
 _CAPTION_HEIGHT = 16
 _PANEL_GAP = 2  # pixels between panels in preview_image
@@ -820,6 +888,8 @@ def preview_panels(scene: Scene) -> list[list[str]]:
         scale = scene.resolution // GRID if scene.resolution % GRID == 0 else 1
         if GRID * scale == scene.resolution:
             rows.append([f"{GRID}^3 voxels: {view}" for view in views])
+        if scene.albedo is not None:
+            rows.append([f"colour: {view}" for view in views])
         return rows
     if scene.kind == "gbuffer":
         return [["normals (n+1)/2", "albedo"]]
@@ -830,8 +900,10 @@ def preview_caption(scene: Scene) -> str:
     """One sentence saying what a saved preview shows, for the command's output."""
     if scene.kind == "volume":
         text = "front, side and top views of the imported density (thickness)"
-        if len(preview_panels(scene)) > 1:
+        if any(row[0].endswith("voxels: front") for row in preview_panels(scene)):
             text += "; below, the 16^3 voxels volume@1 encrypts"
+        if scene.albedo is not None:
+            text += "; last, the colour of the nearest surface in each view"
         return text
     if scene.kind == "gbuffer":
         return "the normals pass as (n+1)/2, beside the albedo pass"

@@ -29,8 +29,11 @@ __all__ = ["import_scene"]
 
 # The kernel registry's ids, written out so `--help` needs no fhe_core import; a test keeps
 # them equal to blindframe.fhe_core.kernels.KERNEL_IDS.
-KERNEL_CHOICES = ("volume@1", "shade@1", "post@1")
-_KIND_OF = {"volume": "volume", "shade": "gbuffer", "post": "frame"}
+KERNEL_CHOICES = ("volume@1", "shade@1", "post@1", "surface@1")
+_KIND_OF = {"volume": "volume", "shade": "gbuffer", "post": "frame", "surface": "volume"}
+# Kernels whose input is made when the job is posted, from the scene and the job's parameters
+# (surface@1 bakes the albedo grid under the job's light): import only checks the scene's kind.
+_BAKED_WHEN_POSTED = ("surface@1",)
 
 
 @click.command("import")
@@ -93,7 +96,8 @@ def import_scene(
     """Turn FILE into a scene file that `blindframe client post` encrypts.
 
     FILE is a mesh (glTF/GLB, OBJ, STL, PLY, or binary FBX from 3ds Max, Maya or Cinema 4D,
-    read by Blender's FBX importer: voxelized for volume@1), a PNG/EXR frame (for post@1), a
+    read by Blender's FBX importer: voxelized for volume@1; its material and texture colours,
+    or vertex colours, are kept as a colour per voxel), a PNG/EXR frame (for post@1), a
     multilayer EXR with Normal and diffuse-colour passes, or a scene file (.npz). For shade@1
     give the two G-buffer passes instead: --normal N --albedo A.
     """
@@ -102,7 +106,7 @@ def import_scene(
     up_axis: UpAxis = "z" if up == "z" else "y"  # click.Choice already limited it to y|z
     scene = load_scene(file, normal=normal, albedo=albedo, resolution=resolution, up=up_axis)
     kernel = kernel_id or default_kernel(scene.kind)
-    inputs = to_kernel_input(scene, kernel)
+    inputs = () if kernel in _BAKED_WHEN_POSTED else to_kernel_input(scene, kernel)
     written = save_scene(scene, output)
     data: dict[str, Any] = {"output": str(written), **scene.summary(), "kernel": kernel}
     data["kernel_input"] = [
@@ -112,8 +116,9 @@ def import_scene(
         # FBX materials' base colours: the scene file keeps them as JSON text in its meta.
         data["materials"] = json.loads(str(scene.meta["materials"]))
     if scene.kind == "volume":
-        data["occupied"] = int((inputs[0] > 0).sum())
-        data["voxels"] = int(inputs[0].size)
+        if inputs:
+            data["occupied"] = int((inputs[0] > 0).sum())
+            data["voxels"] = int(inputs[0].size)
         # What post and render use when given no camera: the model framed in their default
         # frame (client.options.DEFAULT_FRAME, 64x64).
         data["camera"] = volume_camera(scene.density, (64, 64))
@@ -147,7 +152,13 @@ def _check_kind_early(
 def _human(data: dict[str, Any]) -> None:
     if data["kind"] == "volume":
         what = f"volume {data['resolution']}^3, {data['filled']:.1%} filled"
-        kernel = f"{data['kernel']}: {data['occupied']} of {data['voxels']} voxels occupied"
+        if data["coloured"]:
+            what += ", with colours"
+        kernel = (
+            f"{data['kernel']}: {data['occupied']} of {data['voxels']} voxels occupied"
+            if "occupied" in data
+            else f"{data['kernel']}: its input is baked when the job is posted"
+        )
     else:
         what = f"{data['kind']} {data['width']}x{data['height']}"
         shapes = ", ".join("x".join(map(str, k["shape"])) for k in data["kernel_input"])

@@ -27,6 +27,7 @@ from support.render_stack import KERNEL, RenderStack
 from blindframe.client._frames import frame_rgb
 from blindframe.client.blender import bootstrap
 from blindframe.client.blender.extract import extract_volume
+from blindframe.client.errors import JobOptionsError
 from blindframe.client.jobdir import JobDir, list_jobs
 from blindframe.client.scene import to_kernel_input
 from blindframe.client.scene._images import srgb_encode
@@ -38,6 +39,7 @@ REPO = "bf_test_repo"
 MODULE = f"bl_ext.{REPO}.blindframe"
 REWARD_ETH = "0.001"
 VOXELS = 24
+PAINT = (0.8, 0.2, 0.1, 1.0)
 
 
 def _validator() -> Path:
@@ -332,11 +334,87 @@ def test_options_and_scenes_of_every_kernel(addon: ModuleType) -> None:
         assert frame.frame_hw == (16, 16)
     finally:
         props.kernel = KERNEL
+    # A volume carries the selected objects' material colours (sRGB) for kernels that use them.
+    torus = next(obj for obj in scene.objects if obj.type == "MESH")
+    material = bpy.data.materials.new("paint")
+    if material.node_tree is None:
+        material.use_nodes = True
+    material.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = PAINT
+    torus.data.materials.append(material)
+    try:
+        volume = addon.extract_scene(scene, KERNEL, resolution=VOXELS)
+    finally:
+        torus.data.materials.clear()
+        bpy.data.materials.remove(material)
+    assert volume.albedo is not None
+    occupied = volume.density > 0
+    painted = np.tile(srgb_encode(np.array(PAINT[:3])), (int(occupied.sum()), 1))
+    np.testing.assert_allclose(volume.albedo[occupied], painted, atol=1e-6)
     options = addon.job_options(scene)
     assert options.frame == (16, 16)
     assert options.reward_wei == 10**15
     assert options.canaries == 0
     assert options.params == {"yaw": 20.0, "pitch": 15.0, "zoom": pytest.approx(1.15)}
+
+
+def test_a_frame_range_is_one_job_of_the_turntable_or_the_camera_path(
+    addon: ModuleType,
+) -> None:
+    scene = bpy.context.scene
+    props = scene.blindframe
+    start, end, camera = scene.frame_start, scene.frame_end, scene.camera
+    props.frame_range = True
+    try:
+        scene.frame_start, scene.frame_end = 1, 4
+        props.motion, props.orbit = "ORBIT", 180.0
+        options = addon.job_options(scene)
+        assert (options.frames, options.orbit, options.frame_angles) == (4, 180.0, None)
+        log: list[tuple[str, str]] = []
+        panel = type("Drawn", (), {"layout": _Layout(log)})()
+        bpy.types.RENDER_PT_blindframe.draw(panel, bpy.context)
+        assert {("prop", "frame_range"), ("prop", "motion"), ("prop", "orbit")} <= set(log)
+        assert ("label", "Frames 1..4 (Output Properties)") in log
+
+        # The scene camera's path: far from the torus, its direction is the orbit's angles
+        # (Blender's -Y is the orbit camera's yaw 0, +X its yaw 90, +Z up its pitch).
+        data = bpy.data.cameras.new("path")
+        follower = bpy.data.objects.new("path", data)
+        scene.collection.objects.link(follower)
+        scene.camera = follower
+        far = 1e4
+        for frame, where in (
+            (1, (0, -far, 0)),
+            (2, (far, 0, 0)),
+            (3, (0, far, far)),
+            (4, (0, 0, far)),
+        ):
+            follower.location = where
+            follower.keyframe_insert("location", frame=frame)
+        scene.frame_set(2)
+        props.motion = "CAMERA"
+        options = addon.job_options(scene)
+        assert options.frames is None
+        assert options.frame_angles is not None
+        got = [(a["yaw"], a["pitch"]) for a in options.frame_angles]
+        want = [(0.0, 0.0), (90.0, 0.0), (180.0, 45.0), (0.0, 89.0)]  # straight up: held at 89
+        for (yaw, pitch), (yaw_want, pitch_want) in zip(got, want, strict=True):
+            assert pitch == pytest.approx(pitch_want, abs=0.05)
+            if pitch_want < 89:
+                assert (yaw - yaw_want + 180) % 360 - 180 == pytest.approx(0, abs=0.05)
+        assert scene.frame_current == 2  # the scene is left on its frame
+
+        # (Blender keeps End >= Start: a range has a frame; a long one is refused.)
+        scene.frame_end = 300
+        for motion in ("ORBIT", "CAMERA"):
+            props.motion = motion
+            with pytest.raises(JobOptionsError, match=r"--frames must be 1\.\.256 \(not 300\)"):
+                addon.job_options(scene)
+    finally:
+        props.frame_range = False
+        props.motion = "ORBIT"
+        scene.frame_start, scene.frame_end, scene.camera = start, end, camera
+        if "path" in bpy.data.objects:
+            bpy.data.objects.remove(bpy.data.objects["path"])
 
 
 def test_submit_then_fetch_renders_the_selected_mesh(

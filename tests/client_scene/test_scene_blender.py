@@ -119,6 +119,64 @@ def test_volume_matches_the_glb_export(blend: Blend) -> None:
     assert np.abs(imported.density - volume.density).sum() <= 2.0
 
 
+def test_volume_carries_the_material_colour(blend: Blend) -> None:
+    volume = extract_volume(resolution=32)
+    assert volume.albedo is not None
+    occupied = volume.density > 0
+    expected = srgb_encode(np.array(BASE_COLOUR))
+    np.testing.assert_allclose(
+        volume.albedo[occupied], np.tile(expected, (occupied.sum(), 1)), atol=1e-6
+    )
+    assert not volume.albedo[~occupied].any()
+
+
+def test_volume_samples_an_image_texture(blend: Blend) -> None:
+    """A cube whose Base Color is a 2x2 image: its top faces' UVs sit in the green texel, the
+    others' in the red one. An image whose file is missing is refused."""
+    bpy.ops.mesh.primitive_cube_add(size=2.0, location=(10.0, 0.0, 0.0))
+    cube = bpy.context.active_object
+    image = bpy.data.images.new("texels", 2, 2)
+    # Blender stores the bottom row first: blue, white / red, green.
+    image.pixels.foreach_set(
+        np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 1, 0, 1], dtype=np.float32)
+    )
+    material = bpy.data.materials.new("textured")
+    if material.node_tree is None:
+        material.use_nodes = True
+    nodes = material.node_tree.nodes
+    texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    material.node_tree.links.new(
+        texture.outputs["Color"], nodes["Principled BSDF"].inputs["Base Color"]
+    )
+    cube.data.materials.append(material)
+    layer = cube.data.uv_layers.active
+    for polygon in cube.data.polygons:
+        uv = (0.75, 0.75) if polygon.normal.z > 0.5 else (0.25, 0.75)
+        for loop in polygon.loop_indices:
+            layer.data[loop].uv = uv
+    missing = bpy.data.images.new("missing", 4, 4)
+    try:
+        volume = extract_volume(objects=[cube], resolution=16)
+        assert volume.albedo is not None
+        # Blender's +z is the grid's +y: the top layer is green inside its rim, the bottom red.
+        np.testing.assert_allclose(volume.albedo[2:-2, -1, 2:-2], np.tile((0, 1, 0), (12, 12, 1)))
+        np.testing.assert_allclose(volume.albedo[2:-2, 0, 2:-2], np.tile((1, 0, 0), (12, 12, 1)))
+        missing.source = "FILE"
+        missing.filepath = str(blend.folder / "nowhere.png")
+        texture.image = missing
+        with pytest.raises(BlenderSceneError, match="cannot read image texture 'missing'"):
+            extract_volume(objects=[cube], resolution=16)
+    finally:
+        bpy.data.objects.remove(cube)
+        bpy.data.materials.remove(material)
+        bpy.data.images.remove(image)
+        bpy.data.images.remove(missing)
+        # Adding the cube selected it alone: the other tests extract the selected torus.
+        blend.torus.select_set(True)
+        bpy.context.view_layer.objects.active = blend.torus
+
+
 def test_volume_is_the_analytic_tori(blend: Blend) -> None:
     """Blender's Z-up world turned +y up, the object's transform applied: two tori."""
     volume = extract_volume(resolution=32)

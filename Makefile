@@ -61,8 +61,14 @@ faults: bootstrap ## fault scenarios of minutes each (tests/faults): RPC outages
 soak: bootstrap ## the load run (SOAK_ARGS="--jobs 50"): four nodes, many jobs at once, every wei and RSS checked
 	PYTHONPATH=tests $(PY) -m soak $(SOAK_ARGS)
 
-bench: bootstrap ## benchmarks (BENCH="fhe plans ipfs demo client report", --record): one table + chart
+bench: bootstrap $(BENCH_MESHES) ## benchmarks (BENCH="fhe plans ipfs demo client quality report", --record): one table + chart
 	$(PY) -m bench $(BENCH)
+
+# The quality bench's sample meshes (ant, airplane) come in pyvista's wheel. They are unpacked
+# beside the venv, not into it: pyvista itself needs VTK, which nothing here installs.
+$(BENCH_MESHES): $(VENV)/.installed
+	$(PY) -m pip install --quiet --no-deps --upgrade --target $(VENV)/bench-meshes 'pyvista==0.49.2'
+	touch $@
 
 clean: ## remove build outputs (keeps .venv and node_modules)
 	rm -rf contracts/out contracts/cache .pytest_cache .mypy_cache .ruff_cache

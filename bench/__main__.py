@@ -14,8 +14,9 @@ import pkgutil
 import sys
 from pathlib import Path
 
-# The order a full run takes: the client bench reads the demo run's job directory.
-ORDER = ("fhe", "plans", "ipfs", "demo", "client")
+# The order a full run takes: the client bench reads the demo run's job directory; quality
+# (the kernels' twins against Blender Cycles) needs no stack and comes last.
+ORDER = ("fhe", "plans", "ipfs", "demo", "client", "quality")
 
 
 def _subjects() -> dict[str, str]:

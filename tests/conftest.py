@@ -35,13 +35,22 @@ _EXIT_STATUS = pytest.StashKey[int]()
 _TESTS = Path(__file__).resolve().parent
 
 
+def _xdist_group(item: pytest.Item) -> str:
+    parts = item.path.resolve().relative_to(_TESTS).parts
+    if parts[0] == "e2e" and "shared_stack" not in getattr(item, "fixturenames", ()):
+        return "/".join(parts)  # an end-to-end module that starts stacks of its own
+    return parts[0]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs two workers, ``--dist loadgroup``) each area of the
     suite (a folder under tests/) runs on one worker: its session fixtures (key sets, IPFS
-    nodes, the end-to-end render stack) are built once, not once per worker."""
+    nodes, the end-to-end render stack) are built once, not once per worker. End-to-end
+    modules with stacks of their own are groups of their own, and the end-to-end groups, the
+    longest, are handed out first, so no worker is left with one of them at the end."""
     for item in items:
-        area = item.path.resolve().relative_to(_TESTS).parts[0]
-        item.add_marker(pytest.mark.xdist_group(area))
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
+    items.sort(key=lambda item: not _xdist_group(item).startswith("e2e"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -346,10 +346,20 @@ def test_a_live_render_in_the_browser(
         assert page.inner_text("#eta") == ""
         # The header names the artist's image and its tiles (a volume job's canary margin aside).
         assert " · 16×16 · 4 tiles × " in page.inner_text("#job-title")
-        events = page.eval_on_selector_all("#events tbody tr", "rs => rs.map(r => r.dataset.event)")
-        assert {"JobPosted", "TilesClaimed", "Committed", "Revealed", "LeaseSettled"} <= set(events)
         # Each claim is one lease and each lease settles once; how the four tiles split into
-        # leases depends on which node reaches the job's plan first (two leases or three).
+        # leases depends on which node reaches the job's plan first (two leases or three). The
+        # events panel follows the chain's logs, which may reach the page a poll after the
+        # balances it shows: wait (a while) for the last settle to show there too.
+        deadline = time.monotonic() + 30
+        while True:
+            events = page.eval_on_selector_all(
+                "#events tbody tr", "rs => rs.map(r => r.dataset.event)"
+            )
+            settled = events.count("LeaseSettled") >= events.count("TilesClaimed")
+            if settled or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(200)
+        assert {"JobPosted", "TilesClaimed", "Committed", "Revealed", "LeaseSettled"} <= set(events)
         claims = events.count("TilesClaimed")
         assert claims == events.count("LeaseSettled") >= 2, events
 

@@ -7,6 +7,9 @@ tile a frame, no canary ring), replication 1, so it adds one short job to the sh
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,6 +87,16 @@ def test_a_two_frame_turntable_is_one_job_and_every_frame_equals_its_twin(
         assert getattr(preview, "n_frames", 1) == 2
     with Image.open(directory / "frame.png") as preview:  # what the dashboard shows
         assert getattr(preview, "n_frames", 1) == 2
+
+    # What the dashboard and `client status` show: each frame's tiles, all verified.
+    status = subprocess.run(
+        [sys.executable, "-m", "blindframe", "--json", "client", "status", str(job_id)],
+        env=stack.env, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert json.loads(status.stdout)["frames"] == [
+        {"frame": 0, "tiles": 1, "done": 1},
+        {"frame": 1, "tiles": 1, "done": 1},
+    ]
 
     for name in ("node-0", "node-1"):
         withdraw(stack, name)  # the shared stack's nodes leave with nothing pending

@@ -16,6 +16,7 @@ from blindframe.client._posting import _prepare
 from blindframe.client.artist import Artist
 from blindframe.client.options import JobOptions
 from blindframe.client.scene import Scene
+from blindframe.client.scene._images import srgb_encode
 from blindframe.coordinator.config import load_settings
 from blindframe.fhe_core._surface import COLOURS, GREY
 from blindframe.fhe_core.artist_jobs import plain_frame, plan_volume_job
@@ -63,7 +64,8 @@ def test_a_mesh_becomes_a_painted_frame(tmp_path: Path) -> None:
     lit = shown[:, hit]
     np.testing.assert_array_equal(lit[0], lit[1])
     np.testing.assert_array_equal(lit[1], lit[2])
-    assert 0 < lit.max() <= round(255 * GREY)
+    # grey is linear albedo; the palette is sRGB-encoded for display
+    assert 0 < lit.max() <= round(255 * float(srgb_encode(GREY)))
 
 
 def test_a_scene_with_colours_is_painted_in_them(tmp_path: Path) -> None:

@@ -187,6 +187,13 @@ def markdown(figures: dict[str, Any]) -> str:
         f"Measured {m.get('date', '?')} on {m.get('cpu', '?')} ({m.get('cores', '?')} cores, "
         f"{m.get('memoryGiB', '?')} GiB, Python {m.get('python', '?')}, Concrete "
         f"{m.get('concrete', '?')}); load average at the start {m.get('loadAverage', '?')}.",
+        "Each part was recorded when it ran: "
+        + "; ".join(
+            f"{name} {part['at']} (load average {part.get('loadAverage', '?')})"
+            for name, part in sorted(figures.items())
+            if isinstance(part, dict) and "at" in part
+        )
+        + ".",
         "",
         "| figure | this run | baseline (same run) | ratio | target / note |",
         "| --- | --- | --- | --- | --- |",

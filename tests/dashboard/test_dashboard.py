@@ -317,6 +317,18 @@ def test_a_live_render_in_the_browser(
         result = json.loads(out)
         # Give the stream a moment to carry the last payments, then keep the picture.
         page.wait_for_selector("#payments tr[data-key=paidToWorkers] td:text('0.004 ETH')")
+        # The frame may show a poll before the last tiles' settles: follow them to their end.
+        deadline = time.monotonic() + 30
+        while True:
+            tiles = _tiles(page)
+            for tile, state, holder in tiles:
+                seen = history.setdefault(tile, [])
+                if not seen or seen[-1] != state:
+                    seen.append(state)
+                holders[tile] = holder
+            if all(s == "settled" for _, s, _ in tiles) or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(200)
         ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACT), full_page=True)
         with capsys.disabled():

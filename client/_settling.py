@@ -15,7 +15,7 @@ from blindframe.client.reports import (
     RefundReport,
     SettleReport,
 )
-from blindframe.client.snapshot import LeaseStatusName
+from blindframe.client.snapshot import JobSnapshot, LeaseStatusName
 from blindframe.client.units import format_duration
 from blindframe.coordinator.errors import ContractRevertError
 from blindframe.coordinator.market import (
@@ -40,11 +40,12 @@ def settle(
     snap = artist.snapshot(ref)
     verdicts = directory.verdicts()
     now = artist.chain_now()
+    verified_lanes = _verified_lanes(snap, verdicts)
     ready, waiting = [], []
     for lease in snap.leases:
         if lease.juror or lease.status != LeaseStatusName.REVEALED:
             continue
-        why = _settle_blocker(lease, verdicts, now)
+        why = _settle_blocker(lease, verdicts, now, verified_lanes, snap.replication)
         if why is None:
             ready.append(lease.lease_id)
         else:
@@ -81,8 +82,30 @@ def settle(
     return SettleReport(ref, tuple(settled), paid, tuple(waiting))
 
 
-def _settle_blocker(lease: Any, verdicts: Verdicts, now: int) -> str | None:
-    """Why a revealed replica lease cannot be settled now (None: it can)."""
+def _verified_lanes(snap: JobSnapshot, verdicts: Verdicts) -> dict[int, set[int]]:
+    """Tile -> the replica lanes whose revealed (or paid) result the client verified ok on it."""
+    lanes: dict[int, set[int]] = {}
+    for lease in snap.leases:
+        if lease.juror or lease.status not in (LeaseStatusName.REVEALED, LeaseStatusName.SETTLED):
+            continue
+        for tile in range(lease.first_tile, lease.first_tile + lease.count):
+            if verdicts.tile_verdict(lease.lease_id, tile) == VerdictStatus.OK:
+                lanes.setdefault(tile, set()).add(lease.lane)
+    return lanes
+
+
+def _settle_blocker(
+    lease: Any,
+    verdicts: Verdicts,
+    now: int,
+    verified_lanes: dict[int, set[int]],
+    replication: int,
+) -> str | None:
+    """Why a revealed replica lease cannot be settled now (None: it can). Before the challenge
+    window ends, a lease whose every tile the client verified ok in every replica lane is
+    accepted at once: the window only hosts disagreement proofs between those replicas, and
+    all of them gave the twin's pixels (the contract allows the early accept once every lane
+    revealed; contracts/README.md, "Early acceptance")."""
     verdict = verdicts.leases.get(lease.lease_id)
     if verdict is None or verdict.status == VerdictStatus.PENDING:
         return "not verified by the client yet"
@@ -100,7 +123,17 @@ def _settle_blocker(lease: Any, verdicts: Verdicts, now: int) -> str | None:
     if not lease.verified_at:
         return "the chain does not count it as verified yet"
     if now <= lease.verified_at:
-        return f"the challenge window runs {lease.verified_at - now + 1} s more"
+        every_lane = set(range(replication))
+        unchecked = [
+            t
+            for t in range(lease.first_tile, lease.first_tile + lease.count)
+            if t not in lease.forfeited and verified_lanes.get(t, set()) != every_lane
+        ]
+        if unchecked:
+            return (
+                f"the challenge window runs {lease.verified_at - now + 1} s more (or until "
+                f"every replica of tiles {unchecked} verified)"
+            )
     return None
 
 

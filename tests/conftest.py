@@ -134,11 +134,13 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
 
 
 @pytest.fixture
-def fresh_chain(tmp_path: Path) -> Iterator[Chain]:
-    """A chain of its own, for tests that move its clock or count every wei."""
+def fresh_chain(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Chain]:
+    """A chain of its own, for tests that move its clock or count every wei (market parameters
+    from a ``chain_overrides`` mark, over the local stack's)."""
+    mark = request.node.get_closest_marker("chain_overrides")
     anvil = start_anvil(tmp_path / "anvil")
     try:
-        yield _deploy(anvil)
+        yield _deploy(anvil, mark.kwargs if mark else None)
     finally:
         anvil.stop()
 

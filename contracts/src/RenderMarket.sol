@@ -624,7 +624,11 @@ contract RenderMarket is IRenderMarket, Payments, Staking, MarketBase {
         }
         _requireContestsResolved(jobId, leaseId, l.firstTile, l.count);
         uint256 verified = _verifiedAt(jobId, job, l);
-        if (block.timestamp <= verified) revert MarketNotVerified(leaseId, verified, block.timestamp);
+        // Before the challenge window ends, only the client may accept, and only once every
+        // replica lane revealed the lease's tiles (see IRenderMarket.settle for why that is safe).
+        if (block.timestamp <= verified && (finalizing || !_everyLaneRevealed(jobId, job, l))) {
+            revert MarketNotVerified(leaseId, verified, block.timestamp);
+        }
         if (finalizing && block.timestamp <= verified + _ACCEPTANCE_WINDOW) {
             revert MarketAcceptanceOpen(leaseId, verified + _ACCEPTANCE_WINDOW, block.timestamp);
         }

@@ -758,6 +758,80 @@ contract MarketAttacksTest is MarketFixture {
     }
 
     /*//////////////////////////////////////////////////////////////
+                         EARLY ACCEPTANCE BY THE CLIENT
+    //////////////////////////////////////////////////////////////*/
+
+    /// Attack: the client's sybil replica reveals a wrong tile beside an honest one, and the
+    /// client accepts its sybil at once, before the challenge window, so the honest worker can no
+    /// longer prove the disagreement (and the sybil escapes its slash). Cost: the sybil's reward
+    /// is the client's own escrow; the client then refuses to accept the honest lease. Stopped
+    /// by: the honest lease stays Revealed and anyone finalizes it after the acceptance window;
+    /// alice is paid in full, her stake untouched. All she misses is the bounty the slash of a
+    /// replica the client paid itself would have brought.
+    function test_attack_clientAcceptsItsWrongSybilEarly_honestReplicaPaidInFull() public {
+        _stake(alice);
+        vm.prank(mallory);
+        market.stake{value: STAKE}(CAPACITY);
+        uint256 job = _post(4, 2);
+        uint256 a = _claim(alice, job, 0, 0, 4);
+        vm.prank(mallory);
+        uint256 m = market.claim(job, 1, 0, 4);
+        forged[m] = 1;
+        _commit(a);
+        _commit(m);
+        _reveal(a);
+        _reveal(m);
+        // The client's sybil replica, accepted in the reveal's own block.
+        vm.prank(client);
+        market.settle(job, _ids(m));
+        assertEq(market.pendingBalance(mallory), 4 * REWARD);
+        IRenderMarket.Opening[] memory o = _openings(a, m, 1, _allLeaves());
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IRenderMarket.MarketWrongLeaseStatus.selector,
+                m,
+                IRenderMarket.LeaseStatus.Settled,
+                IRenderMarket.LeaseStatus.Revealed
+            )
+        );
+        vm.prank(alice);
+        market.proveDisagreement(job, 1, a, m, o);
+        // The client never accepts alice: the acceptance window runs out and eve finalizes.
+        uint256 v = market.verifiedAt(a);
+        vm.warp(v + p.acceptanceWindow + 1);
+        vm.prank(eve);
+        market.finalize(job, _ids(a));
+        assertEq(market.pendingBalance(alice), 4 * REWARD);
+        assertEq(market.workerInfo(alice).stake, STAKE);
+        assertEq(market.workerInfo(alice).faults, 0);
+        assertEq(market.getJob(job).escrow, 0);
+        assertEq(address(market).balance, _owed(1, _everyoneAnd(mallory)));
+    }
+
+    /// Attack: the client sees a disagreement coming and races the proof with an early accept
+    /// of the replica it wants paid. Stopped by: a proof mined first blocks the accept of both
+    /// sides (and of every replica of the tile) until the contest resolves; the loser is slashed.
+    function test_attack_earlyAcceptRacesAProof_contestWins() public {
+        (uint256 job, uint256 a, uint256 b, uint256 c) = _contested(1); // bob forged
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketLeaseContested.selector, b, 1));
+        vm.prank(client);
+        market.settle(job, _ids(b));
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketLeaseContested.selector, a, 1));
+        vm.prank(client);
+        market.settle(job, _ids(a));
+        _jury(c);
+        _proveFar(alice, c, 1);
+        vm.warp(block.timestamp + p.challengeWindow + 1);
+        market.resolveContest(c);
+        vm.prank(client);
+        market.settle(job, _ids(a, b));
+        assertEq(market.pendingBalance(alice), 4 * REWARD + fraudBounty);
+        assertEq(market.pendingBalance(bob), 3 * REWARD);
+        assertEq(market.workerInfo(bob).stake, STAKE - fraud);
+        assertEq(address(market).balance, _owed(1, _everyone()));
+    }
+
+    /*//////////////////////////////////////////////////////////////
                                   FUZZ
     //////////////////////////////////////////////////////////////*/
 

@@ -801,11 +801,67 @@ contract RenderMarketTest is MarketFixture {
         market.settle(job, _ids(a));
     }
 
-    function test_settle_revertsBeforeVerification() public {
-        (uint256 job, uint256 a,) = _honestPair();
+    function test_settle_revertsBeforeVerificationWhileAReplicaIsUnrevealed() public {
+        _stake(alice);
+        _stake(bob);
+        uint256 job = _post(4, 2);
+        uint256 a = _claim(alice, job, 0, 0, 4);
+        uint256 b = _claim(bob, job, 1, 0, 4);
+        _commit(a);
+        _commit(b);
+        _reveal(a);
         uint256 v = market.verifiedAt(a);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotVerified.selector, a, v, block.timestamp));
+        vm.prank(client);
+        market.settle(job, _ids(a));
         vm.warp(v);
         vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotVerified.selector, a, v, v));
+        vm.prank(client);
+        market.settle(job, _ids(a));
+    }
+
+    function test_settle_acceptsEarlyOnceEveryReplicaRevealed() public {
+        (uint256 job, uint256 a, uint256 b) = _honestPair();
+        uint256 v = market.verifiedAt(a);
+        assertLt(block.timestamp, v);
+        vm.expectEmit(address(market));
+        emit IRenderMarket.LeaseSettled(a, job, alice, 4, 4 * REWARD);
+        vm.prank(client);
+        market.settle(job, _ids(a, b));
+        assertEq(market.pendingBalance(alice), 4 * REWARD);
+        assertEq(market.pendingBalance(bob), 4 * REWARD);
+        assertEq(market.getJob(job).escrow, 0);
+        assertEq(market.workerInfo(alice).completed, 4);
+    }
+
+    function test_settle_earlyAcceptanceIsClientOnlyAndFinalizeStillWaits() public {
+        (uint256 job, uint256 a,) = _honestPair();
+        uint256 v = market.verifiedAt(a);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotClient.selector, job, eve, client));
+        vm.prank(eve);
+        market.settle(job, _ids(a));
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotVerified.selector, a, v, block.timestamp));
+        vm.prank(eve);
+        market.finalize(job, _ids(a));
+    }
+
+    function test_settle_earlyAcceptanceReadsEachLeasesOwnTiles() public {
+        _stake(alice);
+        _stake(bob);
+        uint256 job = _post(4, 2);
+        uint256 a = _claim(alice, job, 0, 0, 4);
+        uint256 b = _claim(bob, job, 1, 0, 2); // lane 1's tiles 2 and 3 stay unclaimed
+        _commit(a);
+        _commit(b);
+        vm.warp(market.getLease(a).commitDeadline + 1); // reveals wait for the commit window
+        _reveal(a);
+        _reveal(b);
+        // Bob's tiles were revealed in both lanes; alice's tiles 2 and 3 only in hers.
+        vm.prank(client);
+        market.settle(job, _ids(b));
+        assertEq(market.pendingBalance(bob), 2 * REWARD);
+        uint256 v = market.verifiedAt(a);
+        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotVerified.selector, a, v, block.timestamp));
         vm.prank(client);
         market.settle(job, _ids(a));
     }
@@ -885,17 +941,14 @@ contract RenderMarketTest is MarketFixture {
         assertEq(market.verifiedAt(a), cap + p.challengeWindow);
     }
 
-    function test_verifiedAt_replicationOneIsTheRevealAndSettlesAfterIt() public {
+    function test_verifiedAt_replicationOneIsTheRevealAndSettlesAtIt() public {
         _stake(alice);
         uint256 job = _post(2, 1);
         uint256 a = _claim(alice, job, 0, 0, 2);
         _commitReveal(a);
         uint256 t = block.timestamp;
         assertEq(market.verifiedAt(a), t);
-        vm.expectRevert(abi.encodeWithSelector(IRenderMarket.MarketNotVerified.selector, a, t, t));
-        vm.prank(client);
-        market.settle(job, _ids(a));
-        vm.warp(t + 1); // a challenge window earlier than at replication 2
+        // Its only lane revealed, so the client may accept in the reveal's own block.
         vm.prank(client);
         market.settle(job, _ids(a));
         assertEq(market.pendingBalance(alice), 2 * REWARD);

@@ -184,6 +184,53 @@ def test_a_job_through_its_states_to_the_decrypted_frame(
     assert "complete (as of " in row
 
 
+@pytest.mark.chain_overrides(challengeWindow=3600)
+def test_replicas_all_verified_are_paid_before_the_challenge_window(
+    fresh_chain: Chain, make_home: Callable[..., Home], worker_store: IpfsStore
+) -> None:
+    # Replication 2 with an hour's challenge window: the client accepts a lease as soon as
+    # every replica of its tiles revealed and decrypted to the twin, not an hour later.
+    chain = fresh_chain
+    home = make_home(chain)
+    artist = home.artist()
+    ref = artist.post(
+        "sample", JobOptions(frame=(16, 16), canaries=0, reward_wei=REWARD, replication=2)
+    ).ref
+    alice, bob = RenderNode(chain, worker_store), RenderNode(chain, worker_store)
+    whole = alice.claim(ref.job_id, 0, 4, lane=0)
+    front = bob.claim(ref.job_id, 0, 2, lane=1)
+    back = bob.claim(ref.job_id, 2, 2, lane=1)
+    outputs = alice.compute(ref.job_id, range(4))
+    commits = {
+        whole: alice.commit(ref.job_id, whole, 0, [outputs[t] for t in range(4)]),
+        front: bob.commit(ref.job_id, front, 0, [outputs[0], outputs[1]]),
+        back: bob.commit(ref.job_id, back, 2, [outputs[2], outputs[3]]),
+    }
+    alice.reveal(whole, *commits[whole])
+    bob.reveal(front, *commits[front])
+
+    # Tiles 0 and 1 have both replicas verified: bob's first lease is paid at once. Alice's
+    # lease also holds tiles 2 and 3, whose second replica has not revealed: it waits.
+    first = artist.settle(ref)
+    assert first.settled == (front,)
+    assert first.paid_wei == 2 * REWARD
+    (waiting,) = first.waiting
+    assert waiting["leaseId"] == whole
+    assert "every replica of tiles [2, 3] verified" in waiting["reason"]
+
+    bob.reveal(back, *commits[back])
+    second = artist.settle(ref)
+    assert sorted(second.settled) == sorted((whole, back))
+    market = Market(chain.w3, chain.deployment)
+    # Paid before the chain's own verification time, which is an hour after the last reveal.
+    assert chain.now() < market.verified_at(whole) - 3000
+    assert market.pending_balance(alice.address) == 4 * REWARD
+    assert market.pending_balance(bob.address) == 4 * REWARD
+    snap = artist.snapshot(ref)
+    assert snap.complete
+    assert _tile_states(snap) == ["settled"] * 4
+
+
 def test_wrong_results_are_disputed_and_undelivered_ones_challenged_for_availability(
     fresh_chain: Chain, make_home: Callable[..., Home], worker_store: IpfsStore
 ) -> None:

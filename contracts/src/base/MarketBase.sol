@@ -249,6 +249,23 @@ abstract contract MarketBase is StakingBase {
         if (cancelledAt != 0 && cancelledAt + job.leaseLength < last) last = cancelledAt + job.leaseLength;
     }
 
+    /// @dev Every replica lane revealed all of the lease's tiles (its own lane did: it revealed).
+    function _everyLaneRevealed(uint256 jobId, IRenderMarket.Job storage job, IRenderMarket.Lease storage l)
+        internal
+        view
+        returns (bool)
+    {
+        uint256 replication = job.replication;
+        uint256 first = l.firstTile;
+        uint256 count = l.count;
+        uint256 own = l.lane;
+        for (uint256 lane; lane < replication; ++lane) {
+            if (lane == own) continue; // <= MAX_REPLICATION lanes
+            if (_laneRevealTime(jobId, lane, first, count, type(uint256).max) == type(uint256).max) return false;
+        }
+        return true;
+    }
+
     /// @dev When lane `lane` revealed all of [first, first + count) (latest reveal in its bitmap
     /// words), or `horizon` while some tile of the range is unrevealed there.
     function _laneRevealTime(uint256 jobId, uint256 lane, uint256 first, uint256 count, uint256 horizon)

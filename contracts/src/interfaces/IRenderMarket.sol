@@ -586,7 +586,13 @@ interface IRenderMarket is IStaking, IPayments {
     //////////////////////////////////////////////////////////////*/
 
     /// @notice The client accepts verified leases of its job: rewards are credited, collateral
-    /// released, reputation counted. At most MAX_BATCH leases.
+    /// released, reputation counted. At most MAX_BATCH leases. A lease is accepted after
+    /// verifiedAt, or earlier once every replica lane revealed its tiles: the challenge window
+    /// only hosts disagreement proofs between those replicas, and what an early accept ends is
+    /// the client's own recourse. A worker it does not accept keeps its lease Revealed and is paid
+    /// by `finalize` after the window; a replica it accepts can no longer be contested, so an
+    /// honest worker facing the client's own wrong replica is paid either way and loses only the
+    /// bounty that replica's slash would have brought; a contest already open blocks the accept.
     function settle(uint256 jobId, uint256[] calldata leaseIds) external;
 
     /// @notice Same as `settle`, by anyone, for leases whose acceptance window has passed.
@@ -679,7 +685,8 @@ interface IRenderMarket is IStaking, IPayments {
     /// job min(deadline, cancelledAt + leaseLength) + revealWindow), never later than
     /// challengeWindow after revealedAt + leaseLength + revealWindow: no replica of its tiles can
     /// commit after its reveal, so none can reveal after that. Settlement needs
-    /// now > verifiedAt; finalize and the end of disputes, now > verifiedAt + acceptanceWindow.
+    /// now > verifiedAt, or every replica lane revealed (see `settle`); finalize and the end of
+    /// disputes, now > verifiedAt + acceptanceWindow.
     /// 0 for an unrevealed lease.
     function verifiedAt(uint256 leaseId) external view returns (uint256);
 

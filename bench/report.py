@@ -168,6 +168,17 @@ def _client_rows(client: dict[str, Any]) -> list[Row]:
                 f"{per:.0f} us per frame pixel",
             )
         )
+    tree = client.get("tileTree")
+    if tree:
+        rows.append(
+            (
+                "one tile's Merkle tree s (client and node)",
+                f"{tree['seconds']:.3f}",
+                f"{tree['baselineSeconds']:.3f} (pycryptodome keccak)",
+                _ratio(tree["seconds"], tree["baselineSeconds"]),
+                "",
+            )
+        )
     return rows
 
 

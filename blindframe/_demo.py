@@ -96,8 +96,9 @@ def _say(text: str) -> None:
     "--challenge-window",
     type=click.IntRange(5, 3600),
     default=None,
-    help="Seconds replicas may challenge each other after the last reveal; the last settle "
-    "waits them out (default: the local stack's 60).",
+    help="Seconds replicas may challenge each other after the last reveal (default: the local "
+    "stack's 60). The artist settles at once a lease whose every replica it verified; a "
+    "wrong or missing replica makes the settle wait the window out.",
 )
 @click.option("--keep", is_flag=True, help="Leave the stack and the render nodes running.")
 @click.pass_context
@@ -375,8 +376,6 @@ def _summary(
     canary_tiles = int(state.get("quote", {}).get("canaryTiles", 0))
     detection = Detection(job.tileCount, canary_tiles, job.replication, ring=True)
     frame_png, twin_png = pngs
-    # The last settle waits out the challenge window after the last reveal (replication > 1).
-    window = int(market.params.get("challengeWindow", 0)) if job.replication > 1 else 0
     return {
         "frame": [size, size],
         "tiles": job.tileCount,
@@ -390,7 +389,7 @@ def _summary(
         "resultBytes": results,
         "detection": detection.to_json(),
         "detectionText": detection.text(),
-        "split": _time_split(clock, calls, jobdir, frame_png, window),
+        "split": _time_split(clock, calls, jobdir, frame_png),
         "clientSeconds": state.get("seconds", {}),
         "nodes": [_earnings(market, name, addresses[name]) for name in names],
     }
@@ -459,14 +458,13 @@ def _market_calls(w3: Any, market: Market, first_block: int) -> list[_Call]:
 
 
 def _time_split(
-    clock: _Clock, calls: list[_Call], jobdir: Path | None, frame_png: Path, window: int
+    clock: _Clock, calls: list[_Call], jobdir: Path | None, frame_png: Path
 ) -> list[dict[str, Any]]:
     """The demo's wall time in consecutive phases, from the demo's clock, the chain's block
     times (whole seconds) and the artist's job directory: each phase ends at a milestone
     (the last commit, the last reveal, ...) and starts where the one before ended, so the
     phases add up to the time from the start to the render's end (the summary's own reading of
-    the chain comes after). ``window``: the challenge window the last settle waits out (0 at
-    replication 1)."""
+    the chain comes after)."""
 
     def last(*functions: str) -> float | None:
         times = [c.at for c in calls if c.function in functions]
@@ -492,9 +490,7 @@ def _time_split(
         (
             "settle",
             last("settle", "finalize"),
-            f"until the last settle (after the {window} s challenge window)"
-            if window
-            else "until the last settle",
+            "until the last settle (at once when every replica verified)",
         ),
         (
             "decrypt",

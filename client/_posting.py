@@ -361,7 +361,6 @@ def _quote(artist: Artist, staged: _Staged) -> Quote:
             "manifest": len(manifest.to_bytes()),
         },
         profiles=profiles,
-        challenge_window=int(market.params.get("challengeWindow", 0)),
         max_fee=market.sender.max_fee,
         frames=prepared.frame_count,
     )

@@ -266,7 +266,6 @@ def _quote(
         post_gas=post_gas,
         upload={"inputs": 0, "evaluationKeys": 0, "manifest": len(document.to_bytes())},
         profiles=profiles,
-        challenge_window=int(market.params.get("challengeWindow", 0)),
         max_fee=market.sender.max_fee,
     )
 

@@ -14,8 +14,8 @@
 - **checks**: what catches a wrong tile, with what probability (:mod:`.canaries`): the twin
   check of every tile, replicas compared, and what the canary tiles alone would catch;
 - **wall time**: rendering at the pace online nodes advertise (ms per tile, free capacity;
-  :mod:`.pace`), then, above replication 1, the challenge window before the last lease can be
-  settled (at replication 1 no replica can be compared, so a lease is verified when it reveals).
+  :mod:`.pace`). The client settles a lease as soon as every replica of its tiles verified, so
+  an honest render waits no challenge window (a wrong or missing replica does: not quoted).
   "unknown" when fewer nodes advertise the kernel than the job has replicas.
 """
 
@@ -70,7 +70,6 @@ class Quote:
     upload: Mapping[str, int]  # inputs, evaluationKeys, manifest
     nodes: int  # nodes advertising the kernel with room to claim
     render_seconds: int | None  # None: unknown
-    settle_wait_seconds: int  # the challenge window after the last reveal (replication > 1)
     # Frames of an animation job: tile_count and canary_tiles are over all of them.
     frames: int = 1
 
@@ -96,10 +95,8 @@ class Quote:
 
     @property
     def expected_seconds(self) -> int | None:
-        """Post to the last settlement (None: unknown)."""
-        if self.render_seconds is None:
-            return None
-        return self.render_seconds + self.settle_wait_seconds
+        """Post to the last settlement (None: unknown): the render, every replica honest."""
+        return self.render_seconds
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form (wei as strings); kept in the job's job.json."""
@@ -123,25 +120,18 @@ class Quote:
             "uploadBytes": self.upload_bytes,
             "nodes": self.nodes,
             "renderSeconds": self.render_seconds,
-            "settleWaitSeconds": self.settle_wait_seconds,
             "expectedSeconds": self.expected_seconds,
         }
 
     def time_text(self) -> str:
-        """``about 4m (3m rendering, then 1m challenge window)``, or why it is unknown."""
+        """``about 3m (3m rendering on 2 node(s))``, or why it is unknown."""
         if self.render_seconds is None:
             return (
                 f"unknown ({self.nodes} node(s) advertise {self.kernel} with room; "
                 f"replication {self.replication} needs {self.replication})"
             )
-        assert self.expected_seconds is not None
         rendering = f"{format_duration(self.render_seconds)} rendering on {self.nodes} node(s)"
-        if not self.settle_wait_seconds:
-            return f"about {format_duration(self.expected_seconds)} ({rendering})"
-        return (
-            f"about {format_duration(self.expected_seconds)} ({rendering}, then the "
-            f"{format_duration(self.settle_wait_seconds)} challenge window)"
-        )
+        return f"about {format_duration(self.render_seconds)} ({rendering})"
 
     def lines(self) -> list[str]:
         """The quote as the CLI prints it, one line per part."""
@@ -199,7 +189,6 @@ def build_quote(
     post_gas: int,
     upload: Mapping[str, int],
     profiles: Sequence[WorkerProfile],
-    challenge_window: int,
     max_fee: Callable[[int], int],
     frames: int = 1,
 ) -> Quote:
@@ -228,8 +217,6 @@ def build_quote(
         upload=dict(upload),
         nodes=sum(1 for ms, free in nodes if free > 0),
         render_seconds=expected_render_seconds(tile_count, replication, nodes),
-        # Replication 1 has no replica to compare: its leases are verified when they reveal.
-        settle_wait_seconds=challenge_window if replication > 1 else 0,
         frames=frames,
     )
 

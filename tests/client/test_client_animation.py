@@ -121,7 +121,6 @@ def test_a_turntables_tiles_escrow_and_quote_count_every_frame(tmp_path: Path) -
         post_gas=250_000,
         upload={"inputs": 100, "evaluationKeys": 0, "manifest": 10},
         profiles=[],
-        challenge_window=60,
         max_fee=lambda gas: gas,
         frames=prepared.frame_count,
     )

@@ -106,7 +106,6 @@ def test_quote_sums_escrow_gas_and_upload() -> None:
         post_gas=250_000,
         upload={"inputs": 100, "evaluationKeys": 1000, "manifest": 10},
         profiles=[_profile(2000, 8), _profile(2000, 8)],
-        challenge_window=60,
         max_fee=lambda gas: gas * 3,  # 3 wei per gas
     )
     assert quote.escrow_wei == 16 * 2 * 10**15
@@ -116,20 +115,18 @@ def test_quote_sums_escrow_gas_and_upload() -> None:
     assert quote.gas_fee_wei == 3 * (250_000 + settle)
     assert quote.total_wei == quote.escrow_wei + quote.gas_fee_wei
     assert quote.upload_bytes == 1110
-    # 32 tile-replicas at 0.5 tile/s on each of two nodes: 32 s, then the challenge window.
-    assert (quote.render_seconds, quote.expected_seconds) == (32, 92)
+    # 32 tile-replicas at 0.5 tile/s on each of two nodes: 32 s. Every replica verified, each
+    # lease is settled at once: no challenge window is quoted.
+    assert (quote.render_seconds, quote.expected_seconds) == (32, 32)
     document = quote.to_json()
     assert document["total"] == str(quote.total_wei)
-    assert document["expectedSeconds"] == 92
+    assert document["expectedSeconds"] == 32
     lines = quote.lines()
     assert [line.split()[0] for line in lines] == [
         "render", "escrow", "gas", "total", "upload", "time", "checks"
     ]  # fmt: skip
     assert lines[1] == "escrow    0.032 ETH (16 x 2 x 0.001 ETH)"
-    assert (
-        lines[5]
-        == "time      about 1m 32s (32s rendering on 2 node(s), then the 1m challenge window)"
-    )
+    assert lines[5] == "time      about 32s (32s rendering on 2 node(s))"
     # 12 canary tiles of 16 are the ring around a 16x16 frame: a faked tile is one with p 12/16,
     # two both miss them with p 4/16 x 3/15; a node faking only the 4 inner tiles meets none.
     assert lines[6] == (
@@ -155,13 +152,10 @@ def test_quote_without_advertisements_says_unknown() -> None:
         post_gas=1,
         upload={"inputs": 0, "evaluationKeys": 0, "manifest": 0},
         profiles=[_profile(0, 64)],
-        challenge_window=60,
         max_fee=lambda gas: gas,
     )
     assert quote.render_seconds is None
     assert quote.expected_seconds is None
     assert quote.to_json()["expectedSeconds"] is None
-    # Replication 1 has no replica to compare: no challenge window before settling.
-    assert quote.settle_wait_seconds == 0
     assert quote.time_text().startswith("unknown (0 node(s) advertise volume@1")
     assert "time unknown" in quote.summary()

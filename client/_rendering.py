@@ -52,6 +52,11 @@ __all__ = ["render", "step"]
 # Seconds past a lease's deadline before the client reclaims it (block-time skew).
 _GRACE = 2
 
+# While the chain mines no block nothing the client acts on changes but the clock, and what the
+# clock moves (deadlines, windows) waits this long at most: a full round (events, leases,
+# snapshot) costs a render's nodes a third of a core if run every second while they compute.
+_QUIET_ROUND = 10.0
+
 
 def step(
     artist: Artist, job: JobLike = None, *, dispute: bool = True, progress: Progress = _no_progress
@@ -165,9 +170,13 @@ def render(
     settling: list[JobRef] = []  # earlier attempts with verified leases still to pay
     outage = RpcOutage()  # the chain RPC away for a while: waited out, said, not fatal
     last: JobSnapshot | None = None
+    quiet = _QuietChain(artist)
     while True:
         retrying = len(follow_ups) < retries
         try:
+            if last is not None and quiet.unchanged():
+                time.sleep(interval)
+                continue
             _settle_earlier(artist, settling, dispute, progress)
             report = artist.step(ref, dispute=dispute, progress=progress)
             disputes += report.disputes
@@ -201,6 +210,25 @@ def render(
         tuple(challenges),
         tuple(f.to_json() for f in follow_ups),
     )
+
+
+class _QuietChain:
+    """Whether a full round of the client's duties can be skipped: no block mined since the
+    last one began, and less than ``_QUIET_ROUND`` seconds ago."""
+
+    def __init__(self, artist: Artist) -> None:
+        self._market = artist.market()
+        self._artist = artist
+        self._block = -1
+        self._at = 0.0
+
+    def unchanged(self) -> bool:
+        block = int(self._artist._rpc(self._market.block_number, "read the latest block"))
+        now = time.monotonic()
+        if block == self._block and now - self._at < _QUIET_ROUND:
+            return True
+        self._block, self._at = block, now
+        return False
 
 
 def _follow_up(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from blindframe.client.errors import JobNotFoundError
-from blindframe.client.jobdir import JobDir, VerdictStatus, list_jobs
+from blindframe.client.jobdir import JobDir
 from blindframe.coordinator.chain import connect
 from blindframe.coordinator.deployment import Deployment
 from blindframe.coordinator.manifest import Manifest
@@ -67,69 +65,19 @@ def finish_render(
     stderr: list[str] | None = None,
 ) -> dict[str, Any]:
     """The render's JSON result (it must succeed within ``timeout`` seconds); its standard
-    error is appended to ``stderr`` when given. Meanwhile the chain's clock skips the challenge
-    window of jobs the client found whole (:func:`skip_quiet_windows`)."""
-    stop = threading.Event()
-    skipper = threading.Thread(target=skip_quiet_windows, args=(stack, stop), daemon=True)
-    skipper.start()
+    error is appended to ``stderr`` when given. A job whose every replica verified is settled
+    at once (the contract's early acceptance): no challenge window is waited out."""
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         out, err = process.communicate()
         raise AssertionError(f"render timed out:\n{err[-3000:]}\n{stack.worker_logs()}") from None
-    finally:
-        stop.set()
-        skipper.join()
     if stderr is not None:
         stderr.append(err)
     assert process.returncode == 0, f"{err[-3000:]}\n{stack.worker_logs()}"
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
-
-
-def skip_quiet_windows(stack: RenderStack, stop: threading.Event) -> None:
-    """Until ``stop``: move the chain's clock past the challenge window of every job of the
-    stack's artist whose revealed leases the client has all verified, equal replicas of each
-    tile, with no lease in flight. The window is there for disputes and availability challenges,
-    and such a job has none to raise: the client would only wait it out before settling (30 s
-    on the shared stack, per job). A job with a wrong, tampered or unchecked result keeps its
-    window whole."""
-    w3, market = stack_market(stack)
-    window = int(market.params["challengeWindow"])
-    settled = set()
-    while not stop.wait(0.5):
-        for directory in list_jobs(stack.home):
-            if directory.pending:
-                continue
-            ref = directory.ref
-            if ref.job_id in settled or ref.market != market.address:
-                continue
-            try:
-                verdicts = directory.verdicts().leases
-            except JobNotFoundError:
-                continue  # being written
-            leases = job_leases(market, ref.job_id)
-            revealed = [(i, v) for i, v in leases if v.state is LeaseStatus.REVEALED]
-            if not revealed:
-                if leases and all(v.state is LeaseStatus.SETTLED for _, v in leases):
-                    settled.add(ref.job_id)
-                continue
-            in_flight = (LeaseStatus.CLAIMED, LeaseStatus.COMMITTED)
-            digests: dict[int, set[bytes]] = {}
-            for _, v in leases:
-                if v.state in (LeaseStatus.REVEALED, LeaseStatus.SETTLED):
-                    for tile in v.tiles:
-                        digests.setdefault(tile, set()).add(bytes(v.digest))
-            whole = (
-                not any(v.state in in_flight or v.openContests for _, v in leases)
-                and all(
-                    i in verdicts and verdicts[i].status is VerdictStatus.OK for i, _ in revealed
-                )
-                and all(len(d) == 1 for d in digests.values())
-            )
-            if whole:
-                warp_past(w3, max(v.revealedAt for _, v in revealed) + window)
 
 
 def job_leases(market: Market, job_id: int) -> list[tuple[int, LeaseView]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,7 +68,8 @@ def _say(text: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path(".blindframe/demo"),
     show_default=True,
-    help="Where the demo keeps the chain, IPFS nodes, keystores, jobs and logs (wiped first).",
+    help="Where the demo keeps the chain, IPFS nodes, keystores, jobs and logs; a previous "
+    "run's are removed first (a directory the demo did not make is refused).",
 )
 @click.option(
     "--size",
@@ -130,6 +132,7 @@ def demo(
     started = time.monotonic()
     clock = _Clock(time.time())
     home = home.resolve()
+    _empty_home(home)
     names = [f"node-{i + 1}" for i in range(nodes)]
     parameters = None if challenge_window is None else {"challengeWindow": challenge_window}
     info, env, password = _start_stack(home, names, parameters)
@@ -160,6 +163,30 @@ def demo(
             click.echo("\n".join(_summary_lines(summary)))
     finally:
         _tear_down(home, running, keep)
+
+
+# Written into the demo's home: the next run may empty a directory that holds it.
+_HOME_MARK = ".blindframe-demo"
+
+
+def _empty_home(home: Path) -> None:
+    """Start from an empty home: a previous run's chain, keystores, jobs and node state go (its
+    stack stopped first). A directory the demo did not make is refused, not emptied."""
+    from blindframe.deploy.stack import stack_down
+
+    if home.is_dir() and any(home.iterdir()):
+        # A run from before the mark existed is known by its stack's keystore password.
+        if not (home / _HOME_MARK).is_file() and not (home / "stack" / "password").is_file():
+            raise DemoError(
+                f"{home} holds files the demo did not write, and the demo empties its home",
+                hint="choose a new or empty directory with --home",
+            )
+        stack_down(home)
+        shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / _HOME_MARK).write_text(
+        "`blindframe demo` runs here; its next run empties this directory\n"
+    )
 
 
 @dataclass

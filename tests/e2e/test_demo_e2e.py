@@ -175,3 +175,37 @@ def test_the_demo_renders_and_its_summary_adds_up(tmp_path: Path) -> None:
         assert w3.eth.get_balance(market.address) == contract_books(market, accounts, [1])
     finally:
         anvil.stop()
+
+
+def test_the_demo_empties_its_own_home_and_refuses_another(tmp_path: Path) -> None:
+    from blindframe._demo import DemoError, _empty_home
+
+    # A previous run's home (marked, or from before the mark: its stack's password) is emptied.
+    for mark in (".blindframe-demo", "stack/password"):
+        home = tmp_path / mark.replace("/", "-")
+        for path in (mark, "keystores/artist.json", "jobs/0xabc-1/job.json", "frame.png"):
+            (home / path).parent.mkdir(parents=True, exist_ok=True)
+            (home / path).write_text("a previous run")
+        _empty_home(home)
+        assert [p.name for p in home.iterdir()] == [".blindframe-demo"]
+
+    # A directory the demo did not make is refused, in one line, and left as it was.
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "todo.txt").write_text("mine")
+    with pytest.raises(DemoError, match="holds files the demo did not write"):
+        _empty_home(foreign)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLINDFRAME_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "blindframe", "demo", "--home", str(foreign)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode != 0
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("Error:"), line
+    assert "choose a new or empty directory" in line, line
+    assert [p.name for p in foreign.iterdir()] == ["todo.txt"]

@@ -675,9 +675,9 @@ def quote_command(ctx: click.Context, /, **values: Any) -> None:
             lease at worst), at the chain's current fee with the sender's margin
     upload  the encrypted inputs, the evaluation keys (unless the IPFS node pins them) and
             the manifest
-    time    rendering at the pace the staked nodes advertise for the kernel, then (above
-            replication 1) the challenge window before the last settlement; "unknown" when
-            too few advertise
+    time    rendering at the pace the staked nodes advertise for the kernel (each lease is
+            settled once every replica of its tiles verified, so an honest render waits no
+            challenge window); "unknown" when too few advertise
 
     It makes the same checks as post (the account's balance included) and encrypts the scene
     to measure it, making the FHE keys when missing.
@@ -876,7 +876,10 @@ def verify_command(
 @_network
 @click.pass_context
 def settle_command(ctx: click.Context, /, job: str | None, **values: Any) -> None:
-    """Pay the render nodes for leases whose every tile verified (after verifying what is new)."""
+    """Pay the render nodes for leases whose every tile verified (after verifying what is new).
+
+    A lease is paid once the chain counts it verified (its challenge window over), or at once
+    when every replica of its tiles verified: the market allows that early accept."""
     artist = _artist(ctx, sign=True, **_overrides(values))
     with _Display(_show_bars(ctx)) as bars:
         report = artist.settle(job, progress=bars)

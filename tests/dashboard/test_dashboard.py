@@ -294,8 +294,14 @@ def test_a_live_render_in_the_browser(
                     if not seen or seen[-1] != state:
                         seen.append(state)
                     holders[tile] = holder
-                if page.inner_text("#phase") == "rendering":
-                    paces.add(page.inner_text("#eta"))
+                # Both read in one script: the page cannot redraw between them (two reads could
+                # see "rendering", then the empty pace of the job completed in between).
+                phase, pace = page.evaluate(
+                    "() => [document.querySelector('#phase').innerText,"
+                    " document.querySelector('#eta').innerText]"
+                )
+                if phase == "rendering":
+                    paces.add(pace)
                 shown = page.evaluate(
                     "(() => { const i = document.getElementById('frame-img');"
                     " return !i.hidden && i.complete && i.naturalWidth > 0; })()"

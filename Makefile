@@ -52,8 +52,11 @@ gas-snapshot: bootstrap ## rewrite the committed gas records (contracts/snapshot
 slither: bootstrap $(SLITHER) ## static analysis of the contracts; see contracts/slither.config.json
 	$(SLITHER) . --config-file contracts/slither.config.json
 
+# --max-worker-restart=0: a worker that dies (a crash, the kernel's OOM killer) ends the run at
+# once, failed. pytest-xdist 3.8 replaces a dead worker but, under loadgroup, then waits forever
+# for work it never hands out (pytest-xdist #1323/#1327): CI saw a 90-minute hang, not a failure.
 pytest: bootstrap ## the Python suites, against a real Anvil, IPFS and Concrete
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --max-worker-restart=0 $(PYTEST_ARGS)
 
 faults: bootstrap ## fault scenarios of minutes each (tests/faults): RPC outages, full disks, restarts
 	BLINDFRAME_FAULTS=1 $(PY) -m pytest tests/faults $(PYTEST_ARGS)

@@ -339,6 +339,18 @@ class Claimer(NodePart):
                 self.log.warning("claim_failed", f"claim not made: {exc}", job=claim.job_id)
             return None
         self.claimed_last_round = True
+        if self.state.own(lease_id) is not None:
+            # Lease ids never repeat on one chain: ours came back as a new claim, so the chain
+            # reorganised under this round (after it was polled). The old lease is gone; its
+            # result and salt must never serve the new one.
+            self.state.forget_leases([lease_id])
+            self.log.warning(
+                "lease_replaced",
+                f"the chain reorganised under this round: lease {lease_id} is now a new claim; "
+                "the dropped lease is forgotten (its result and salt are never used again)",
+                lease=lease_id,
+                job=claim.job_id,
+            )
         self.state.add_lease({**event, "worker": self.me})
         self.state.add_own(
             lease_id=lease_id,

@@ -5,7 +5,10 @@ Area-specific fixtures live in tests/<area>/conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,6 +62,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return  # an xdist worker: the controller writes the figures once every worker is done
     # tests/RELIABILITY.md from the figures the runs recorded (none recorded: left as it is).
     render_reliability()
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """A worker that died (``make test`` then stops: --max-worker-restart=0) took its own story
+    with it: a SIGKILL from the kernel's OOM killer prints nothing, and what a dying native
+    library wrote went to the test's captured output. Say what the kernel and the memory say."""
+    if error is None:
+        return
+    lines = [f"worker {node.gateway.id} died ({error}); the kernel's last ten minutes said:"]
+    try:
+        kernel = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
+        since = float(Path("/proc/uptime").read_text().split()[0]) - 600
+    except (OSError, subprocess.SubprocessError) as exc:
+        kernel, since = "", 0.0
+        lines.append(f"(dmesg unreadable: {exc})")
+    words = ("oom", "killed process", "segfault", "general protection", "trap")
+    for line in kernel.splitlines():
+        stamp = re.match(r"\[\s*(\d+\.\d+)\]", line)
+        if stamp and float(stamp[1]) >= since and any(w in line.lower() for w in words):
+            lines.append(line)
+    with contextlib.suppress(OSError):
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        lines += [line for line in meminfo if line.startswith(("MemTotal", "MemAvailable"))]
+    sys.stderr.write("\n".join(lines) + "\n")
 
 
 @pytest.hookimpl(trylast=True)

@@ -45,6 +45,7 @@ def _xdist_group(item: pytest.Item) -> str:
     return parts[0]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the marks into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs two workers, ``--dist loadgroup``) each area of the
     suite (a folder under tests/) runs on one worker: its session fixtures (key sets, IPFS
@@ -54,6 +55,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
     items.sort(key=lambda item: not _xdist_group(item).startswith("e2e"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Under ``--dist loadgroup`` an xdist worker sees each test's group in its id
+    (``path::test@group``): refuse a run where it does not, rather than let every area's session
+    fixtures be built on both workers (pytest 9.2 with xdist 3.8 did so, silently)."""
+    if not getattr(session.config.option, "loadgroup", False) or not session.items:
+        return
+    lost = [item.nodeid for item in session.items if "@" not in item.nodeid]
+    if lost:
+        message = (
+            f"pytest-xdist's loadgroup did not name the group of {len(lost)} tests "
+            f"(first: {lost[0]}): this pytest and pytest-xdist do not work together; "
+            "reinstall the versions pyproject.toml allows (make bootstrap)"
+        )
+        sys.stderr.write(message + "\n")  # the controller shows only an INTERNALERROR
+        raise pytest.UsageError(message)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -96,7 +96,7 @@ def _check_progress(
         # No way left to those tiles in this job: stop it (its live leases go on) and post
         # what is missing again once it ended.
         if not snap.cancelled:
-            artist.cancel(ref)
+            _stop(artist, ref)
     elif stuck:
         raise JobStateError(
             f"tiles {stuck} of job {ref.job_id} failed verification and have no way left "
@@ -358,8 +358,19 @@ def _end_early(artist: Artist, ref: JobRef, snap: JobSnapshot) -> bool:
             artist.refund(ref)
             return True
         return False
-    artist.cancel(ref)
+    _stop(artist, ref)
     return True
+
+
+def _stop(artist: Artist, ref: JobRef) -> None:
+    """Cancel a job whose missing tiles are to be posted again. If it passed its deadline
+    first (the cancel was mined after it, or the snapshot was a round old), it ended anyway:
+    its unfinished escrow is refunded instead."""
+    try:
+        artist.cancel(ref)
+    except JobExpiredError:
+        with contextlib.suppress(JobStateError):
+            artist.refund(ref)
 
 
 def _stuck_tiles(snap: JobSnapshot, now: int, acceptance_window: int) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from blindframe.client.errors import (
+    JobExpiredError,
     JobStateError,
 )
 from blindframe.client.jobdir import Verdicts, VerdictStatus
@@ -170,12 +171,14 @@ def cancel(artist: Artist, job: JobLike = None, *, withdraw: bool = True) -> Can
         )
     now = artist.chain_now()
     if now > view.deadline:
-        raise JobStateError(
-            f"job {ref.job_id} passed its deadline {format_duration(now - view.deadline)} ago: "
-            "there is nothing to cancel",
-            hint=f"`blindframe client refund {ref.job_id}` returns the unfinished escrow",
-        )
-    receipt = market.cancel(ref.job_id)
+        raise _ended(ref.job_id, now - view.deadline)
+    try:
+        receipt = market.cancel(ref.job_id)
+    except ContractRevertError as exc:
+        if exc.name != "MarketJobExpired":
+            raise
+        # Mined after the deadline: a cancel sent in its last seconds can land past it.
+        raise _ended(ref.job_id, None) from None
     refunded = sum(int(e["refunded"]) for e in market.events(receipt, "JobCancelled"))
     directory.log_action(
         "cancel", amount=str(refunded), tx="0x" + bytes(receipt["transactionHash"]).hex()
@@ -188,6 +191,14 @@ def cancel(artist: Artist, job: JobLike = None, *, withdraw: bool = True) -> Can
         withdrawn_wei=withdrawn,
         held_slots=after.reservedSlots,
         held_wei=after.escrow,
+    )
+
+
+def _ended(job_id: int, ago: int | None) -> JobExpiredError:
+    when = "" if ago is None else f" {format_duration(ago)} ago"
+    return JobExpiredError(
+        f"job {job_id} passed its deadline{when}: there is nothing to cancel",
+        hint=f"`blindframe client refund {job_id}` returns the unfinished escrow",
     )
 
 

@@ -254,11 +254,14 @@ class Artist:
         return with_retries(call, what=what, endpoint=self.settings.rpc_url)
 
     def chain_now(self) -> int:
-        """The time the next block will carry at the earliest: the later of the latest block's
-        timestamp and the wall clock (an idle local chain mines no blocks, so its latest
-        timestamp lags)."""
+        """The time the next block will carry at the earliest: the latest of the pending
+        block's timestamp (where the node keeps one), the latest block's and the wall clock (an
+        idle local chain mines no blocks, so its latest timestamp lags; after a clock warp the
+        wall clock lags too, and a job's deadline could pass unseen)."""
         market = self.market()
-        return max(int(self._rpc(market.now, "read the latest block")), int(time.time()))
+        latest = int(self._rpc(market.now, "read the latest block"))
+        pending = self._rpc(market.next_block_time, "read the pending block") or 0
+        return max(latest, pending, int(time.time()))
 
     def _indexer(self) -> EventIndexer:
         w3, deployment = self._chain()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from eth_utils.address import to_checksum_address
-from web3.exceptions import ContractLogicError
+from web3.exceptions import BlockNotFound, ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 
 from blindframe.coordinator.artifacts import Artifact, compile_contracts
@@ -553,6 +553,16 @@ class Market:
     def now(self) -> int:
         """The latest block's timestamp: the contract's clock."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def next_block_time(self) -> int | None:
+        """The timestamp the node gives its pending block: what the next transaction's block
+        will carry (an idle Anvil's latest block can be minutes old, and after a clock warp the
+        wall clock lags too); None where the node keeps no pending block."""
+        try:
+            timestamp = self.w3.eth.get_block("pending").get("timestamp")
+        except (BlockNotFound, Web3RPCError):
+            return None
+        return None if timestamp is None else int(timestamp)
 
     # -- actions ---------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from support.wei import gas_paid
 
+from blindframe.client._rendering import _stop
 from blindframe.client.artist import JobOptions
 from blindframe.client.jobdir import JobDir
 from blindframe.client.scene._images import srgb_encode
@@ -441,6 +442,47 @@ def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., 
     assert market.pending_balance(home.account.address) == 0
     code, _out, err = run_cli(["client", "refund", str(job_id)], home.env)
     assert "nothing left to refund" in one_line_error(code, err)
+
+
+def test_a_job_past_its_deadline_by_the_next_block_is_refunded_not_cancelled(
+    fresh_chain: Chain, make_home: Callable[..., Home]
+) -> None:
+    """The chain's latest block and the wall clock both say the job runs, but the next block
+    is past its deadline (an idle Anvil mines no block, and after a warp the wall clock lags):
+    `client cancel` says the job ended, in one line, and points to refund; `client render`'s
+    retry path, which stops a job to post its missing tiles again, refunds it instead (it
+    cancelled, to be refused by the contract, and failed the render: CI, 2026-12-07)."""
+    chain = fresh_chain
+    home = make_home(chain)
+    code, out, err = run_cli(
+        [
+            "--json",
+            *("client", "post", "--scene", "sample", "--size", "16x16", "--canaries", "0"),
+            *("--reward", "0.001", "--deadline", "20m", "--lease-length", "1m"),
+        ],
+        home.env,
+    )
+    assert code == 0, err
+    job_id = json.loads(out)["jobId"]
+    market = Market(chain.w3, chain.deployment)
+    deadline = market.job(job_id).deadline
+    assert chain.now() < deadline
+
+    def next_block_past_the_deadline() -> None:
+        chain.w3.provider.make_request("evm_setNextBlockTimestamp", [deadline + 1])  # type: ignore[arg-type]
+
+    next_block_past_the_deadline()
+    code, _out, err = run_cli(["client", "cancel", str(job_id)], home.env)
+    assert "passed its deadline 1s ago: there is nothing to cancel" in one_line_error(code, err)
+    assert "blindframe client refund" in err
+    assert market.job(job_id).escrow == 4 * REWARD  # nothing moved
+
+    # The same moment inside `client render`: the job ended, so its escrow comes back.
+    next_block_past_the_deadline()
+    artist = home.artist()
+    _stop(artist, artist.job_dir(job_id).ref)
+    assert market.job(job_id).escrow == 0
+    assert market.pending_balance(home.account.address) == 0  # refunded and withdrawn
 
 
 def test_cancel_closes_the_job_and_refunds_what_no_lease_holds(

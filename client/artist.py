@@ -254,14 +254,15 @@ class Artist:
         return with_retries(call, what=what, endpoint=self.settings.rpc_url)
 
     def chain_now(self) -> int:
-        """The time the next block will carry at the earliest: the latest of the pending
-        block's timestamp (where the node keeps one), the latest block's and the wall clock (an
-        idle local chain mines no blocks, so its latest timestamp lags; after a clock warp the
-        wall clock lags too, and a job's deadline could pass unseen)."""
+        """The time the next block will carry at the earliest: the later of the pending block's
+        timestamp (the latest block's where the node keeps no pending one) and the wall clock
+        (an idle local chain mines no blocks, so its latest timestamp lags; after a clock warp
+        the wall clock lags too, and a job's deadline could pass unseen)."""
         market = self.market()
-        latest = int(self._rpc(market.now, "read the latest block"))
-        pending = self._rpc(market.next_block_time, "read the pending block") or 0
-        return max(latest, pending, int(time.time()))
+        chain = self._rpc(market.next_block_time, "read the pending block")
+        if chain is None:  # never before the latest block's
+            chain = int(self._rpc(market.now, "read the latest block"))
+        return max(int(chain), int(time.time()))
 
     def _indexer(self) -> EventIndexer:
         w3, deployment = self._chain()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import OpenEXR  # type: ignore[import-not-found]
@@ -408,19 +408,25 @@ def test_wrong_results_are_disputed_and_undelivered_ones_challenged_for_availabi
     assert snap.payments["bondsReturned"] == str(3 * bond)
 
 
-def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., Home]) -> None:
-    chain = fresh_chain
-    home = make_home(chain)
+def _post_small_job(home: Home, deadline: str) -> dict[str, Any]:
+    """`client post --json` of a 16x16 frame, four tiles and no canaries, with 1-minute leases."""
     code, out, err = run_cli(
         [
             "--json",
             *("client", "post", "--scene", "sample", "--size", "16x16", "--canaries", "0"),
-            *("--reward", "0.001", "--deadline", "2m", "--lease-length", "1m"),
+            *("--reward", "0.001", "--deadline", deadline, "--lease-length", "1m"),
         ],
         home.env,
     )
     assert code == 0, err
-    posted = json.loads(out)
+    posted: dict[str, Any] = json.loads(out)
+    return posted
+
+
+def test_refund_after_the_deadline(fresh_chain: Chain, make_home: Callable[..., Home]) -> None:
+    chain = fresh_chain
+    home = make_home(chain)
+    posted = _post_small_job(home, "2m")
     job_id = posted["jobId"]
 
     code, _out, err = run_cli(["client", "refund", str(job_id)], home.env)
@@ -454,16 +460,7 @@ def test_a_job_past_its_deadline_by_the_next_block_is_refunded_not_cancelled(
     cancelled, to be refused by the contract, and failed the render: CI, 2026-12-07)."""
     chain = fresh_chain
     home = make_home(chain)
-    code, out, err = run_cli(
-        [
-            "--json",
-            *("client", "post", "--scene", "sample", "--size", "16x16", "--canaries", "0"),
-            *("--reward", "0.001", "--deadline", "20m", "--lease-length", "1m"),
-        ],
-        home.env,
-    )
-    assert code == 0, err
-    job_id = json.loads(out)["jobId"]
+    job_id = int(_post_small_job(home, "20m")["jobId"])
     market = Market(chain.w3, chain.deployment)
     deadline = market.job(job_id).deadline
     assert chain.now() < deadline
@@ -490,16 +487,7 @@ def test_cancel_closes_the_job_and_refunds_what_no_lease_holds(
 ) -> None:
     chain = fresh_chain
     home = make_home(chain)
-    code, out, err = run_cli(
-        [
-            "--json",
-            *("client", "post", "--scene", "sample", "--size", "16x16", "--canaries", "0"),
-            *("--reward", "0.001", "--deadline", "20m", "--lease-length", "1m"),
-        ],
-        home.env,
-    )
-    assert code == 0, err
-    job_id = json.loads(out)["jobId"]
+    job_id = int(_post_small_job(home, "20m")["jobId"])
     node = RenderNode(chain, worker_store)
     lease = node.claim(job_id, 0, 1)
 
